@@ -1,0 +1,82 @@
+# nodebook: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else here is a building block of those two.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SANDBOX := $(PYTHON) sandbox/cluster.py
+# Debian packages the sandbox cluster and the tests need (installed without starting services).
+APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-client lmod \
+	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver
+STAMP := $(VENV)/.installed
+
+.PHONY: help deps venv lint unit test sandbox-up sandbox-down sandbox-status sandbox-clean \
+	demo chaos bench clean
+
+help:
+	@echo "make demo            install what is needed, start the sandbox cluster, run setup and a session"
+	@echo "make test            install what is needed, then lint and every test"
+	@echo "make sandbox-up      start the sandbox cluster (idempotent)"
+	@echo "make sandbox-status  show what runs in the sandbox"
+	@echo "make sandbox-down    stop the sandbox and remove everything it made"
+	@echo "make lint            yamllint, ansible-lint (production profile, offline), ruff"
+	@echo "make bench | chaos   benchmarks and exit-path chaos loops (see bench/)"
+
+# Debian packages, installed once; policy-rc.d keeps the daemons from starting at install time.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get install)"; exit 1; fi; \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/ansible-galaxy collection install -r requirements.yml >/dev/null
+	touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: venv
+	$(VENV)/bin/pytest -m "not sandbox" tests
+
+test: deps venv lint
+	$(VENV)/bin/pytest tests
+
+sandbox-up: deps venv
+	$(SANDBOX) up
+
+sandbox-down:
+	$(SANDBOX) down
+
+sandbox-status:
+	$(SANDBOX) status
+
+sandbox-clean: sandbox-down
+	$(SANDBOX) clean-cache
+
+demo: deps venv
+	$(PY) -m sandbox.demo
+
+chaos: deps venv
+	$(PY) bench/chaos.py
+
+bench: deps venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

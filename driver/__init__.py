@@ -1,0 +1,3 @@
+"""nodebook driver: one command from a laptop to Jupyter on a Slurm compute node."""
+
+__version__ = "0.1.0"
