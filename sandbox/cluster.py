@@ -1,0 +1,781 @@
+#!/usr/bin/env python3
+"""The nodebook sandbox: a real, tiny Slurm cluster on one Linux machine.
+
+Four hosts, each a set of namespaces held open by an "anchor" process:
+
+    laptop (10.251.1.2) --- login (10.251.1.1 | 10.251.0.1) --- cn01 (10.251.0.11)
+                                                           \\-- cn02 (10.251.0.12)
+
+The laptop reaches only login's sshd; compute nodes are reachable only from login. Real munge,
+slurmctld, slurmd, sshd and Lmod run inside; users alice and bob have homes every host sees.
+
+    python3 sandbox/cluster.py up | down | status
+    python3 sandbox/cluster.py exec HOST [--user U [--login]] -- CMD...
+    python3 sandbox/cluster.py hide-python on|off
+    python3 sandbox/cluster.py clean-cache
+
+Run as root. `up` is idempotent; `down` stops only what `up` started and removes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+STATE = Path(os.environ.get("NODEBOOK_SANDBOX_STATE", "/var/lib/nodebook-sandbox"))
+CACHE = Path(os.environ.get("NODEBOOK_SANDBOX_CACHE", "/var/cache/nodebook-sandbox"))
+OPT = Path("/opt/nodebook-sandbox")
+USERS = ("alice", "bob")
+USER_MARK = "nodebook sandbox user"
+MODULE = "conda-python/3.11"
+PYPI_PORT = 3141
+OTP_PORT = 2222
+REQUIRED_TOOLS = (
+    "unshare", "nsenter", "ip", "nft", "sshd", "ssh-keygen", "munged", "slurmctld", "slurmd",
+    "sinfo", "useradd", "userdel", "runuser", "gcc",
+)  # fmt: skip
+
+
+class SandboxError(Exception):
+    """A failure with a message the user can act on."""
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    cluster: bool  # cluster hosts get their own mount namespace (private /tmp, /etc files)
+
+
+LAPTOP = Host("laptop", "10.251.1.2", cluster=False)
+LOGIN = Host("login", "10.251.0.1", cluster=True)
+COMPUTE = (Host("cn01", "10.251.0.11", cluster=True), Host("cn02", "10.251.0.12", cluster=True))
+HOSTS = (LAPTOP, LOGIN, *COMPUTE)
+LOGIN_PUBLIC = "10.251.1.1"
+
+
+def host_named(name: str) -> Host:
+    for host in HOSTS:
+        if host.name == name:
+            return host
+    raise SandboxError(f"unknown host {name!r}; choose one of {', '.join(h.name for h in HOSTS)}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def run(argv: list[str], *, input: str | None = None, check: bool = True) -> str:
+    """Run a command, return its stdout; raise SandboxError with its stderr on failure."""
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise SandboxError(f"{shlex.join(argv)} failed ({proc.returncode}): {' / '.join(detail)}")
+    return proc.stdout
+
+
+def alive(pid: int) -> bool:
+    """True when pid runs; a zombie counts as gone (PID 1 here reaps slowly)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while not check():
+        if time.monotonic() > deadline:
+            raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.3)
+
+
+def terminate(pids: Iterable[int], grace: float = 3.0) -> None:
+    pids = [p for p in pids if alive(p)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+class Layout:
+    """Where everything lives in the state directory."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.run = state / "run"
+        self.log = state / "log"
+        self.etc = state / "etc"
+        self.ssh = state / "ssh"
+        self.secrets = state / "secrets"
+        self.munge = state / "munge"
+        self.slurm = state / "slurm"
+        self.pypi = state / "pypi"
+        self.marker = state / "up.json"
+
+    def anchor_pid(self, host: Host) -> Path:
+        return self.run / f"anchor-{host.name}.pid"
+
+    def daemon_pids(self) -> dict[str, Path]:
+        pids = {"munged": self.run / "munged.pid", "slurmctld": self.run / "slurmctld.pid"}
+        pids["pypi"] = self.run / "pypi.pid"
+        pids["sshd-login-otp"] = self.run / "sshd-login-otp.pid"
+        for host in (LOGIN, *COMPUTE):
+            pids[f"sshd-{host.name}"] = self.run / f"sshd-{host.name}.pid"
+        for host in COMPUTE:
+            pids[f"slurmd-{host.name}"] = self.run / f"slurmd-{host.name}.pid"
+        return pids
+
+
+L = Layout(STATE)
+
+
+def ns_argv(host: Host, argv: list[str]) -> list[str]:
+    """argv that runs `argv` inside `host`'s namespaces."""
+    pid = read_pid(L.anchor_pid(host))
+    if pid is None or not alive(pid):
+        raise SandboxError("the sandbox is not up: run `make sandbox-up`")
+    flags = ["-n", "-u", "-m"] if host.cluster else ["-n", "-u"]
+    return ["nsenter", "-t", str(pid), *flags, "--", *argv]
+
+
+def in_host(host: Host, argv: list[str], *, input: str | None = None, check: bool = True) -> str:
+    return run(ns_argv(host, argv), input=input, check=check)
+
+
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def wheelhouse() -> Path:
+    """Download the pinned Jupyter wheels once; reuse them while the pins stay the same."""
+    reqs = HERE / "wheelhouse.txt"
+    digest = hashlib.sha256(reqs.read_bytes()).hexdigest()[:12]
+    dest = CACHE / f"wheels-{digest}"
+    if (dest / ".complete").exists():
+        return dest
+    python = REPO / ".venv" / "bin" / "python"
+    pip_python = str(python) if python.exists() else sys.executable
+    print(f"Downloading the cluster's wheelhouse once into {dest} ...", flush=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True, mode=0o755)
+    run([pip_python, "-m", "pip", "download", "-q", "--only-binary=:all:", "--dest", str(dest),
+         "-r", str(reqs)])  # fmt: skip
+    (dest / ".complete").write_text(digest + "\n")
+    return dest
+
+
+def build_index(wheels: Path) -> None:
+    """A static PEP 503 index over the wheelhouse, served inside the cluster."""
+    simple = L.pypi / "simple"
+    simple.mkdir(parents=True)
+    (L.pypi / "wheels").symlink_to(wheels)
+    projects: dict[str, list[str]] = {}
+    for wheel in sorted(wheels.glob("*.whl")):
+        name = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        projects.setdefault(name, []).append(
+            f'<a href="/wheels/{wheel.name}#sha256={sha}">{wheel.name}</a><br>'
+        )
+    for name, links in projects.items():
+        (simple / name).mkdir()
+        (simple / name / "index.html").write_text(
+            "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n"
+        )
+    rows = "\n".join(f'<a href="/simple/{n}/">{n}</a><br>' for n in sorted(projects))
+    (simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{rows}\n</body></html>\n")
+
+
+def check_tools() -> None:
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (namespaces, users, daemons): run it as root")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise SandboxError(f"missing tools: {', '.join(missing)}; run `make deps` first")
+
+
+def create_users() -> None:
+    created: list[str] = []
+    for user in USERS:
+        out = run(["getent", "passwd", user], check=False)
+        if out:
+            if USER_MARK not in out:
+                raise SandboxError(
+                    f"user {user} exists and was not made by the sandbox; remove it or use "
+                    "another machine"
+                )
+        else:
+            run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", USER_MARK, user])
+        created.append(user)
+        home = Path(f"/home/{user}")
+        home.chmod(0o700)
+    (L.state / "users").write_text("\n".join(created) + "\n")
+    # alice can also log in with a password and a verification code (port 2222); bob cannot.
+    password = secrets.token_urlsafe(12)
+    otp = f"{secrets.randbelow(10**6):06d}"
+    write_secret(L.secrets / "alice.password", password)
+    write_secret(L.secrets / "alice.otp", otp)
+    run(["chpasswd"], input=f"alice:{password}\n")
+    # With UsePAM no, a locked "!" password blocks key login: "*" means "no password, not locked".
+    run(["usermod", "-p", "*", "bob"])
+
+
+def write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+
+
+def keygen(path: Path, comment: str) -> str:
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def setup_ssh() -> None:
+    (L.ssh / "hostkeys").mkdir(parents=True)
+    host_keys = {}
+    for host in (LOGIN, *COMPUTE):
+        pub = keygen(L.ssh / "hostkeys" / host.name, f"{host.name}-hostkey")
+        host_keys[host.name] = " ".join(pub.split()[:2])
+    # Laptop side: the user's keys and the pinned host keys, as a real user would have them.
+    known = [
+        f"login,{LOGIN_PUBLIC} {host_keys['login']}",
+        f"[login]:{OTP_PORT},[{LOGIN_PUBLIC}]:{OTP_PORT} {host_keys['login']}",
+        *(f"{h.name},{h.address} {host_keys[h.name]}" for h in COMPUTE),
+    ]
+    (L.ssh / "known_hosts").write_text("\n".join(known) + "\n")
+    cluster_known = "\n".join(
+        f"{h.name},{h.address} {host_keys[h.name]}" for h in (LOGIN, *COMPUTE)
+    )
+    for user in USERS:
+        laptop_pub = keygen(L.ssh / f"id_{user}", f"{user}@laptop")
+        dot_ssh = Path(f"/home/{user}/.ssh")
+        dot_ssh.mkdir(mode=0o700, exist_ok=True)
+        # The cluster-internal key (shared home), as sites set it up for login -> node hops.
+        internal = dot_ssh / "id_ed25519"
+        internal.unlink(missing_ok=True)
+        internal.with_suffix(".pub").unlink(missing_ok=True)
+        internal_pub = keygen(internal, f"{user}@cluster")
+        (dot_ssh / "authorized_keys").write_text(f"{laptop_pub}\n{internal_pub}\n")
+        (dot_ssh / "known_hosts").write_text(cluster_known + "\n")
+        for path in dot_ssh.iterdir():
+            path.chmod(0o600 if path.suffix != ".pub" else 0o644)
+        run(["chown", "-R", f"{user}:{user}", str(dot_ssh)])
+    config = f"""# ssh config for the nodebook sandbox, as seen from the laptop.
+#   ssh -F {L.ssh}/config alice@login
+Host login
+  HostName {LOGIN_PUBLIC}
+Host login-otp
+  HostName {LOGIN_PUBLIC}
+  Port {OTP_PORT}
+  HostKeyAlias [login]:{OTP_PORT}
+  PubkeyAuthentication no
+  PreferredAuthentications keyboard-interactive
+Host cn01
+  HostName {COMPUTE[0].address}
+  ProxyJump login
+Host cn02
+  HostName {COMPUTE[1].address}
+  ProxyJump login
+Host *
+  User alice
+  IdentityFile {L.ssh}/id_%r
+  IdentitiesOnly yes
+  UserKnownHostsFile {L.ssh}/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  UpdateHostKeys no
+  ConnectTimeout 10
+"""
+    (L.ssh / "config").write_text(config)
+    common = f"""PidFile {{pid}}
+Port {{port}}
+HostKey {L.ssh}/hostkeys/{{host}}
+AllowUsers {{users}}
+PermitRootLogin no
+AuthorizedKeysFile .ssh/authorized_keys
+StrictModes yes
+AllowTcpForwarding yes
+AllowStreamLocalForwarding yes
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+MaxSessions 64
+MaxStartups 100:30:200
+ClientAliveInterval 15
+Subsystem sftp internal-sftp
+"""
+    keys_only = "PubkeyAuthentication yes\nPasswordAuthentication no\n"
+    keys_only += "KbdInteractiveAuthentication no\nUsePAM no\n"
+    prompting = (
+        "PubkeyAuthentication no\nPasswordAuthentication no\nKbdInteractiveAuthentication yes\n"
+    )
+    prompting += "UsePAM yes\nAuthenticationMethods keyboard-interactive\n"
+    for host in (LOGIN, *COMPUTE):
+        text = common.format(pid=L.run / f"sshd-{host.name}.pid", port=22, host=host.name,
+                             users=" ".join(USERS))  # fmt: skip
+        (L.etc / f"sshd-{host.name}.conf").write_text(text + keys_only)
+    text = common.format(
+        pid=L.run / "sshd-login-otp.pid", port=OTP_PORT, host="login", users="alice"
+    )
+    (L.etc / "sshd-login-otp.conf").write_text(text + prompting)
+
+
+def setup_pam() -> None:
+    module = L.etc / "pam_verification_code.so"
+    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(module),
+         str(HERE / "pam_verification_code.c"), "-lpam"])  # fmt: skip
+    (L.etc / "pam-sshd").write_text(
+        "# PAM for the sandbox's prompting sshd (login node only): password, then a code.\n"
+        "auth     required pam_unix.so\n"
+        f"auth     required {module} dir={L.secrets}\n"
+        "account  required pam_unix.so\n"
+        "session  required pam_unix.so\n"
+        "password required pam_deny.so\n"
+    )
+
+
+def setup_lmod() -> None:
+    prefix = OPT / "conda-python" / "3.11"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    # A relocated copy of the system interpreter: it finds its stdlib through lib/python3.11,
+    # has no site packages (so no Jupyter), and keeps working when /usr/bin/python3* is hidden.
+    shutil.copy2("/usr/bin/python3.11", prefix / "bin" / "python3.11")
+    (prefix / "bin" / "python3").symlink_to("python3.11")
+    (prefix / "bin" / "python").symlink_to("python3.11")
+    (prefix / "lib" / "python3.11").symlink_to("/usr/lib/python3.11")
+    modulefile = OPT / "modulefiles" / "conda-python" / "3.11.lua"
+    modulefile.parent.mkdir(parents=True)
+    modulefile.write_text(
+        f'help([[Python 3.11 for the sandbox cluster (no Jupyter: "setup" installs it).]])\n'
+        f'whatis("Name: conda-python")\nwhatis("Version: 3.11")\n'
+        f'prepend_path("PATH", "{prefix}/bin")\n'
+    )
+    (L.etc / "modulespath").write_text(f"{OPT}/modulefiles\n")
+    run(["chmod", "-R", "a+rX", str(OPT)])
+
+
+def write_hosts_and_slurm() -> None:
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    lines += [f"{h.address} {h.name}" for h in (LOGIN, *COMPUTE)]
+    lines.append(f"{LAPTOP.address} laptop")
+    (L.etc / "hosts").write_text("\n".join(lines) + "\n")
+    slurm_etc = L.etc / "slurm"
+    slurm_etc.mkdir()
+    (L.slurm / "ctld").mkdir(parents=True)
+    for host in COMPUTE:
+        (L.slurm / host.name).mkdir()
+    nodes = "\n".join(
+        f"NodeName={h.name} NodeAddr={h.address} CPUs=16 RealMemory=16000 State=UNKNOWN"
+        for h in COMPUTE
+    )
+    names = ",".join(h.name for h in COMPUTE)
+    (
+        slurm_etc / "slurm.conf"
+    ).write_text(f"""# The nodebook sandbox cluster (written by sandbox/cluster.py).
+ClusterName=sandbox
+SlurmctldHost=login({LOGIN.address})
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={L.munge}/munge.socket.2
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=6817
+SlurmdPort=6818
+StateSaveLocation={L.slurm}/ctld
+SlurmdSpoolDir={L.slurm}/%n
+SlurmctldPidFile={L.run}/slurmctld.pid
+SlurmdPidFile={L.run}/slurmd-%n.pid
+SlurmctldLogFile={L.log}/slurmctld.log
+SlurmdLogFile={L.log}/slurmd-%n.log
+# No systemd and no cgroups here.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SwitchType=switch/none
+PropagateResourceLimits=NONE
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SlurmdParameters=config_overrides
+DefMemPerCPU=256
+ReturnToService=2
+EnforcePartLimits=ALL
+KillWait=5
+MinJobAge=30
+MessageTimeout=10
+SlurmctldTimeout=30
+SlurmdTimeout=60
+InactiveLimit=0
+MailProg=/bin/true
+{nodes}
+PartitionName=debug Nodes={names} Default=YES MaxTime=00:30:00 DefaultTime=00:10:00 State=UP
+PartitionName=long Nodes={names} MaxTime=1-00:00:00 DefaultTime=01:00:00 State=UP
+""")
+
+
+def start_munge() -> None:
+    L.munge.mkdir(mode=0o755)
+    key = L.munge / "munge.key"
+    write_secret(key, secrets.token_hex(512))
+    key.chmod(0o400)
+    run(["chown", "-R", "munge:munge", str(L.munge)])
+    log = L.log / "munged.log"
+    log.touch(mode=0o640)
+    run(["chown", "munge:munge", str(log)])
+    # munged writes its pid file itself; its run dir must belong to it.
+    pid_dir = L.run / "munge"
+    pid_dir.mkdir(mode=0o755)
+    run(["chown", "munge:munge", str(pid_dir)])
+    run(["runuser", "-u", "munge", "--", "munged", f"--socket={L.munge}/munge.socket.2",
+         f"--key-file={key}", f"--pid-file={pid_dir}/munged.pid", f"--log-file={log}",
+         f"--seed-file={L.munge}/munged.seed"])  # fmt: skip
+    wait_until(lambda: (pid_dir / "munged.pid").exists(), 10, "munged")
+    (L.run / "munged.pid").symlink_to(pid_dir / "munged.pid")
+
+
+def start_anchor(host: Host) -> None:
+    if host.cluster:
+        script = (
+            'set -e; hostname "$0"; '
+            'mount --bind "$1/etc/hosts" /etc/hosts; '
+            'mount -t tmpfs -o mode=1777,size=1g "tmp-$0" /tmp; '
+            'mount --bind "$1/etc/slurm" /etc/slurm; '
+            'mount --bind "$1/etc/modulespath" /etc/lmod/modulespath; '
+            '[ "$0" != login ] || mount --bind "$1/etc/pam-sshd" /etc/pam.d/sshd; '
+            "exec sleep infinity"
+        )
+        argv = ["unshare", "--net", "--uts", "--mount", "--propagation", "private", "--",
+                "/bin/sh", "-c", script, host.name, str(L.state)]  # fmt: skip
+    else:
+        argv = ["unshare", "--net", "--uts", "--", "/bin/sh", "-c",
+                'hostname "$0"; exec sleep infinity', host.name]  # fmt: skip
+    proc = spawn(argv, L.log / f"anchor-{host.name}.log")
+    L.anchor_pid(host).write_text(f"{proc.pid}\n")
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise SandboxError(
+                f"host {host.name} failed to start: see {L.log}/anchor-{host.name}.log"
+            )
+        return Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep"
+
+    wait_until(ready, 10, f"host {host.name}")
+
+
+def setup_network() -> None:
+    pid = {h.name: str(read_pid(L.anchor_pid(h))) for h in HOSTS}
+    run(["ip", "link", "add", "name", "eth0", "netns", pid["laptop"], "type", "veth",
+         "peer", "name", "pub0", "netns", pid["login"]])  # fmt: skip
+    for host in COMPUTE:
+        run(["ip", "link", "add", "name", "eth0", "netns", pid[host.name], "type", "veth",
+             "peer", "name", f"v-{host.name}", "netns", pid["login"]])  # fmt: skip
+    login = [
+        "link set lo up",
+        "link add br0 type bridge",
+        f"addr add {LOGIN.address}/24 dev br0",
+        "link set br0 up",
+        f"addr add {LOGIN_PUBLIC}/24 dev pub0",
+        "link set pub0 up",
+    ]
+    for host in COMPUTE:
+        login += [f"link set v-{host.name} master br0", f"link set v-{host.name} up"]
+    in_host(LOGIN, ["ip", "-batch", "-"], input="\n".join(login) + "\n")
+    for host in COMPUTE:
+        cmds = f"link set lo up\naddr add {host.address}/24 dev eth0\nlink set eth0 up\n"
+        in_host(host, ["ip", "-batch", "-"], input=cmds)
+    cmds = f"link set lo up\naddr add {LAPTOP.address}/24 dev eth0\nlink set eth0 up\n"
+    in_host(LAPTOP, ["ip", "-batch", "-"], input=cmds)
+    # The laptop side of login admits ssh only, as a site firewall would.
+    in_host(
+        LOGIN,
+        ["nft", "-f", "-"],
+        input=f"""
+table inet sandbox {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iifname "pub0" ct state established,related accept
+    iifname "pub0" tcp dport {{ 22, {OTP_PORT} }} accept
+    iifname "pub0" meta l4proto tcp reject with tcp reset
+    iifname "pub0" drop
+  }}
+}}
+""",
+    )
+
+
+def start_daemons() -> None:
+    pypi_argv = ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-m", "http.server",
+                 str(PYPI_PORT), "--bind", LOGIN.address, "--directory", str(L.pypi)]  # fmt: skip
+    proc = spawn(ns_argv(LOGIN, pypi_argv), L.log / "pypi.log")
+    (L.run / "pypi.pid").write_text(f"{proc.pid}\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    for name, host in [("login", LOGIN), ("login-otp", LOGIN)] + [(h.name, h) for h in COMPUTE]:
+        conf = L.etc / f"sshd-{name}.conf"
+        in_host(host, ["/usr/sbin/sshd", "-f", str(conf), "-E", str(L.log / f"sshd-{name}.log")])
+    in_host(LOGIN, ["slurmctld", "-c"])
+    for host in COMPUTE:
+        in_host(host, ["slurmd", "-N", host.name])
+
+    def pids_written() -> bool:
+        return all(read_pid(p) is not None for p in L.daemon_pids().values())
+
+    wait_until(pids_written, 20, "the daemons' pid files")
+
+    def nodes_idle() -> bool:
+        out = in_host(LOGIN, ["sinfo", "-h", "-N", "-o", "%N %t"], check=False)
+        states = dict(line.split() for line in out.splitlines() if line.strip())
+        return all(states.get(h.name) == "idle" for h in COMPUTE)
+
+    wait_until(nodes_idle, 30, "the compute nodes to register with slurmctld")
+    wait_until(lambda: port_open(LOGIN, LOGIN.address, PYPI_PORT), 10, "the package index")
+
+
+def port_open(host: Host, address: str, port: int) -> bool:
+    probe = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)"
+    argv = [sys.executable, "-c", probe, address, str(port)]
+    return subprocess.run(ns_argv(host, argv), capture_output=True, check=False).returncode == 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def is_up() -> bool:
+    if not L.marker.exists():
+        return False
+    pids = [read_pid(L.anchor_pid(h)) for h in HOSTS]
+    pids += [read_pid(p) for p in L.daemon_pids().values()]
+    return all(p is not None and alive(p) for p in pids)
+
+
+def fail_point(step: str) -> None:
+    """Test hook: NODEBOOK_SANDBOX_FAIL_AFTER=<step> makes `up` fail there (tests clean-up)."""
+    if os.environ.get("NODEBOOK_SANDBOX_FAIL_AFTER") == step:
+        raise SandboxError(f"failing after {step!r} as NODEBOOK_SANDBOX_FAIL_AFTER asks")
+
+
+def up() -> None:
+    check_tools()
+    if is_up():
+        print("sandbox: already up")
+        return
+    if L.state.exists() or OPT.exists():
+        print("sandbox: found a partial sandbox; removing it first", flush=True)
+        down(quiet=True)
+    started = time.monotonic()
+    try:
+        wheels = wheelhouse()
+        for path in (L.state, L.run, L.log, L.etc, L.ssh):
+            path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        L.secrets.mkdir(mode=0o700)
+        create_users()
+        setup_ssh()
+        setup_pam()
+        setup_lmod()
+        write_hosts_and_slurm()
+        build_index(wheels)
+        start_munge()
+        for host in HOSTS:
+            start_anchor(host)
+        setup_network()
+        fail_point("network")
+        start_daemons()
+        L.marker.write_text(json.dumps({"started": time.time()}) + "\n")
+    except BaseException:
+        print("sandbox: bring-up failed; cleaning up", file=sys.stderr, flush=True)
+        down(quiet=True)
+        raise
+    print(f"sandbox: up in {time.monotonic() - started:.1f}s")
+    print(f"  ssh -F {L.ssh}/config alice@login   (from the laptop: make sandbox-shell)")
+
+
+def namespace_pids(anchor: int) -> list[int]:
+    """Every process that lives in the anchor's network namespace (the anchor included)."""
+    try:
+        target = os.readlink(f"/proc/{anchor}/ns/net")
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/net") == target:
+                    found.append(int(entry))
+            except (FileNotFoundError, PermissionError):
+                continue
+    return found
+
+
+def down(quiet: bool = False) -> None:
+    started = time.monotonic()
+    pids: list[int] = []
+    for host in HOSTS:
+        anchor = read_pid(L.anchor_pid(host))
+        if anchor is not None and alive(anchor):
+            pids += namespace_pids(anchor)
+    munged = read_pid(L.run / "munged.pid")
+    if munged is not None:
+        pids.append(munged)
+    terminate(set(pids))
+    users_file = L.state / "users"
+    for user in users_file.read_text().split() if users_file.exists() else []:
+        if USER_MARK in run(["getent", "passwd", user], check=False):
+            run(["userdel", "--force", "--remove", user], check=False)
+    shutil.rmtree(L.state, ignore_errors=True)
+    shutil.rmtree(OPT, ignore_errors=True)
+    if not quiet:
+        print(f"sandbox: down in {time.monotonic() - started:.1f}s")
+
+
+def status() -> int:
+    if not L.state.exists():
+        print("sandbox: down")
+        return 3
+    rows = []
+    for host in HOSTS:
+        pid = read_pid(L.anchor_pid(host))
+        rows.append((f"host {host.name}", pid, pid is not None and alive(pid)))
+    for name, path in L.daemon_pids().items():
+        pid = read_pid(path)
+        rows.append((name, pid, pid is not None and alive(pid)))
+    for name, pid, ok in rows:
+        print(f"  {name:16} {'running' if ok else 'DOWN':8} pid {pid}")
+    healthy = all(ok for _, _, ok in rows)
+    if healthy:
+        print(in_host(LOGIN, ["sinfo"], check=False).rstrip())
+        print(in_host(LOGIN, ["squeue"], check=False).rstrip())
+    print(f"sandbox: {'up' if healthy else 'DEGRADED (make sandbox-down && make sandbox-up)'}")
+    return 0 if healthy else 1
+
+
+def hide_python(on: bool) -> None:
+    """Hide /usr/bin/python3* on login, as on a login node whose system Python is too old.
+
+    Login's /usr/bin is overmounted with a copy made of hard links that leaves python3* out,
+    so no shell, `command -v` or Ansible interpreter discovery can find them there.
+    """
+    shadow = L.etc / "usr-bin-without-python"
+    mounted = in_host(LOGIN, ["findmnt", "-n", "/usr/bin"], check=False).strip() != ""
+    if on and not mounted:
+        shutil.rmtree(shadow, ignore_errors=True)
+        shadow.mkdir()
+        for entry in os.scandir("/usr/bin"):
+            if entry.name.startswith("python3"):
+                continue
+            if entry.is_symlink():
+                (shadow / entry.name).symlink_to(os.readlink(entry.path))
+            elif entry.is_file():
+                os.link(entry.path, shadow / entry.name)
+        in_host(LOGIN, ["mount", "--bind", str(shadow), "/usr/bin"])
+    elif not on and mounted:
+        in_host(LOGIN, ["umount", "--lazy", "/usr/bin"])
+        shutil.rmtree(shadow, ignore_errors=True)
+    print(f"sandbox: system python3 on login {'hidden' if on else 'visible'}")
+
+
+def exec_in(host_name: str, user: str | None, login: bool, command: list[str]) -> int:
+    host = host_named(host_name)
+    if not command:
+        command = ["bash", "-l"] if user else ["bash"]
+    if user and login:
+        command = ["runuser", "-l", user, "-c", shlex.join(command)]
+    elif user:
+        command = ["runuser", "-u", user, "--", *command]
+    argv = ns_argv(host, command)
+    os.execvp(argv[0], argv)
+    return 127  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sandbox/cluster.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the sandbox cluster (idempotent)")
+    sub.add_parser("down", help="stop it and remove everything it made")
+    sub.add_parser("status", help="show hosts, daemons, sinfo and squeue")
+    sub.add_parser("clean-cache", help="remove the downloaded wheelhouse")
+    hide = sub.add_parser("hide-python", help="hide /usr/bin/python3* on the login node")
+    hide.add_argument("state", choices=["on", "off"])
+    ex = sub.add_parser("exec", help="run a command inside a host")
+    ex.add_argument("host", choices=[h.name for h in HOSTS])
+    ex.add_argument("--user", help="run as this user (default root)")
+    ex.add_argument("--login", action="store_true", help="with --user: in a login shell")
+    argv = sys.argv[1:] if argv is None else argv
+    command: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, command = argv[:at], argv[at + 1 :]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up()
+        elif args.command == "down":
+            down()
+        elif args.command == "status":
+            return status()
+        elif args.command == "clean-cache":
+            shutil.rmtree(CACHE, ignore_errors=True)
+        elif args.command == "hide-python":
+            hide_python(args.state == "on")
+        elif args.command == "exec":
+            return exec_in(args.host, args.user, args.login, command)
+    except SandboxError as err:
+        print(f"sandbox: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

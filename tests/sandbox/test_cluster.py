@@ -1,0 +1,209 @@
+"""The sandbox cluster itself: topology, Slurm, Lmod, ssh and the package index are real."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.sandbox
+
+
+def tcp(sandbox, address: str, port: int) -> bool:
+    """True when a TCP connection from the laptop to address:port succeeds."""
+    probe = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)"
+    res = sandbox.laptop(["python3", "-c", probe, address, str(port)], check=False, timeout=20)
+    return res.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "reachable"),
+    [
+        ("10.251.1.1", 22, True),  # login's sshd
+        ("10.251.1.1", 2222, True),  # login's prompting sshd
+        ("10.251.1.1", 6817, False),  # slurmctld: firewalled from the laptop
+        ("10.251.0.1", 6817, False),  # login's cluster address: no route
+        ("10.251.0.11", 22, False),  # a compute node: no route from the laptop
+        ("10.251.0.12", 6818, False),  # a slurmd: no route
+    ],
+)
+def test_laptop_reachability(sandbox, address, port, reachable):
+    assert tcp(sandbox, address, port) is reachable
+
+
+def test_login_reaches_compute_nodes_over_ssh(sandbox):
+    out = sandbox.ssh(
+        "alice", "ssh -o BatchMode=yes cn01 hostname; ssh -o BatchMode=yes cn02 hostname"
+    )
+    assert out.stdout.split() == ["cn01", "cn02"]
+
+
+def test_compute_node_via_proxyjump_from_laptop(sandbox):
+    assert sandbox.ssh("alice", "hostname", host="cn02").stdout.strip() == "cn02"
+
+
+def test_hosts_have_own_hostname_and_private_tmp(sandbox):
+    marker = f"/tmp/sandbox-private-{time.monotonic_ns()}"
+    sandbox.host("cn01", ["touch", marker])
+    try:
+        assert sandbox.host("cn01", ["hostname"]).stdout.strip() == "cn01"
+        assert sandbox.host("cn01", ["test", "-e", marker], check=False).returncode == 0
+        assert sandbox.host("cn02", ["test", "-e", marker], check=False).returncode != 0
+        assert sandbox.host("login", ["test", "-e", marker], check=False).returncode != 0
+    finally:
+        sandbox.host("cn01", ["rm", "-f", marker])
+
+
+def test_homes_are_shared_and_private(sandbox):
+    name = f"shared-{time.monotonic_ns()}"
+    sandbox.ssh("alice", f"echo hello > ~/{name}")
+    try:
+        assert sandbox.ssh("alice", f"cat ~/{name}", host="cn01").stdout.strip() == "hello"
+        denied = sandbox.ssh("bob", f"cat /home/alice/{name}", check=False)
+        assert denied.returncode != 0
+        assert "Permission denied" in denied.stderr
+    finally:
+        sandbox.ssh("alice", f"rm -f ~/{name}")
+
+
+def test_unknown_host_key_is_rejected(sandbox, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    res = sandbox.laptop(
+        ["ssh", "-F", str(sandbox.ssh_config), "-o", f"UserKnownHostsFile={known}",
+         "-o", "BatchMode=yes", "alice@login", "true"],
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 255
+    assert "Host key verification failed" in res.stderr
+
+
+def test_ssh_config_never_disables_host_key_checking(sandbox):
+    text = sandbox.ssh_config.read_text()
+    assert "StrictHostKeyChecking yes" in text
+    assert not re.search(r"StrictHostKeyChecking\s+(no|accept-new|off)", text)
+
+
+def test_key_login_only_on_port_22(sandbox):
+    res = sandbox.laptop(
+        ["ssh", "-F", str(sandbox.ssh_config), "-o", "BatchMode=yes",
+         "-o", "PubkeyAuthentication=no", "alice@login", "true"],
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 255
+    assert "Permission denied (publickey)" in res.stderr
+
+
+def test_module_only_in_login_shells(sandbox):
+    plain = sandbox.ssh("alice", "type module", check=False)
+    assert plain.returncode != 0
+    login = sandbox.ssh("alice", "bash -lc 'module -t avail 2>&1'")
+    assert "conda-python/3.11" in login.stdout
+
+
+def test_module_python_has_no_jupyter(sandbox):
+    cmd = (
+        "bash -lc 'module load conda-python/3.11 && command -v python3 && "
+        'python3 -c "import jupyter_server"\''
+    )
+    res = sandbox.ssh("alice", cmd, check=False)
+    assert "/opt/nodebook-sandbox/conda-python/3.11/bin/python3" in res.stdout
+    assert res.returncode != 0
+    assert "No module named 'jupyter_server'" in res.stderr
+
+
+def test_sbatch_runs_on_a_compute_node_and_scancel_ends_it(sandbox):
+    out = sandbox.ssh(
+        "alice", "sbatch --parsable -o /dev/null --wrap 'hostname > ~/.sandbox-job-host; sleep 120'"
+    ).stdout.strip()
+    job_id = out.split(";")[0]
+    assert job_id.isdigit()
+    deadline = time.monotonic() + 30
+    while sandbox.scontrol_job(job_id).get("JobState") != "RUNNING":
+        assert time.monotonic() < deadline, f"job {job_id} never started"
+        time.sleep(0.2)
+    node = sandbox.scontrol_job(job_id)["NodeList"]
+    assert node in {"cn01", "cn02"}
+    while sandbox.ssh("alice", "cat ~/.sandbox-job-host", check=False).stdout.strip() != node:
+        assert time.monotonic() < deadline, "the job script did not run on its node"
+        time.sleep(0.2)
+    assert any("sleep 120" in p for p in sandbox.user_processes(node, "alice"))
+    sandbox.ssh("alice", f"scancel {job_id}; rm -f ~/.sandbox-job-host")
+    while job_id in sandbox.squeue():
+        assert time.monotonic() < deadline + 30, f"job {job_id} still queued after scancel"
+        time.sleep(0.2)
+    assert not any("sleep 120" in p for p in sandbox.user_processes(node, "alice"))
+
+
+def test_partitions_and_time_limits(sandbox):
+    out = sandbox.ssh("alice", "sinfo -h -o '%P %l'").stdout.split("\n")
+    assert "debug* 30:00" in out
+    assert "long 1-00:00:00" in out
+    over = sandbox.ssh("alice", "sbatch -p debug -t 01:00:00 --wrap true", check=False)
+    assert over.returncode != 0
+    assert "time limit" in over.stderr.lower()
+
+
+def test_wheelhouse_serves_pip_inside_the_cluster(sandbox):
+    venv = f"/tmp/wheelhouse-check-{time.monotonic_ns()}"
+    cmd = (
+        f"bash -lc 'module load conda-python/3.11 && python3 -m venv {venv} && "
+        f"{venv}/bin/pip install -q --index-url http://login:3141/simple/ --trusted-host login "
+        "six jinja2 && "
+        f'{venv}/bin/python -c "import jinja2, six; print(jinja2.__version__)"\''
+    )
+    try:
+        res = sandbox.ssh("alice", cmd, host="cn01", timeout=300)
+        assert re.fullmatch(r"\d+\.\d+\.\d+", res.stdout.strip())
+    finally:
+        sandbox.ssh("alice", f"rm -rf {venv}", host="cn01", check=False)
+
+
+def test_cluster_has_no_route_outside(sandbox):
+    res = sandbox.host(
+        "cn01", ["python3", "-c", "import socket; socket.create_connection(('1.1.1.1', 443), 2)"],
+        check=False,
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert "Network is unreachable" in res.stderr
+
+
+def test_prompting_login_asks_password_then_code(sandbox):
+    from tests.fixtures.pty import run_with_prompts
+
+    argv = sandbox.laptop_argv(
+        ["ssh", "-F", str(sandbox.ssh_config), "alice@login-otp", "echo logged-in-$(hostname)"]
+    )
+    answers = {"Password: ": sandbox.secret("alice.password"),
+               "Verification code: ": sandbox.secret("alice.otp")}  # fmt: skip
+    out, prompts, code = run_with_prompts(argv, answers, timeout=30)
+    assert code == 0, out
+    assert "logged-in-login" in out
+    assert prompts == ["Password: ", "Verification code: "]
+
+
+def test_prompting_login_rejects_a_wrong_code(sandbox):
+    from tests.fixtures.pty import run_with_prompts
+
+    argv = sandbox.laptop_argv(
+        ["ssh", "-F", str(sandbox.ssh_config), "-o", "NumberOfPasswordPrompts=1",
+         "alice@login-otp", "true"]
+    )  # fmt: skip
+    answers = {"Password: ": sandbox.secret("alice.password"), "Verification code: ": "000000x"}
+    out, _, code = run_with_prompts(argv, answers, timeout=30)
+    assert code == 255
+    assert "Permission denied" in out
+
+
+def test_hidden_system_python_on_login(sandbox):
+    assert "python3" in sandbox.ssh("alice", "command -v python3").stdout  # visible before
+    try:
+        sandbox.cluster("hide-python", "on")
+        res = sandbox.ssh("alice", "command -v python3 python3.11; echo rc=$?")
+        assert res.stdout.strip() == "rc=1"
+        ok = sandbox.ssh("alice", "bash -lc 'module load conda-python/3.11 && python3 -V'")
+        assert ok.stdout.startswith("Python 3.11")
+    finally:
+        sandbox.cluster("hide-python", "off")
+    assert "python3" in sandbox.ssh("alice", "command -v python3").stdout
