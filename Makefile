@@ -12,7 +12,7 @@ APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-clien
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps venv lint unit test sandbox-up sandbox-down sandbox-status sandbox-clean \
-	demo chaos bench clean
+	sandbox-shell demo chaos bench clean
 
 help:
 	@echo "make demo            install what is needed, start the sandbox cluster, run setup and a session"
@@ -54,8 +54,10 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -m "not sandbox" tests
 
+# pytest's exit code 5 means "no tests ran": a test run that tests nothing is a failure here.
 test: deps venv lint
-	$(VENV)/bin/pytest tests
+	@$(VENV)/bin/pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 sandbox-up: deps venv
 	$(SANDBOX) up
@@ -66,11 +68,15 @@ sandbox-down:
 sandbox-status:
 	$(SANDBOX) status
 
+# A root shell on the sandbox's laptop (its network namespace): try `ssh -F $$SSH_CONFIG login`.
+sandbox-shell:
+	SSH_CONFIG=/var/lib/nodebook-sandbox/ssh/config $(SANDBOX) exec laptop -- bash
+
 sandbox-clean: sandbox-down
 	$(SANDBOX) clean-cache
 
 demo: deps venv
-	$(PY) -m sandbox.demo
+	$(PY) sandbox/demo.py
 
 chaos: deps venv
 	$(PY) bench/chaos.py
