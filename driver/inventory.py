@@ -1,0 +1,131 @@
+"""The cluster's connection settings, read from the Ansible inventory (never guessed)."""
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driver.errors import ExitCode, NodebookError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_INVENTORY = REPO / "inventory" / "sandbox" / "hosts.yml"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One inventory host: where ssh goes and how the session runs there."""
+
+    name: str
+    inventory: Path
+    host: str
+    user: str | None = None
+    port: int | None = None
+    ssh_args: tuple[str, ...] = ()
+    identity: str | None = None
+    scheduler: str = "slurm"
+    tunnel: str = "jump"
+    endpoint: str = "socket"
+    hostvars: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def standalone(self) -> bool:
+        """True for a host without a scheduler (a workstation or VM running Jupyter directly)."""
+        return self.scheduler == "none"
+
+
+def _ansible_bin(name: str) -> str:
+    """Path of an Ansible command next to this Python (the project venv), else from PATH."""
+    import sys
+
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _run_inventory(inventory: Path, args: list[str]) -> object:
+    argv = [_ansible_bin("ansible-inventory"), "-i", str(inventory), *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except FileNotFoundError as exc:
+        raise NodebookError("ansible-inventory not found: run `make venv` first") from exc
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise NodebookError(f"cannot read inventory {inventory}: {last}", ExitCode.USAGE)
+    return json.loads(proc.stdout)
+
+
+def cluster_from_hostvars(
+    name: str, inventory: Path, hv: dict[str, object], user: str | None = None
+) -> Cluster:
+    """Build a Cluster from one host's inventory variables (pure; unit-tested)."""
+    for key in ("ansible_host", "ansible_user", "ansible_ssh_common_args"):
+        value = hv.get(key)
+        if isinstance(value, str) and "{{" in value:
+            raise NodebookError(
+                f"inventory host {name}: {key} is a template; give a literal value", ExitCode.USAGE
+            )
+    args: list[str] = []
+    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        value = hv.get(key)
+        if isinstance(value, str) and value.strip():
+            args += shlex.split(value)
+    for i, arg in enumerate(args):
+        if "stricthostkeychecking=no" in arg.lower().replace(" ", "") or (
+            arg == "-o"
+            and i + 1 < len(args)
+            and args[i + 1].lower().replace(" ", "") == "stricthostkeychecking=no"
+        ):
+            raise NodebookError(
+                f"inventory host {name}: StrictHostKeyChecking=no is refused; pin the host keys",
+                ExitCode.USAGE,
+            )
+    port = hv.get("ansible_port", hv.get("ansible_ssh_port"))
+    key = hv.get("ansible_ssh_private_key_file", hv.get("ansible_private_key_file"))
+    ansible_user = hv.get("ansible_user", hv.get("ansible_ssh_user"))
+    return Cluster(
+        name=name,
+        inventory=inventory,
+        host=str(hv.get("ansible_host", name)),
+        user=user or (str(ansible_user) if ansible_user else None),
+        port=int(str(port)) if port is not None else None,
+        ssh_args=tuple(args),
+        identity=str(Path(str(key)).expanduser()) if key else None,
+        scheduler=str(hv.get("nodebook_scheduler", "slurm")),
+        tunnel=str(
+            hv.get(
+                "nodebook_tunnel", "direct" if hv.get("nodebook_scheduler") == "none" else "jump"
+            )
+        ),
+        endpoint=str(hv.get("nodebook_endpoint", "socket")),
+        hostvars=hv,
+    )
+
+
+def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> Cluster:
+    """Read one host from the inventory (one ansible-inventory call).
+
+    With no name, the inventory must hold exactly one host with a scheduler.
+    """
+    if not inventory.exists():
+        raise NodebookError(f"inventory {inventory} does not exist: pass -i PATH", ExitCode.USAGE)
+    listing = _run_inventory(inventory, ["--list"])
+    meta = listing.get("_meta", {}) if isinstance(listing, dict) else {}
+    allvars = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
+    hosts = sorted(allvars) if isinstance(allvars, dict) else []
+    if name is None:
+        slurm = [h for h in hosts if allvars[h].get("nodebook_scheduler", "slurm") != "none"]
+        if len(slurm) != 1:
+            raise NodebookError(
+                f"inventory {inventory} has hosts {', '.join(hosts) or 'none'}: pick one with "
+                "--cluster NAME",
+                ExitCode.USAGE,
+            )
+        name = slurm[0]
+    elif name not in hosts:
+        raise NodebookError(
+            f"no host {name!r} in {inventory} (hosts: {', '.join(hosts) or 'none'})", ExitCode.USAGE
+        )
+    hv = allvars[name]
+    if not isinstance(hv, dict):
+        raise NodebookError(f"inventory host {name}: unexpected ansible-inventory output")
+    return cluster_from_hostvars(name, inventory, hv, user)

@@ -1,0 +1,94 @@
+"""Bridge to ansible-runner: run a playbook in a temporary private_data_dir that is deleted.
+
+- Events go to a callback; the handler returns False for events that carry a secret, so they are
+  never kept. Extravars hold no secrets (the token never enters a playbook's variables).
+- ansible-runner's cancel is SIGKILL: no ``always:`` runs, so the driver itself knows the job id
+  (from the ``submitted`` event) and cancels the job.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driver.errors import ExitCode, NodebookError
+from driver.inventory import REPO, Cluster
+from driver.progress import Update, carries_secret, parse_event
+
+
+@dataclass
+class PlaybookRun:
+    """One playbook run; ``updates`` are delivered to ``on_update`` from runner's thread."""
+
+    cluster: Cluster
+    playbook: str
+    extravars: dict[str, Any]
+    env: dict[str, str]
+    on_update: Callable[[Update], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    errors: list[Update] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
+    rc: int | None = None
+
+    def _event(self, event: dict[str, Any]) -> bool:
+        for update in parse_event(event):
+            if update.kind == "error":
+                self.errors.append(update)
+            else:
+                self.on_update(update)
+        data = event.get("event_data") or {}
+        if event.get("event") == "playbook_on_stats" and isinstance(data, dict):
+            self.stats = dict(data.get("artifact_data") or {})
+        return not carries_secret(event)
+
+    def run(self, wait: Callable[[threading.Thread], None] | None = None) -> None:
+        """Run to completion (``wait`` polls the thread so the caller can react to signals)."""
+        import ansible_runner
+
+        private = Path(tempfile.mkdtemp(prefix="nodebook-runner-"))
+        venv_bin = str(Path(sys.executable).parent)
+        envvars = {
+            "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            **self.env,
+        }
+        try:
+            thread, runner = ansible_runner.run_async(
+                private_data_dir=str(private),
+                project_dir=str(REPO),
+                playbook=str(REPO / "playbooks" / self.playbook),
+                inventory=str(self.cluster.inventory),
+                limit=self.cluster.name,
+                extravars=self.extravars,
+                envvars=envvars,
+                settings={"pexpect_timeout": 0.1, "suppress_ansible_output": True},
+                event_handler=self._event,
+                cancel_callback=self.cancelled.is_set,
+                quiet=True,
+                rotate_artifacts=1,
+                timeout=None,
+            )
+            if wait is not None:
+                wait(thread)
+            thread.join()
+            self.status, self.rc = runner.status, runner.rc
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def raise_for_failure(self, what: str) -> None:
+        """Turn a failed run into one NodebookError (the first tagged task failure wins)."""
+        if self.status == "successful":
+            return
+        if self.errors:
+            first = self.errors[0]
+            raise NodebookError(
+                first.message or f"{what} failed", ExitCode(first.code or ExitCode.ERROR)
+            )
+        raise NodebookError(f"{what} failed ({self.status}, rc={self.rc})")

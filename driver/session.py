@@ -1,0 +1,373 @@
+"""A session's life: master -> session.yml -> tunnel -> ready -> heartbeat/monitor -> cleanup.
+
+Every way out runs ``Session.cleanup``: Ctrl-C (also while PENDING), SIGTERM, SIGHUP, the job
+ending on its own, Jupyter shut down from its UI, the tunnel lost for longer than the bound.
+The driver knows the job id from the ``submitted`` event (and tags the job with a session tag
+before that), so it cancels the job itself: ansible-runner's cancel is SIGKILL and runs nothing.
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+import webbrowser
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from driver.errors import ExitCode, NodebookError, Stopped
+from driver.inventory import Cluster
+from driver.progress import Renderer, Update
+from driver.resources import Resources
+from driver.runner import PlaybookRun
+from driver.ssh import Master, cleanup_dir, make_control_dir
+from driver.state import SessionRecord, StateDir
+from driver.tunnel import Endpoint, Tunnel, free_port, port_is_free, wait_http
+
+
+@dataclass
+class SessionOptions:
+    """Everything ``session`` and ``attach`` take from the command line."""
+
+    resources: Resources = field(default_factory=Resources)
+    tunnel: str | None = None
+    local_port: int | None = None
+    browser: bool = True
+    allow_second: bool = False
+    endpoint: str | None = None
+    heartbeat_timeout: int = 300
+    check_interval: float = 5.0
+    pending_limit: int = 3600
+    reconnect_bound: float = 60.0
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    if signum == signal.SIGHUP:
+        raise Stopped(ExitCode.HANGUP, "SIGHUP")
+    raise Stopped(ExitCode.TERMINATED, "SIGTERM")
+
+
+@contextlib.contextmanager
+def exit_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C does, into the cleanup."""
+    old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Cleanup must finish: a second Ctrl-C, SIGTERM or SIGHUP does not interrupt it."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def job_url(local_port: int, base_url: str, app: str, token: str | None) -> str:
+    """The browser URL; with a token it logs in directly."""
+    base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    path = {"lab": "lab", "notebook": "tree"}.get(app, "")
+    url = f"http://127.0.0.1:{local_port}{base}{path}"
+    return f"{url}?token={token}" if token else url
+
+
+def ended_reason(state: str, reason: str) -> tuple[str, ExitCode]:
+    """Why a job left, in words, and the exit code for it."""
+    if state in ("COMPLETED", "GONE", ""):
+        return "Jupyter was shut down and the job ended", ExitCode.OK
+    if state == "TIMEOUT":
+        return "the job reached its time limit (walltime)", ExitCode.JOB_ENDED
+    if state == "CANCELLED":
+        return "the job was cancelled outside this session (scancel)", ExitCode.JOB_ENDED
+    if state in ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED"):
+        detail = f" ({reason})" if reason and reason != "None" else ""
+        return f"the job ended with {state}{detail}", ExitCode.JOB_ENDED
+    return f"the job ended ({state})", ExitCode.JOB_ENDED
+
+
+class Session:
+    """One session (``session``) or a take-over of a running one (``attach``)."""
+
+    def __init__(self, cluster: Cluster, opts: SessionOptions, renderer: Renderer) -> None:
+        self.cluster = cluster
+        self.opts = opts
+        self.out = renderer
+        self.control_dir = make_control_dir()
+        self.master = Master(cluster, self.control_dir)
+        self.state = StateDir(cluster.name)
+        self.tag = secrets.token_hex(6)
+        self.job_id: str | None = None
+        self.submitted = False
+        self.job_gone = False
+        self.tunnel: Tunnel | None = None
+        self.remote_user: str = cluster.user or os.environ.get("USER", "user")
+
+    # -- events from the playbook (runner thread) -------------------------------------------
+    def _on_update(self, update: Update) -> None:
+        if update.kind == "submitted":
+            self.job_id, self.submitted = update.job_id, True
+        if update.kind != "ready":
+            self.out.emit(update)
+
+    # -- start ------------------------------------------------------------------------------
+    def _extravars(self) -> dict[str, Any]:
+        ev: dict[str, Any] = dict(self.opts.resources.extravars())
+        ev.update(
+            nodebook_session_tag=self.tag,
+            nodebook_heartbeat_timeout=self.opts.heartbeat_timeout,
+            nodebook_pending_limit=self.opts.pending_limit,
+            nodebook_allow_second=self.opts.allow_second,
+        )
+        if self.opts.endpoint:
+            ev["nodebook_endpoint"] = self.opts.endpoint
+        if self.cluster.user:
+            ev["ansible_user"] = self.cluster.user
+        return ev
+
+    def _play(self, playbook: str, extravars: dict[str, Any], what: str) -> PlaybookRun:
+        run = PlaybookRun(
+            self.cluster, playbook, extravars, self.master.ansible_env(), self._on_update
+        )
+
+        def wait(thread: threading.Thread) -> None:
+            try:
+                while thread.is_alive():
+                    thread.join(0.1)
+            except BaseException:
+                self.submitted = True  # sbatch may have run before its event arrived: use the tag
+                run.cancelled.set()  # SIGKILLs ansible-playbook; the driver cancels the job
+                thread.join(30)
+                raise
+
+        run.run(wait)
+        run.raise_for_failure(what)
+        return run
+
+    def start(self) -> ExitCode:
+        """``session``: submit, wait, connect, then hold the session until it ends."""
+        with exit_signals():
+            try:
+                self.master.start()
+                run = self._play("session.yml", self._extravars(), "starting the session")
+                stats = run.stats
+                self.job_id = str(stats["nodebook_job_id"])
+                endpoint = Endpoint(
+                    node=str(stats["nodebook_node"]),
+                    socket=str(stats.get("nodebook_socket") or "") or None,
+                    port=int(stats["nodebook_port"]) if stats.get("nodebook_port") else None,
+                )
+                return self._connect_and_hold(endpoint)
+            finally:
+                with shielded():
+                    self.cleanup()
+
+    def attach(self, job_id: str) -> ExitCode:
+        """``attach``: reconnect to a running job and take the session over."""
+        with exit_signals():
+            try:
+                self.master.start()
+                self.job_id, self.submitted = job_id, True
+                conn = self._connection()
+                endpoint = Endpoint(
+                    node=str(conn["node"]),
+                    socket=conn.get("socket") or None,
+                    port=int(conn["port"]) if conn.get("port") else None,
+                )
+                return self._connect_and_hold(endpoint, conn)
+            finally:
+                with shielded():
+                    self.cleanup()
+
+    def _connection(self) -> dict[str, Any]:
+        """connection.json over the master (the token never passes through Ansible)."""
+        job = self.job_id or ""
+        if not job.replace("s", "", 1).isdigit():
+            raise NodebookError(f"bad job id {job!r}", ExitCode.USAGE)
+        proc = self.master.run(f'cat "$HOME/.nodebook/jobs/{job}/connection.json"')
+        if proc.returncode != 0:
+            self.submitted = False  # nothing of ours to cancel
+            raise NodebookError(
+                f"job {job} has no running Jupyter on {self.cluster.name} "
+                "(see `python -m driver list`)",
+                ExitCode.NOT_FOUND,
+            )
+        data = json.loads(proc.stdout)
+        if not isinstance(data, dict):
+            raise NodebookError(f"job {job}: unreadable connection file")
+        return data
+
+    def _connect_and_hold(
+        self,
+        endpoint: Endpoint,
+        conn: dict[str, Any] | None = None,
+    ) -> ExitCode:
+        conn = conn or self._connection()
+        token = str(conn.get("token") or "")
+        if self.opts.local_port:
+            if not port_is_free(self.opts.local_port):
+                raise NodebookError(
+                    f"local port {self.opts.local_port} is in use: pick another "
+                    "with --port or leave it out",
+                    ExitCode.USAGE,
+                )
+            port = self.opts.local_port
+        else:
+            port = free_port()
+        mode = self.opts.tunnel or ("direct" if self.cluster.standalone else self.cluster.tunnel)
+        if self.cluster.standalone and mode != "direct":
+            raise NodebookError(
+                f"{self.cluster.name} is a standalone server: use --tunnel direct", ExitCode.USAGE
+            )
+        self.tunnel = Tunnel(self.master, mode, endpoint, port, self.remote_user, self.job_id or "")
+        self.tunnel.start()
+        base = str(conn.get("base_url") or "/")
+        api = f"http://127.0.0.1:{port}/{base.strip('/')}/api/status".replace("//api", "/api")
+        wait_http(api, token, 60, self.tunnel.alive)
+        self.state.save(
+            SessionRecord(
+                cluster=self.cluster.name,
+                job_id=self.job_id or "",
+                node=endpoint.node,
+                local_port=port,
+                tunnel=mode,
+                driver_pid=os.getpid(),
+                user=self.cluster.user,
+            )
+        )
+        url = job_url(port, base, str(conn.get("app") or "lab"), token)
+        self.out.emit(
+            Update(
+                "ready",
+                job_id=self.job_id,
+                node=endpoint.node,
+                data={"url": url, "local_port": port, "tunnel": mode},
+            )
+        )
+        if self.opts.browser:
+            with contextlib.suppress(Exception):
+                webbrowser.open(url)
+        return self._hold()
+
+    # -- hold: heartbeat, job and tunnel watch -----------------------------------------------
+    def _heartbeat(self) -> str:
+        """Touch the heartbeat; 'alive', 'gone' (job ended) or 'lost' (master unreachable)."""
+        job = self.job_id
+        cmd = (
+            f'd="$HOME/.nodebook/jobs/{job}"; touch "$d/heartbeat" 2>/dev/null; '
+            f'if [ -e "$d/connection.json" ]; then echo alive; else echo gone; fi'
+        )
+        try:
+            proc = self.master.run(cmd, timeout=20)
+        except OSError:
+            return "lost"
+        if proc.returncode == 255:
+            return "lost"
+        return "alive" if "alive" in proc.stdout else "gone"
+
+    def _why_ended(self) -> tuple[str, ExitCode]:
+        job = self.job_id
+        state, reason = "", ""
+        if not self.cluster.standalone:
+            proc = self.master.run(f"squeue -h -t all -j {job} -o '%T|%r' 2>/dev/null")
+            if proc.returncode == 0 and proc.stdout.strip():
+                state, _, reason = proc.stdout.strip().splitlines()[0].partition("|")
+        text, code = ended_reason(state, reason)
+        if code != ExitCode.OK:
+            tail = self.master.run(f'tail -n 5 "$HOME/.nodebook/jobs/{job}.log" 2>/dev/null')
+            lines = " | ".join(ln.strip() for ln in tail.stdout.splitlines() if ln.strip())
+            if lines:
+                text += f"; last lines of the job log: {lines}"
+        return text, code
+
+    def _reconnect(self) -> bool:
+        """Re-establish master and tunnel with backoff within the bound; False if it failed."""
+        assert self.tunnel is not None
+        deadline = time.monotonic() + self.opts.reconnect_bound
+        delay = 1.0
+        while time.monotonic() < deadline:
+            self.out.emit(Update("info", job_id=self.job_id, message="tunnel lost, reconnecting"))
+            self.tunnel.close()
+            try:
+                if not self.master.alive():
+                    self.master.start(timeout=max(5.0, deadline - time.monotonic()))
+                self.tunnel.start()
+                time.sleep(0.5)
+                if self.tunnel.alive():
+                    self.out.emit(
+                        Update("info", job_id=self.job_id, message="tunnel re-established")
+                    )
+                    return True
+            except NodebookError:
+                pass
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        return False
+
+    def _hold(self) -> ExitCode:
+        assert self.tunnel is not None
+        next_check = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_check:
+                status = self._heartbeat()
+                next_check = now + self.opts.check_interval
+                if status == "gone":
+                    self.job_gone = True
+                    text, code = self._why_ended()
+                    self.out.emit(Update("ended", job_id=self.job_id, message=text, code=int(code)))
+                    if code != ExitCode.OK:
+                        raise NodebookError(text, code)
+                    return code
+                if status == "lost" and not self._reconnect():
+                    raise NodebookError(
+                        f"the tunnel was lost and could not be re-established within "
+                        f"{self.opts.reconnect_bound:.0f} s; the session was cleaned up",
+                        ExitCode.TUNNEL_LOST,
+                    )
+            if not self.tunnel.alive() and not self._reconnect():
+                raise NodebookError(
+                    f"the tunnel was lost and could not be re-established within "
+                    f"{self.opts.reconnect_bound:.0f} s; the session was cleaned up",
+                    ExitCode.TUNNEL_LOST,
+                )
+            time.sleep(0.5)
+
+    # -- cleanup ----------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Close the tunnel, cancel the job (unless it ended), close the master, forget state."""
+        notes: list[str] = []
+        if self.tunnel is not None:
+            self.tunnel.close()
+            notes.append("tunnel closed")
+        if not self.job_gone and (self.submitted or self.job_id):
+            try:
+                ev: dict[str, Any] = (
+                    {"nodebook_job_id": self.job_id}
+                    if self.job_id
+                    else {"nodebook_session_tag": self.tag}
+                )
+                if self.cluster.user:
+                    ev["ansible_user"] = self.cluster.user
+                PlaybookRun(
+                    self.cluster, "cleanup.yml", ev, self.master.ansible_env(), lambda _u: None
+                ).run()
+                notes.append(f"job {self.job_id or '(tagged ' + self.tag + ')'} cancelled")
+            except Exception as exc:  # report, keep cleaning up
+                notes.append(f"could not cancel job {self.job_id}: {exc}")
+        self.master.close()
+        cleanup_dir(self.control_dir)
+        if self.job_id:
+            self.state.remove(self.job_id)
+        if notes:
+            self.out.emit(Update("info", job_id=self.job_id, message="; ".join(notes)))

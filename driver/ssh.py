@@ -1,0 +1,194 @@
+"""One OpenSSH ControlMaster per session, shared by Ansible, the tunnel and the heartbeat.
+
+The master authenticates in the foreground (so a password or verification code is asked once,
+on the user's terminal), then OpenSSH detaches it into its own session (``-f``): Ctrl-C on the
+driver's process group does not reach it, and the driver closes it itself at the end.
+ControlPersist bounds its life if the driver is killed: with no client for that long it exits.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from driver.errors import ExitCode, NodebookError
+from driver.inventory import Cluster
+
+# How long an orphaned master (driver killed) outlives its last client.
+MASTER_PERSIST = 120
+
+
+def target_argv(cluster: Cluster) -> list[str]:
+    """The ssh options that reach the cluster's login host, from the inventory (no host)."""
+    argv = [*cluster.ssh_args]
+    if cluster.identity:
+        argv += ["-i", cluster.identity]
+    if cluster.port:
+        argv += ["-p", str(cluster.port)]
+    if cluster.user:
+        argv += ["-l", cluster.user]
+    return argv
+
+
+def make_control_dir() -> Path:
+    """A private (0700) short directory for the master's socket (unix paths are short)."""
+    return Path(tempfile.mkdtemp(prefix="nb-"))
+
+
+@dataclass
+class Master:
+    """The session's ssh master to the login host."""
+
+    cluster: Cluster
+    control_dir: Path
+
+    @property
+    def control_path(self) -> Path:
+        return self.control_dir / "m"
+
+    def client_argv(self, *options: str) -> list[str]:
+        """ssh argv for a client multiplexed over this master (ends with the host)."""
+        return [
+            "ssh",
+            *target_argv(self.cluster),
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            f"ControlPath={self.control_path}",
+            *options,
+            self.cluster.host,
+        ]
+
+    def start_argv(self) -> list[str]:
+        return [
+            "ssh",
+            *target_argv(self.cluster),
+            "-o",
+            "ControlMaster=yes",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            f"ControlPersist={MASTER_PERSIST}",
+            "-o",
+            "ServerAliveInterval=10",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-f",
+            "-N",
+            self.cluster.host,
+        ]
+
+    def start(self, timeout: float = 120) -> None:
+        """Connect (asking for a password or code on the terminal if the login node wants one)."""
+        if self.alive():
+            return
+        with tempfile.TemporaryFile(mode="w+") as err:
+            try:
+                proc = subprocess.run(
+                    self.start_argv(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise NodebookError(
+                    f"ssh to {self.cluster.host} did not connect within {timeout:.0f} s",
+                    ExitCode.SSH,
+                ) from exc
+            if proc.returncode != 0:
+                err.seek(0)
+                lines = [ln for ln in err.read().splitlines() if ln.strip()]
+                why = lines[-1] if lines else f"ssh exited with {proc.returncode}"
+                raise NodebookError(f"cannot ssh to {self.cluster.host}: {why}", ExitCode.SSH)
+
+    def alive(self) -> bool:
+        return self.pid() is not None
+
+    def pid(self) -> int | None:
+        """The master's pid from ``ssh -O check`` (None when it is not running)."""
+        if not self.control_path.exists():
+            return None
+        proc = subprocess.run(
+            self.client_argv("-O", "check"),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        match = re.search(r"pid=(\d+)", proc.stderr + proc.stdout)
+        return int(match.group(1)) if proc.returncode == 0 and match else None
+
+    def run(
+        self,
+        command: str,
+        timeout: float = 30,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell command on the login host over the master (one round trip)."""
+        return subprocess.run(
+            [*self.client_argv("-T"), command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    def forward(self, spec: str, cancel: bool = False) -> None:
+        """Add (or cancel) a ``-L`` forwarding held by the master itself."""
+        proc = subprocess.run(
+            self.client_argv("-O", "cancel" if cancel else "forward", "-L", spec),
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode != 0 and not cancel:
+            why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            raise NodebookError(f"cannot forward {spec}: {why}", ExitCode.TUNNEL_LOST)
+
+    def close(self) -> None:
+        """Ask the master to exit; it closes every forwarding it holds."""
+        if self.control_path.exists():
+            subprocess.run(
+                self.client_argv("-O", "exit"),
+                capture_output=True,
+                timeout=10,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def proxy_command(self) -> str:
+        """A ProxyCommand that reaches %h:%p through the master (no second login)."""
+        words = [shlex.quote(w) for w in self.client_argv("-W", "%h:%p")]
+        # ssh expands % tokens in ProxyCommand; keep literal ones literal, then restore ours.
+        return " ".join(w.replace("%", "%%") for w in words).replace("%%h:%%p", "%h:%p")
+
+    def ansible_env(self) -> dict[str, str]:
+        """Environment that makes Ansible a client of this master."""
+        return {
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir),
+            "ANSIBLE_SSH_CONTROL_PATH": str(self.control_path),
+        }
+
+
+def remote_home_path(relative: str) -> str:
+    """A shell word for ``~/relative`` that the remote shell expands safely."""
+    if not re.fullmatch(r"[A-Za-z0-9_./-]+", relative):
+        raise NodebookError(f"unsafe remote path {relative!r}")
+    return f'"$HOME"/{relative}'
+
+
+def cleanup_dir(path: Path) -> None:
+    """Remove the control directory (sockets and all) if it is still there."""
+    if path.exists():
+        for child in path.iterdir():
+            child.unlink(missing_ok=True)
+        os.rmdir(path)

@@ -1,0 +1,89 @@
+"""Local session records: one JSON file per running session under a 0700 state dir per cluster.
+
+The record holds what ``list`` and ``attach`` need locally (job id, node, local port, tunnel
+mode, driver pid). Never the token: that stays on the cluster in connection.json (0600).
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+def state_root() -> Path:
+    """``$NODEBOOK_STATE_DIR``, else ``$XDG_STATE_HOME/nodebook``, else ~/.local/state/nodebook."""
+    if os.environ.get("NODEBOOK_STATE_DIR"):
+        return Path(os.environ["NODEBOOK_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "nodebook"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 and make sure it stays 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass
+class SessionRecord:
+    cluster: str
+    job_id: str
+    node: str
+    local_port: int
+    tunnel: str
+    driver_pid: int
+    user: str | None = None
+    started: float = 0.0
+
+
+class StateDir:
+    """The per-cluster directory of session records."""
+
+    def __init__(self, cluster: str, root: Path | None = None) -> None:
+        self.path = (root or state_root()) / cluster
+
+    def _file(self, job_id: str) -> Path:
+        return self.path / f"{job_id}.json"
+
+    def save(self, record: SessionRecord) -> Path:
+        private_dir(self.path)
+        if not record.started:
+            record.started = time.time()
+        target = self._file(record.job_id)
+        tmp = target.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(record), handle)
+        os.replace(tmp, target)
+        return target
+
+    def load(self, job_id: str) -> SessionRecord | None:
+        try:
+            return SessionRecord(**json.loads(self._file(job_id).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def remove(self, job_id: str) -> None:
+        self._file(job_id).unlink(missing_ok=True)
+
+    def records(self) -> list[SessionRecord]:
+        if not self.path.is_dir():
+            return []
+        out = []
+        for file in sorted(self.path.glob("*.json")):
+            record = self.load(file.stem)
+            if record is not None:
+                out.append(record)
+        return out
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,226 @@
+"""The tunnel from a local port to Jupyter's endpoint, with the OpenSSH client.
+
+Modes (``--tunnel``):
+  jump       ssh to the compute node through the login master (ProxyCommand -W) and forward
+             the local port to the unix socket (or loopback port) there. The ssh session ends on
+             the node, which is what a unix-socket forward needs. Default.
+  hops       the classic nested form: the master forwards the local port to a 0600 unix socket
+             on login, held by an inner ``ssh -L`` from login to the node. The inner ssh runs
+             ``cat`` with its stdin tied to the driver, so it ends with the driver (no orphan).
+  via-login  the master forwards local port -> node:port (TCP endpoint bound to the node's
+             cluster address), for clusters that forbid ssh to compute nodes.
+  direct     the master forwards to the endpoint on the login host itself (standalone server).
+"""
+
+import contextlib
+import shlex
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from driver.errors import ExitCode, NodebookError
+from driver.ssh import Master
+
+MODES = ("jump", "hops", "via-login", "direct")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where Jupyter listens: a unix socket path, or a TCP port on a host (from connection.json)."""
+
+    node: str
+    socket: str | None = None
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+    def target(self) -> str:
+        """The right-hand side of an ``ssh -L`` spec as seen from where the session ends."""
+        if self.socket:
+            return self.socket
+        if self.port is None:
+            raise NodebookError("connection file has neither socket nor port")
+        return f"{self.host}:{self.port}"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def node_argv(master: Master, node: str, options: list[str], command: str | None) -> list[str]:
+    """ssh argv that reaches a compute node through the master (honours -F, -i, -l)."""
+    cluster = master.cluster
+    argv = ["ssh", *cluster.ssh_args]
+    if cluster.identity:
+        argv += ["-i", cluster.identity]
+    if cluster.user:
+        argv += ["-l", cluster.user]
+    argv += [
+        "-o",
+        f"ProxyCommand={master.proxy_command()}",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-T",
+        *options,
+        node,
+    ]
+    if command:
+        argv.append(command)
+    return argv
+
+
+def jump_argv(master: Master, endpoint: Endpoint, local_port: int) -> list[str]:
+    """The jump-mode tunnel: the ssh session ends on the node that holds the socket."""
+    spec = f"127.0.0.1:{local_port}:{endpoint.target()}"
+    return node_argv(master, endpoint.node, ["-L", spec], "exec cat >/dev/null")
+
+
+def hop_socket(user: str, job_id: str) -> str:
+    return f"/tmp/nodebook-{user}-{job_id}-hop.sock"
+
+
+def hops_inner_command(endpoint: Endpoint, hop: str) -> str:
+    """The command run on login: ssh -L hop.sock:<target> node, alive while its stdin is open."""
+    inner = [
+        "ssh",
+        "-T",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "StreamLocalBindUnlink=yes",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-L",
+        f"{hop}:{endpoint.target()}",
+        endpoint.node,
+        "exec cat >/dev/null",
+    ]
+    # umask 077: the hop socket on the shared login node is the user's alone.
+    return "umask 077; exec " + " ".join(shlex.quote(w) for w in inner)
+
+
+@dataclass
+class Tunnel:
+    """A running tunnel in one of the four modes; ``alive()`` is cheap, ``close()`` idempotent."""
+
+    master: Master
+    mode: str
+    endpoint: Endpoint
+    local_port: int
+    user: str
+    job_id: str
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    forward_spec: str | None = None
+
+    def start(self) -> None:
+        if self.mode not in MODES:
+            raise NodebookError(f"unknown tunnel mode {self.mode!r}", ExitCode.USAGE)
+        local = f"127.0.0.1:{self.local_port}"
+        if self.mode == "jump":
+            self._spawn(jump_argv(self.master, self.endpoint, self.local_port))
+        elif self.mode == "hops":
+            hop = hop_socket(self.user, self.job_id)
+            self._spawn([*self.master.client_argv("-T"), hops_inner_command(self.endpoint, hop)])
+            self.forward_spec = f"{local}:{hop}"
+            self.master.forward(self.forward_spec)
+        elif self.mode == "via-login":
+            if self.endpoint.socket:
+                raise NodebookError(
+                    "--tunnel via-login needs a TCP endpoint: set nodebook_endpoint: tcp-node",
+                    ExitCode.USAGE,
+                )
+            self.forward_spec = f"{local}:{self.endpoint.node}:{self.endpoint.port}"
+            self.master.forward(self.forward_spec)
+        else:  # direct
+            self.forward_spec = f"{local}:{self.endpoint.target()}"
+            self.master.forward(self.forward_spec)
+
+    def _spawn(self, argv: list[str]) -> None:
+        # Own session: Ctrl-C on the driver's terminal does not reach it; the driver closes it.
+        # stdin is a pipe the driver holds: when the driver dies, the remote `cat` ends.
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            return False
+        return self.forward_spec is None or self.master.alive()
+
+    def close(self) -> None:
+        if self.forward_spec is not None:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self.master.forward(self.forward_spec, cancel=True)
+            self.forward_spec = None
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    if proc.stdin:
+                        proc.stdin.close()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+
+
+def wait_http(
+    url: str,
+    token: str,
+    timeout: float,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Wait until Jupyter answers ``url`` with 200 through the tunnel (token in a header)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise NodebookError("the tunnel closed before Jupyter answered", ExitCode.TUNNEL_LOST)
+        request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    raise NodebookError(
+        f"Jupyter did not answer through the tunnel within {timeout:.0f} s ({last})",
+        ExitCode.TUNNEL_LOST,
+    )
