@@ -10,6 +10,7 @@ starts from the laptop, exactly as the laptop's own browser would.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import socket
@@ -38,10 +39,8 @@ def pipe(src: socket.socket, dst: socket.socket) -> None:
         pass
     finally:
         for sock in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def serve(port: int, laptop_pid: int) -> None:
@@ -62,7 +61,5 @@ def serve(port: int, laptop_pid: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(int(sys.argv[1]), int(sys.argv[2]))
-    except KeyboardInterrupt:
-        pass
