@@ -137,11 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("setup", help="one-time setup on the cluster (runs playbooks/setup.yml)")
     _common(se)
-    se.add_argument(
-        "extra",
-        nargs=argparse.REMAINDER,
-        help="passed to ansible-playbook (for example -e nodebook_password_mode=token)",
-    )
+    se.epilog = "other options go to ansible-playbook, e.g. -e nodebook_password_mode=token"
 
     d = sub.add_parser("doctor", help="check ssh, module, Slurm, setup state and ports")
     _common(d)
@@ -207,7 +203,11 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run a subcommand, map every failure to one line and an exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "setup":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.extra = unknown
     out = Renderer(json_mode=args.json)
     try:
         return int(run(args, out))

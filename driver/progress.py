@@ -73,10 +73,10 @@ def parse_event(event: dict[str, Any]) -> list[Update]:
         stats = res.get("ansible_stats", {}).get("data", {}) if kind == "runner_on_ok" else {}
         if "nodebook_job_id" in stats and "nodebook_node" not in stats:
             updates.append(Update("submitted", job_id=str(stats["nodebook_job_id"])))
-        if "nodebook_node" in stats:
+        if "nodebook_node" in stats and "nodebook_endpoint" in stats:
             updates.append(
                 Update(
-                    "ready" if "nodebook_endpoint" in stats else "running",
+                    "ready",
                     job_id=str(stats.get("nodebook_job_id")),
                     node=str(stats["nodebook_node"]),
                     data={k.removeprefix("nodebook_"): v for k, v in stats.items()},

@@ -35,8 +35,8 @@ def time_seconds(value: str) -> int:
             hours, minutes, seconds = 0, parts[0], parts[1]
         else:
             hours, minutes, seconds = parts
-    minutes_only = not days and ":" not in rest
-    if (minutes >= 60 and not minutes_only) or seconds >= 60:
+    minutes_lead = not days and rest.count(":") < 2  # "M" or "M:S": minutes may exceed 59
+    if (minutes >= 60 and not minutes_lead) or seconds >= 60:
         raise NodebookError(
             f"--time {value!r}: minutes and seconds must be below 60", ExitCode.USAGE
         )

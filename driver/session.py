@@ -359,10 +359,17 @@ class Session:
                 )
                 if self.cluster.user:
                     ev["ansible_user"] = self.cluster.user
-                PlaybookRun(
+                run = PlaybookRun(
                     self.cluster, "cleanup.yml", ev, self.master.ansible_env(), lambda _u: None
-                ).run()
-                notes.append(f"job {self.job_id or '(tagged ' + self.tag + ')'} cancelled")
+                )
+                run.run()
+                run.raise_for_failure("cancelling the job")
+                stopped = run.stats.get("nodebook_stopped") or []
+                notes.append(
+                    f"job {', '.join(map(str, stopped))} cancelled"
+                    if stopped
+                    else "no job left to cancel"
+                )
             except Exception as exc:  # report, keep cleaning up
                 notes.append(f"could not cancel job {self.job_id}: {exc}")
         self.master.close()

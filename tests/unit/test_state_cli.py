@@ -1,0 +1,73 @@
+"""Local state files, session helpers and the CLI edge (exit codes, one-line errors)."""
+
+import os
+import stat
+
+import pytest
+
+from driver.cli import build_parser, main
+from driver.errors import ExitCode
+from driver.session import ended_reason, job_url
+from driver.state import SessionRecord, StateDir, pid_alive
+
+
+def test_state_dir_is_private_and_round_trips(tmp_path):
+    sd = StateDir("sandbox", root=tmp_path / "st")
+    path = sd.save(SessionRecord(cluster="sandbox", job_id="12", node="cn01", local_port=1234,
+                                 tunnel="jump", driver_pid=os.getpid()))
+    assert stat.S_IMODE(os.stat(sd.path).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    rec = sd.load("12")
+    assert rec is not None and rec.local_port == 1234 and rec.started > 0
+    assert "token" not in path.read_text()
+    assert [r.job_id for r in sd.records()] == ["12"]
+    sd.remove("12")
+    assert sd.records() == []
+
+
+def test_pid_alive():
+    assert pid_alive(os.getpid())
+    assert not pid_alive(2**22 + 12345)
+
+
+def test_job_url():
+    assert job_url(8000, "/", "lab", "t") == "http://127.0.0.1:8000/lab?token=t"
+    assert job_url(8000, "/base/", "notebook", None) == "http://127.0.0.1:8000/base/tree"
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [("COMPLETED", ExitCode.OK), ("", ExitCode.OK), ("CANCELLED", ExitCode.JOB_ENDED),
+     ("TIMEOUT", ExitCode.JOB_ENDED), ("FAILED", ExitCode.JOB_ENDED)],
+)
+def test_ended_reason(state, code):
+    text, got = ended_reason(state, "None")
+    assert got == code and text
+
+
+def test_help_teaches_with_examples(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("session", "attach", "stop", "doctor", "examples:", "exit codes:", "130"):
+        assert word in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["session", "--time", "1h"], ["session", "--mem", "8GB"], ["session", "--cpus", "0"],
+     ["session", "--port", "80"], ["session", "--gpus", "x:"]],
+)
+def test_bad_options_exit_usage_before_network(argv, capsys):
+    assert main(argv) == ExitCode.USAGE
+    err = capsys.readouterr()
+    assert len((err.err + err.out).strip().splitlines()) == 1
+
+
+def test_stop_needs_id_or_all(capsys):
+    assert main(["stop", "-i", "/nonexistent"]) == ExitCode.USAGE
+
+
+def test_missing_inventory_is_usage(tmp_path):
+    assert main(["session", "-i", str(tmp_path / "nope.yml")]) == ExitCode.USAGE
