@@ -12,8 +12,14 @@ def ok(res, event="runner_on_ok"):
 
 
 def status(**kw):
-    base = {"nodebook": "status", "job_id": "12", "state": "PENDING", "reason": "Resources",
-            "node": "", "start": "2026-01-01T12:00:00"}
+    base = {
+        "nodebook": "status",
+        "job_id": "12",
+        "state": "PENDING",
+        "reason": "Resources",
+        "node": "",
+        "start": "2026-01-01T12:00:00",
+    }
     base.update(kw)
     return ok({"stdout": json.dumps(base)}, "runner_retry")
 
@@ -25,8 +31,12 @@ def test_submitted_from_set_stats():
 
 def test_pending_retry_carries_reason_and_estimate():
     (u,) = parse_event(status())
-    assert (u.kind, u.state, u.reason, u.start) == ("pending", "PENDING", "Resources",
-                                                   "2026-01-01T12:00:00")
+    assert (u.kind, u.state, u.reason, u.start) == (
+        "pending",
+        "PENDING",
+        "Resources",
+        "2026-01-01T12:00:00",
+    )
     line = Renderer(False, io.StringIO()).human(u)
     assert line == "job 12: PENDING (Resources), estimated start 2026-01-01T12:00:00"
 
@@ -36,15 +46,28 @@ def test_running_and_ready_from_stats():
     assert parse_event(ok({"ansible_stats": {"data": {"nodebook_node": "cn01"}}})) == []
     (run,) = parse_event(status(state="RUNNING", node="cn01", reason="None"))
     assert (run.kind, run.node, run.job_id) == ("running", "cn01", "12")
-    (ready,) = parse_event(ok({"ansible_stats": {"data": {
-        "nodebook_job_id": "7", "nodebook_node": "cn02", "nodebook_endpoint": "socket",
-        "nodebook_socket": "/tmp/nodebook-alice-7/jupyter.sock"}}}))
+    (ready,) = parse_event(
+        ok(
+            {
+                "ansible_stats": {
+                    "data": {
+                        "nodebook_job_id": "7",
+                        "nodebook_node": "cn02",
+                        "nodebook_endpoint": "socket",
+                        "nodebook_socket": "/tmp/nodebook-alice-7/jupyter.sock",
+                    }
+                }
+            }
+        )
+    )
     assert ready.kind == "ready" and ready.data["socket"].endswith("jupyter.sock")
 
 
 def test_tagged_failure_maps_exit_code():
-    ev = {"event": "runner_on_failed",
-          "event_data": {"res": {"msg": "[not-set-up] nodebook is not set up: run setup"}}}
+    ev = {
+        "event": "runner_on_failed",
+        "event_data": {"res": {"msg": "[not-set-up] nodebook is not set up: run setup"}},
+    }
     (u,) = parse_event(ev)
     assert u.kind == "error" and u.code == ExitCode.NOT_SET_UP
     assert u.message == "nodebook is not set up: run setup"
@@ -70,8 +93,14 @@ def test_secret_events_are_dropped():
 def test_json_lines_and_dedup():
     buf = io.StringIO()
     r = Renderer(True, buf)
-    r.emit(Update("ready", job_id="5", node="cn01",
-                  data={"url": "http://127.0.0.1:1/lab", "local_port": 1}))
+    r.emit(
+        Update(
+            "ready",
+            job_id="5",
+            node="cn01",
+            data={"url": "http://127.0.0.1:1/lab", "local_port": 1},
+        )
+    )
     r.emit(Update("pending", job_id="5", state="PENDING"))
     r.emit(Update("pending", job_id="5", state="PENDING"))
     lines = buf.getvalue().splitlines()

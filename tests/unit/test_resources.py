@@ -8,8 +8,15 @@ from driver.resources import Resources, time_seconds
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("30", 1800), ("01:30:00", 5400), ("90:00", 5400), ("2-00:00:00", 172800), ("1-12", 129600),
-     ("0:30", 30), ("120", 7200)],
+    [
+        ("30", 1800),
+        ("01:30:00", 5400),
+        ("90:00", 5400),
+        ("2-00:00:00", 172800),
+        ("1-12", 129600),
+        ("0:30", 30),
+        ("120", 7200),
+    ],
 )
 def test_time_formats(value, seconds):
     assert time_seconds(value) == seconds
@@ -25,8 +32,18 @@ def test_bad_times(value):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"cpus": 0}, {"cpus": 10000}, {"mem": "8GB"}, {"mem": "0"}, {"mem": "-1G"}, {"gpus": "0"},
-     {"gpus": "a100:"}, {"partition": "bad name"}, {"account": "x;rm"}, {"qos": "a" * 65}],
+    [
+        {"cpus": 0},
+        {"cpus": 10000},
+        {"mem": "8GB"},
+        {"mem": "0"},
+        {"mem": "-1G"},
+        {"gpus": "0"},
+        {"gpus": "a100:"},
+        {"partition": "bad name"},
+        {"account": "x;rm"},
+        {"qos": "a" * 65},
+    ],
 )
 def test_bad_resources(kwargs):
     with pytest.raises(NodebookError) as err:

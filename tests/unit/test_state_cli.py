@@ -13,8 +13,16 @@ from driver.state import SessionRecord, StateDir, pid_alive
 
 def test_state_dir_is_private_and_round_trips(tmp_path):
     sd = StateDir("sandbox", root=tmp_path / "st")
-    path = sd.save(SessionRecord(cluster="sandbox", job_id="12", node="cn01", local_port=1234,
-                                 tunnel="jump", driver_pid=os.getpid()))
+    path = sd.save(
+        SessionRecord(
+            cluster="sandbox",
+            job_id="12",
+            node="cn01",
+            local_port=1234,
+            tunnel="jump",
+            driver_pid=os.getpid(),
+        )
+    )
     assert stat.S_IMODE(os.stat(sd.path).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     rec = sd.load("12")
@@ -37,8 +45,13 @@ def test_job_url():
 
 @pytest.mark.parametrize(
     ("state", "code"),
-    [("COMPLETED", ExitCode.OK), ("", ExitCode.OK), ("CANCELLED", ExitCode.JOB_ENDED),
-     ("TIMEOUT", ExitCode.JOB_ENDED), ("FAILED", ExitCode.JOB_ENDED)],
+    [
+        ("COMPLETED", ExitCode.OK),
+        ("", ExitCode.OK),
+        ("CANCELLED", ExitCode.JOB_ENDED),
+        ("TIMEOUT", ExitCode.JOB_ENDED),
+        ("FAILED", ExitCode.JOB_ENDED),
+    ],
 )
 def test_ended_reason(state, code):
     text, got = ended_reason(state, "None")
@@ -56,8 +69,13 @@ def test_help_teaches_with_examples(capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["session", "--time", "1h"], ["session", "--mem", "8GB"], ["session", "--cpus", "0"],
-     ["session", "--port", "80"], ["session", "--gpus", "x:"]],
+    [
+        ["session", "--time", "1h"],
+        ["session", "--mem", "8GB"],
+        ["session", "--cpus", "0"],
+        ["session", "--port", "80"],
+        ["session", "--gpus", "x:"],
+    ],
 )
 def test_bad_options_exit_usage_before_network(argv, capsys):
     assert main(argv) == ExitCode.USAGE

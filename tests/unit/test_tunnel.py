@@ -10,8 +10,15 @@ from driver.inventory import Cluster, cluster_from_hostvars
 from driver.ssh import Master
 from driver.tunnel import Endpoint, free_port, hops_inner_command, jump_argv, port_is_free
 
-CLUSTER = Cluster(name="c", inventory=Path("inv"), host="login", user="alice", port=2222,
-                  ssh_args=("-F", "/etc/cfg file"), identity="/k/id")
+CLUSTER = Cluster(
+    name="c",
+    inventory=Path("inv"),
+    host="login",
+    user="alice",
+    port=2222,
+    ssh_args=("-F", "/etc/cfg file"),
+    identity="/k/id",
+)
 
 
 def master():
@@ -22,7 +29,7 @@ def test_master_client_uses_control_path_and_inventory_settings():
     argv = master().client_argv("-O", "check")
     assert argv[0] == "ssh" and argv[-1] == "login"
     assert "ControlPath=/tmp/nb-x/m" in argv and "ControlMaster=no" in argv
-    assert ["-F", "/etc/cfg file"] == argv[1:3]
+    assert argv[1:3] == ["-F", "/etc/cfg file"]
     assert "-p" in argv and "2222" in argv and "-l" in argv and "-i" in argv
     assert not any("StrictHostKeyChecking" in a for a in argv)
 
@@ -77,17 +84,27 @@ def test_free_port_is_free():
 
 def test_inventory_refuses_disabled_host_key_checking():
     with pytest.raises(NodebookError):
-        cluster_from_hostvars("c", Path("i"), {
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no"})
+        cluster_from_hostvars(
+            "c", Path("i"), {"ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}
+        )
     with pytest.raises(NodebookError):
-        cluster_from_hostvars("c", Path("i"), {
-            "ansible_ssh_common_args": "-o   StrictHostKeyChecking=No"})
+        cluster_from_hostvars(
+            "c", Path("i"), {"ansible_ssh_common_args": "-o   StrictHostKeyChecking=No"}
+        )
 
 
 def test_inventory_settings_are_honoured():
-    c = cluster_from_hostvars("sandbox", Path("i"), {
-        "ansible_host": "login", "ansible_user": "alice", "ansible_port": "2222",
-        "ansible_ssh_common_args": "-F /x/config", "ansible_ssh_private_key_file": "~/k"})
+    c = cluster_from_hostvars(
+        "sandbox",
+        Path("i"),
+        {
+            "ansible_host": "login",
+            "ansible_user": "alice",
+            "ansible_port": "2222",
+            "ansible_ssh_common_args": "-F /x/config",
+            "ansible_ssh_private_key_file": "~/k",
+        },
+    )
     assert (c.host, c.user, c.port, c.ssh_args) == ("login", "alice", 2222, ("-F", "/x/config"))
     assert c.identity and not c.identity.startswith("~")
     assert c.tunnel == "jump" and not c.standalone
