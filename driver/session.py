@@ -251,7 +251,7 @@ class Session:
                 "ready",
                 job_id=self.job_id,
                 node=endpoint.node,
-                data={"url": url, "local_port": port, "tunnel": mode},
+                data={"url": url, "local_port": port, "tunnel": mode, "driver_pid": os.getpid()},
             )
         )
         if self.opts.browser:

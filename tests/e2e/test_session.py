@@ -1,0 +1,153 @@
+"""The session driver end to end on the sandbox: real Slurm, sshd and Jupyter, no mocks."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from driver.errors import ExitCode
+from tests.e2e.conftest import assert_nothing_left, http_status
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+
+
+def token_of(ready: dict) -> str:
+    return ready["data"]["url"].split("token=", 1)[1]
+
+
+def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox"])
+    submitted = d.wait_event("submitted")
+    ready = d.wait_event("ready", timeout=90)
+    port = ready["data"]["local_port"]
+    assert ready["job_id"] == submitted["job_id"]
+    assert ready["node"] in ("cn01", "cn02")
+    assert ready["data"]["tunnel"] == "jump"
+    assert http_status(sandbox, port, token_of(ready)) == 200
+    assert http_status(sandbox, port, None) == 403
+    # Jupyter runs on the node the scheduler chose, under the job
+    job = sandbox.scontrol_job(ready["job_id"])
+    assert job.get("JobState") == "RUNNING" and job.get("NodeList") == ready["node"]
+    d.signal(signal.SIGINT)
+    assert d.wait() == ExitCode.INTERRUPTED
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, ExitCode.TERMINATED), (signal.SIGHUP, ExitCode.HANGUP)]
+)
+def test_sigterm_and_sighup_clean_up(sandbox, drive, sig, code):
+    d = drive(["session", "--cluster", "sandbox"])
+    ready = d.wait_event("ready", timeout=90)
+    d.signal(sig)
+    assert d.wait() == code
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
+
+
+def test_external_scancel_is_noticed_and_reported(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox"])
+    ready = d.wait_event("ready", timeout=90)
+    sandbox.host("login", ["scancel", ready["job_id"]])
+    assert d.wait(timeout=60) == ExitCode.JOB_ENDED
+    ended = [e for e in d.events if e["event"] == "ended"]
+    assert ended and "cancelled outside" in ended[0]["message"]
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
+
+
+def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox"])
+    ready = d.wait_event("ready", timeout=90)
+    port = ready["data"]["local_port"]
+    out = sandbox.laptop(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            f"Authorization: token {token_of(ready)}",
+            f"http://127.0.0.1:{port}/api/shutdown",
+        ],
+        check=False,
+    )
+    assert out.stdout == "200"
+    assert d.wait(timeout=60) == ExitCode.OK
+    assert any(e["event"] == "ended" for e in d.events)
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+
+
+def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive):
+    # Fill both nodes (16 CPUs each) so the session's job stays PENDING.
+    fill = sandbox.host(
+        "login",
+        [
+            "sbatch",
+            "--parsable",
+            "--job-name=filler",
+            "-N",
+            "2",
+            "--exclusive",
+            "--time=5",
+            "--wrap",
+            "sleep 300",
+        ],
+        user="alice",
+    )
+    try:
+        d = drive(["session", "--cluster", "sandbox"])
+        submitted = d.wait_event("submitted")
+        pending = d.wait_event("pending", timeout=60)
+        assert pending["state"] == "PENDING" and pending.get("reason")
+        d.signal(signal.SIGINT)
+        assert d.wait() == ExitCode.INTERRUPTED
+        assert submitted["job_id"] not in sandbox.squeue("alice")
+    finally:
+        sandbox.host("login", ["scancel", fill.stdout.strip().split(";")[0]], check=False)
+    assert_nothing_left(sandbox, job_id=submitted["job_id"])
+
+
+def test_duplicate_guard_list_and_stop(sandbox, drive):
+    first = drive(["session", "--cluster", "sandbox"])
+    ready = first.wait_event("ready", timeout=90)
+    second = drive(["session", "--cluster", "sandbox"])
+    assert second.wait(timeout=60) == ExitCode.DUPLICATE
+    err = [e for e in second.events if e["event"] == "error"]
+    assert err and f"attach {ready['job_id']}" in err[0]["message"]
+    listed = drive(["list", "--cluster", "sandbox"])
+    assert listed.wait(timeout=60) == 0
+    sessions = [e for e in listed.events if e["event"] == "session"]
+    assert [s["job_id"] for s in sessions] == [ready["job_id"]]
+    stop = drive(["stop", ready["job_id"], "--cluster", "sandbox"])
+    assert stop.wait(timeout=60) == 0
+    # the running session notices its job is gone and exits
+    assert first.wait(timeout=60) == ExitCode.JOB_ENDED
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
+
+
+def test_attach_after_the_driver_was_killed(sandbox, drive):
+    first = drive(["session", "--cluster", "sandbox"])
+    ready = first.wait_event("ready", timeout=90)
+    first.kill()  # SIGKILL: no cleanup at all; the job keeps running for now
+    assert ready["job_id"] in sandbox.squeue("alice")
+    again = drive(["attach", ready["job_id"], "--cluster", "sandbox"])
+    ready2 = again.wait_event("ready", timeout=60)
+    assert http_status(sandbox, ready2["data"]["local_port"], token_of(ready2)) == 200
+    again.signal(signal.SIGINT)
+    assert again.wait() == ExitCode.INTERRUPTED
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready2["data"]["local_port"])
+
+
+def test_dead_mans_switch_ends_the_job(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox", "--heartbeat-timeout", "8"])
+    ready = d.wait_event("ready", timeout=90)
+    d.kill()
+    deadline = time.monotonic() + 60
+    while ready["job_id"] in sandbox.squeue("alice") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert ready["job_id"] not in sandbox.squeue("alice")
