@@ -335,3 +335,128 @@ def test_sbatch_test_only_accepts_the_script(sandbox: Sandbox, bob: SetupResult)
     assert head[0] == "#!/bin/bash -l"
     assert "#SBATCH --nodes=1" in head and "#SBATCH --partition=debug" in head
     assert f"#SBATCH --output={bob.jobs_dir}/%j.log" in head
+
+
+# Asks Jupyter on the endpoint named in connection.json, reading the token from the file (never
+# from argv); prints the status with the token and without it.
+PROBE = """
+import http.client, json, socket, sys
+info = json.load(open(sys.argv[1]))
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(info["socket"])
+def status(headers):
+    if info["endpoint"] == "socket":
+        c = Unix("localhost", timeout=5)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=5)
+    c.request("GET", "/api/status", headers=headers)
+    return c.getresponse().status
+print(status({"Authorization": "token " + info["token"]}), status({}))
+"""
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def submit(sandbox: Sandbox, bob: SetupResult, *env: str) -> str:
+    export = ["--export=ALL," + ",".join(env)] if env else []
+    argv = ["sbatch", "--parsable", *export, str(bob.job_script)]
+    return sandbox.host("login", argv, user=USER).stdout.strip().split(";")[0]
+
+
+def check_running_job(sandbox: Sandbox, bob: SetupResult, job: str, endpoint: str) -> dict:
+    conn = bob.jobs_dir / job / "connection.json"
+    wait_for(conn.exists, 90, f"{conn}")
+    assert conn.stat().st_mode & 0o777 == 0o600
+    assert (bob.jobs_dir / job).stat().st_mode & 0o777 == 0o700
+    info = json.loads(conn.read_text())
+    assert info["job_id"] == job and info["endpoint"] == endpoint and len(info["token"]) >= 32
+    node = info["node"]
+    assert node == sandbox.scontrol_job(job)["NodeList"]
+    run_dir = f"/tmp/nodebook-{USER}-{job}"
+    if endpoint == "socket":
+        assert info["socket"] == f"{run_dir}/jupyter.sock" and info["port"] is None
+        modes = sandbox.host(node, ["stat", "-c", "%a %U", run_dir, info["socket"]]).stdout.split()
+        assert modes == ["700", USER, "600", USER]
+    else:
+        assert info["socket"] is None and isinstance(info["port"], int)
+    probe = sandbox.host(node, [str(VENV_PY), "-c", PROBE, str(conn)], user=USER).stdout.split()
+    assert probe == ["200", "403"]
+    # Jupyter's argv carries no token; its log shows none.
+    ps = sandbox.host(node, ["ps", "-u", USER, "-o", "args="]).stdout
+    assert info["token"] not in ps and "jupyter-lab" in ps
+    return info
+
+
+def job_gone(sandbox: Sandbox, bob: SetupResult, job: str, node: str) -> None:
+    wait_for(lambda: job not in sandbox.squeue(), 60, f"job {job} to leave the queue")
+    run_dir = f"/tmp/nodebook-{USER}-{job}"
+    wait_for(
+        lambda: sandbox.host(node, ["test", "-e", run_dir], check=False).returncode != 0,
+        30,
+        f"{run_dir} removed",
+    )
+    assert not (bob.jobs_dir / job / "connection.json").exists()
+    log = (bob.jobs_dir / f"{job}.log").read_text()
+    assert (bob.jobs_dir / f"{job}.log").stat().st_mode & 0o777 == 0o600
+    assert bob.password not in log
+
+
+def test_job_on_a_socket_answers_and_cleans_up_on_scancel(
+    sandbox: Sandbox, bob: SetupResult
+) -> None:
+    job = submit(sandbox, bob)
+    try:
+        info = check_running_job(sandbox, bob, job, "socket")
+        log = (bob.jobs_dir / f"{job}.log").read_text()
+        assert info["token"] not in log and "module: not found" not in log
+    finally:
+        sandbox.host("login", ["scancel", job])
+    job_gone(sandbox, bob, job, info["node"])
+    assert "job " + job + " ended" in (bob.jobs_dir / f"{job}.log").read_text()
+
+
+def test_job_on_tcp_ends_itself_without_heartbeat(sandbox: Sandbox, bob: SetupResult) -> None:
+    job = submit(sandbox, bob, "NODEBOOK_ENDPOINT=tcp", "NODEBOOK_HEARTBEAT_TIMEOUT=6")
+    try:
+        info = check_running_job(sandbox, bob, job, "tcp")
+        # Nobody touches the heartbeat: the dead-man's switch ends the job by itself.
+        job_gone(sandbox, bob, job, info["node"])
+        assert "no heartbeat" in (bob.jobs_dir / f"{job}.log").read_text()
+    finally:
+        sandbox.host("login", ["scancel", job], check=False)
+
+
+def test_standalone_mode_without_slurm(sandbox: Sandbox, bob: SetupResult) -> None:
+    job = f"sa{uuid.uuid4().hex[:6]}"
+    log = bob.jobs_dir / f"{job}.log"
+    script = (
+        f"NODEBOOK_JOB_ID={job} NODEBOOK_HEARTBEAT_TIMEOUT=5 setsid {bob.job_script} "
+        f"> {log} 2>&1 < /dev/null &"
+    )
+    sandbox.host("login", ["bash", "-c", script], user=USER)
+    conn = bob.jobs_dir / job / "connection.json"
+    wait_for(conn.exists, 60, str(conn))
+    info = json.loads(conn.read_text())
+    assert info["job_id"] == job and info["node"] == "login"
+    probe = sandbox.host("login", [str(VENV_PY), "-c", PROBE, str(conn)], user=USER).stdout.split()
+    assert probe == ["200", "403"]
+    wait_for(lambda: not conn.exists(), 60, "the standalone server to end itself")
+    wait_for(
+        lambda: (
+            sandbox.host(
+                "login", ["test", "-e", f"/tmp/nodebook-{USER}-{job}"], check=False
+            ).returncode
+            != 0
+        ),
+        30,
+        "runtime dir removed",
+    )
+    assert str(info["pid"]) not in sandbox.host("login", ["ps", "-u", USER, "-o", "pid="]).stdout
+    log.unlink()
