@@ -193,7 +193,12 @@ def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 def wheelhouse() -> Path:
     """Download the pinned Jupyter wheels once; reuse them while the pins stay the same."""
     reqs = HERE / "wheelhouse.txt"
-    digest = hashlib.sha256(reqs.read_bytes()).hexdigest()[:12]
+    # Wheels for the module's Python (the system 3.11 relocated), not for whatever runs pip.
+    version = run(
+        ["/usr/bin/python3.11", "-c", "import platform; print(platform.python_version())"]
+    )
+    version = version.strip()
+    digest = hashlib.sha256(reqs.read_bytes() + version.encode()).hexdigest()[:12]
     dest = CACHE / f"wheels-{digest}"
     if (dest / ".complete").exists():
         return dest
@@ -203,7 +208,7 @@ def wheelhouse() -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True, mode=0o755)
     run([pip_python, "-m", "pip", "download", "-q", "--only-binary=:all:", "--dest", str(dest),
-         "-r", str(reqs)])  # fmt: skip
+         "--python-version", version, "-r", str(reqs)])  # fmt: skip
     (dest / ".complete").write_text(digest + "\n")
     return dest
 
@@ -605,6 +610,11 @@ def fail_point(step: str) -> None:
 def up() -> None:
     check_tools()
     if is_up():
+        wheels = wheelhouse()
+        if (L.pypi / "wheels").resolve() != wheels.resolve():
+            shutil.rmtree(L.pypi)
+            build_index(wheels)
+            print("sandbox: package index rebuilt for the new wheelhouse pins")
         print("sandbox: already up")
         return
     if L.state.exists() or OPT.exists():
