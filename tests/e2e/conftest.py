@@ -19,6 +19,13 @@ import pytest
 from tests.fixtures.sandbox import REPO
 
 PY = str(REPO / ".venv" / "bin" / "python")
+# ssh masters that existed before the current test (left by an earlier SIGKILLed driver; they
+# end by themselves after ControlPersist): not this test's leftovers.
+BASELINE: list[str] = []
+STOP_SERVERS = (
+    'for p in "$HOME"/.nodebook/jobs/*.pid; do [ -r "$p" ] || continue; '
+    'kill -TERM -- "-$(cat "$p")" 2>/dev/null; rm -f "$p"; done'
+)
 
 
 class DriverProc:
@@ -115,8 +122,14 @@ def http_status(sandbox, port: int, token: str | None, path: str = "/api/status"
     return int(out.stdout or 0)
 
 
+def remote_processes(sandbox, host: str, user: str) -> list[str]:
+    """`pid args` of a user's processes on a sandbox host, untruncated."""
+    out = sandbox.host(host, ["ps", "-ww", "-u", user, "-o", "pid=,args="], check=False).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def laptop_ssh_processes(sandbox) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     return [ln for ln in out.splitlines() if "ControlPath=/tmp/nb-" in ln]
 
 
@@ -126,6 +139,7 @@ def assert_nothing_left(
     job_id: str | None = None,
     port: int | None = None,
     timeout: float = 20,
+    ignore_ssh: list[str] | None = None,
 ) -> None:
     """No job in squeue, no Jupyter on the nodes or login, no tunnel, no master, no socket."""
     deadline = time.monotonic() + timeout
@@ -135,7 +149,7 @@ def assert_nothing_left(
             h: [p for p in sandbox.user_processes(h, user) if "jupyter" in p or "cat" in p]
             for h in ("login", "cn01", "cn02")
         }
-        ssh = laptop_ssh_processes(sandbox)
+        ssh = [p for p in laptop_ssh_processes(sandbox) if p not in (ignore_ssh or BASELINE)]
         listening = port is not None and http_status(sandbox, port, None) != 0
         leftovers = []
         if job_id:
@@ -161,6 +175,7 @@ def assert_nothing_left(
 def drive(sandbox, nodebook_setup, tmp_path):
     """Factory: drive(args) starts the driver; the finalizer leaves nothing running."""
     nodebook_setup("alice")
+    BASELINE[:] = laptop_ssh_processes(sandbox)
     started: list[DriverProc] = []
 
     def start(args: list[str]) -> DriverProc:
@@ -176,6 +191,8 @@ def drive(sandbox, nodebook_setup, tmp_path):
         d.kill()
     for user in ("alice", "bob"):
         sandbox.host("login", ["scancel", "-u", user], check=False)
+        # standalone servers (no Slurm): their process groups, by pid file
+        sandbox.host("login", ["bash", "-c", STOP_SERVERS], user=user, check=False)
     for line in laptop_ssh_processes(sandbox):
         pid = int(line.split()[0])
         subprocess.run(["kill", str(pid)], check=False)

@@ -8,7 +8,12 @@ import time
 import pytest
 
 from driver.errors import ExitCode
-from tests.e2e.conftest import assert_nothing_left, http_status
+from tests.e2e.conftest import (
+    assert_nothing_left,
+    http_status,
+    laptop_ssh_processes,
+    remote_processes,
+)
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 
@@ -135,12 +140,15 @@ def test_attach_after_the_driver_was_killed(sandbox, drive):
     ready = first.wait_event("ready", timeout=90)
     first.kill()  # SIGKILL: no cleanup at all; the job keeps running for now
     assert ready["job_id"] in sandbox.squeue("alice")
+    orphan_master = laptop_ssh_processes(sandbox)  # ends after ControlPersist on its own
     again = drive(["attach", ready["job_id"], "--cluster", "sandbox"])
     ready2 = again.wait_event("ready", timeout=60)
     assert http_status(sandbox, ready2["data"]["local_port"], token_of(ready2)) == 200
     again.signal(signal.SIGINT)
     assert again.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready2["data"]["local_port"])
+    assert_nothing_left(
+        sandbox, job_id=ready["job_id"], port=ready2["data"]["local_port"], ignore_ssh=orphan_master
+    )
 
 
 def test_dead_mans_switch_ends_the_job(sandbox, drive):
@@ -151,3 +159,62 @@ def test_dead_mans_switch_ends_the_job(sandbox, drive):
     while ready["job_id"] in sandbox.squeue("alice") and time.monotonic() < deadline:
         time.sleep(1)
     assert ready["job_id"] not in sandbox.squeue("alice")
+
+
+def test_hops_mode(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox", "--tunnel", "hops"])
+    ready = d.wait_event("ready", timeout=90)
+    port = ready["data"]["local_port"]
+    assert ready["data"]["tunnel"] == "hops"
+    assert http_status(sandbox, port, token_of(ready)) == 200
+    assert http_status(sandbox, port, None) == 403
+    d.signal(signal.SIGINT)
+    assert d.wait() == ExitCode.INTERRUPTED
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+    # no orphan inner ssh on login, no hop socket left
+    assert not [p for p in remote_processes(sandbox, "login", "alice") if "ssh -T" in p]
+    hop = f"/tmp/nodebook-alice-{ready['job_id']}-hop.sock"
+    assert sandbox.host("login", ["ls", hop], check=False).returncode != 0
+
+
+def test_standalone_server_direct_mode(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox-server"])
+    ready = d.wait_event("ready", timeout=90)
+    port = ready["data"]["local_port"]
+    assert ready["data"]["tunnel"] == "direct" and ready["job_id"].startswith("s")
+    assert http_status(sandbox, port, token_of(ready)) == 200
+    assert http_status(sandbox, port, None) == 403
+    procs = remote_processes(sandbox, "login", "alice")
+    assert [p for p in procs if "job.sbatch" in p], procs
+    d.signal(signal.SIGTERM)
+    assert d.wait() == ExitCode.TERMINATED
+    assert_nothing_left(sandbox, port=port)
+
+
+def test_bob_cannot_reach_alices_server(sandbox, drive):
+    d = drive(["session", "--cluster", "sandbox"])
+    ready = d.wait_event("ready", timeout=90)
+    job, node = ready["job_id"], ready["node"]
+    sock = f"/tmp/nodebook-alice-{job}/jupyter.sock"
+    probe = sandbox.host(
+        node,
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+            sock,
+            "http://x/api/status",
+        ],
+        user="bob",
+        check=False,
+    )
+    assert probe.returncode != 0 and probe.stdout in ("", "000")
+    conn = f"/home/alice/.nodebook/jobs/{job}/connection.json"
+    assert sandbox.host("login", ["cat", conn], user="bob", check=False).returncode != 0
+    d.signal(signal.SIGINT)
+    assert d.wait() == ExitCode.INTERRUPTED
+    assert_nothing_left(sandbox, job_id=job, port=ready["data"]["local_port"])
