@@ -12,6 +12,8 @@ slurmctld, slurmd, sshd and Lmod run inside; users alice and bob have homes ever
     python3 sandbox/cluster.py up | down | status
     python3 sandbox/cluster.py exec HOST [--user U [--login]] -- CMD...
     python3 sandbox/cluster.py hide-python on|off
+    python3 sandbox/cluster.py daemon NAME stop|start|restart     (fault injection)
+    python3 sandbox/cluster.py link down|up                       (cut the laptop's network)
     python3 sandbox/cluster.py clean-cache
 
 Run as root. `up` is idempotent; `down` stops only what `up` started and removes it.
@@ -557,18 +559,26 @@ table inet sandbox {{
     )
 
 
+def daemon_commands() -> dict[str, tuple[Host, list[str]]]:
+    """How to start each restartable daemon: its host and argv (they daemonize themselves)."""
+    cmds: dict[str, tuple[Host, list[str]]] = {}
+    for name, host in [("login", LOGIN), ("login-otp", LOGIN)] + [(h.name, h) for h in COMPUTE]:
+        conf, log = L.etc / f"sshd-{name}.conf", L.log / f"sshd-{name}.log"
+        cmds[f"sshd-{name}"] = (host, ["/usr/sbin/sshd", "-f", str(conf), "-E", str(log)])
+    cmds["slurmctld"] = (LOGIN, ["slurmctld"])  # a restart keeps its state: jobs survive it
+    for host in COMPUTE:
+        cmds[f"slurmd-{host.name}"] = (host, ["slurmd", "-N", host.name])
+    return cmds
+
+
 def start_daemons() -> None:
     pypi_argv = ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-m", "http.server",
                  str(PYPI_PORT), "--bind", LOGIN.address, "--directory", str(L.pypi)]  # fmt: skip
     proc = spawn(ns_argv(LOGIN, pypi_argv), L.log / "pypi.log")
     (L.run / "pypi.pid").write_text(f"{proc.pid}\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    for name, host in [("login", LOGIN), ("login-otp", LOGIN)] + [(h.name, h) for h in COMPUTE]:
-        conf = L.etc / f"sshd-{name}.conf"
-        in_host(host, ["/usr/sbin/sshd", "-f", str(conf), "-E", str(L.log / f"sshd-{name}.log")])
-    in_host(LOGIN, ["slurmctld", "-c"])
-    for host in COMPUTE:
-        in_host(host, ["slurmd", "-N", host.name])
+    for host, argv in daemon_commands().values():
+        in_host(host, argv)
 
     def pids_written() -> bool:
         return all(read_pid(p) is not None for p in L.daemon_pids().values())
@@ -581,6 +591,10 @@ def start_daemons() -> None:
         return all(states.get(h.name) == "idle" for h in COMPUTE)
 
     wait_until(nodes_idle, 30, "the compute nodes to register with slurmctld")
+
+
+def slurm_answers() -> bool:
+    return subprocess.run(ns_argv(LOGIN, ["sinfo", "-h"]), capture_output=True).returncode == 0
     wait_until(lambda: port_open(LOGIN, LOGIN.address, PYPI_PORT), 10, "the package index")
 
 
@@ -731,6 +745,34 @@ def hide_python(on: bool) -> None:
     print(f"sandbox: system python3 on login {'hidden' if on else 'visible'}")
 
 
+def daemon(name: str, action: str) -> None:
+    """Stop, start or restart one daemon (fault injection for tests: slurmctld, an sshd ...)."""
+    commands = daemon_commands()
+    if name not in commands:
+        raise SandboxError(f"unknown daemon {name!r}; choose one of {', '.join(commands)}")
+    host, argv = commands[name]
+    pid_file = L.daemon_pids()[name]
+    if action in ("stop", "restart"):
+        pid = read_pid(pid_file)
+        if pid is not None and alive(pid):
+            terminate([pid], grace=10)
+        pid_file.unlink(missing_ok=True)
+    if action in ("start", "restart"):
+        pid = read_pid(pid_file)
+        if pid is None or not alive(pid):
+            in_host(host, argv)
+            wait_until(lambda: (p := read_pid(pid_file)) is not None and alive(p), 20, name)
+        if name == "slurmctld":
+            wait_until(slurm_answers, 30, "slurmctld to answer")
+    print(f"sandbox: {name} {action} done")
+
+
+def link(state: str) -> None:
+    """Cut or restore the laptop's network (its only link, to login), as a dropped Wi-Fi would."""
+    in_host(LAPTOP, ["ip", "link", "set", "eth0", state])
+    print(f"sandbox: laptop link {state}")
+
+
 def exec_in(host_name: str, user: str | None, login: bool, command: list[str]) -> int:
     host = host_named(host_name)
     if not command:
@@ -756,6 +798,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("clean-cache", help="remove the downloaded wheelhouse")
     hide = sub.add_parser("hide-python", help="hide /usr/bin/python3* on the login node")
     hide.add_argument("state", choices=["on", "off"])
+    dmn = sub.add_parser("daemon", help="stop/start/restart a daemon (fault injection)")
+    dmn.add_argument("name", help="slurmctld, slurmd-cn01, sshd-login, sshd-cn01, ...")
+    dmn.add_argument("action", choices=["stop", "start", "restart"])
+    lnk = sub.add_parser("link", help="cut (down) or restore (up) the laptop's network")
+    lnk.add_argument("state", choices=["down", "up"])
     ex = sub.add_parser("exec", help="run a command inside a host")
     ex.add_argument("host", choices=[h.name for h in HOSTS])
     ex.add_argument("--user", help="run as this user (default root)")
@@ -777,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(CACHE, ignore_errors=True)
         elif args.command == "hide-python":
             hide_python(args.state == "on")
+        elif args.command == "daemon":
+            daemon(args.name, args.action)
+        elif args.command == "link":
+            link(args.state)
         elif args.command == "exec":
             return exec_in(args.host, args.user, args.login, command)
     except SandboxError as err:

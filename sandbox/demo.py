@@ -68,6 +68,20 @@ def field(obj: dict[str, object], name: str) -> object:
     return obj.get(name, data.get(name) if isinstance(data, dict) else None)
 
 
+def describe(obj: dict[str, object]) -> str:
+    """One progress line from the driver's JSON events."""
+    if obj.get("message"):
+        return str(obj["message"])
+    text = f"job {obj.get('job_id', '?')}: {obj.get('event')}"
+    if obj.get("state"):
+        text += f" {obj['state']}"
+    if obj.get("reason") and obj.get("reason") != "None":
+        text += f" ({obj['reason']})"
+    if obj.get("node"):
+        text += f" on {obj['node']}"
+    return text
+
+
 def run_session() -> int:
     argv = [*CLUSTER, "exec", "laptop", "--", str(VENV_BIN / "python"), "-m", "driver",
             "session", "--cluster", "sandbox", "--no-browser", "--json"]  # fmt: skip
@@ -84,12 +98,8 @@ def run_session() -> int:
             except ValueError:
                 print(line, end="")
                 continue
-            event = obj.get("event")
-            if event != "ready":
-                text = obj.get("message") or " ".join(
-                    str(obj[k]) for k in ("job_id", "state", "reason", "node") if obj.get(k)
-                )
-                print(f"    {event}: {text}", flush=True)
+            if obj.get("event") != "ready":
+                print(f"    {describe(obj)}", flush=True)
                 continue
             url, port = str(field(obj, "url")), int(str(field(obj, "local_port")))
             anchor = (STATE / "run" / "anchor-laptop.pid").read_text().split()[0]
@@ -107,8 +117,12 @@ def run_session() -> int:
             )
         return driver.wait()
     except KeyboardInterrupt:
+        print("\nEnding the session ...", flush=True)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGINT)
+        for line in driver.stdout or []:
+            with contextlib.suppress(ValueError):
+                print(f"    {describe(json.loads(line))}", flush=True)
         return driver.wait()
     finally:
         if relay is not None:

@@ -207,3 +207,37 @@ def test_hidden_system_python_on_login(sandbox):
     finally:
         sandbox.cluster("hide-python", "off")
     assert "python3" in sandbox.ssh("alice", "command -v python3").stdout
+
+
+def test_daemon_restart_keeps_running_jobs(sandbox):
+    job_id = sandbox.ssh(
+        "alice", "sbatch --parsable -o /dev/null --wrap 'sleep 300'"
+    ).stdout.strip()
+    try:
+        deadline = time.monotonic() + 30
+        while sandbox.scontrol_job(job_id).get("JobState") != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        sandbox.cluster("daemon", "slurmctld", "restart")
+        assert sandbox.scontrol_job(job_id).get("JobState") == "RUNNING"
+    finally:
+        sandbox.ssh("alice", f"scancel {job_id}", check=False)
+
+
+def test_daemon_stop_and_start_a_compute_nodes_sshd(sandbox):
+    sandbox.cluster("daemon", "sshd-cn02", "stop")
+    try:
+        res = sandbox.ssh("alice", "true", host="cn02", check=False)
+        assert res.returncode == 255
+    finally:
+        sandbox.cluster("daemon", "sshd-cn02", "start")
+    assert sandbox.ssh("alice", "hostname", host="cn02").stdout.strip() == "cn02"
+
+
+def test_laptop_link_cut_and_restored(sandbox):
+    sandbox.cluster("link", "down")
+    try:
+        assert not tcp(sandbox, "10.251.1.1", 22)
+    finally:
+        sandbox.cluster("link", "up")
+    assert tcp(sandbox, "10.251.1.1", 22)
