@@ -1,0 +1,1 @@
+"""nodebook benchmarks: `make bench` (bench/run.py); see docs/benchmarks.md."""

@@ -1,0 +1,57 @@
+"""Runs inside the sandbox's laptop namespace (where the driver runs): one scenario, JSON out.
+
+    python -m bench.probe SCENARIO [--reps N] ...
+
+bench/run.py starts it with `sandbox/cluster.py exec laptop --`; the last stdout line is the
+result. Everything a scenario starts is undone on exit (bench/guard.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.guard import guarded
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.probe")
+    p.add_argument("scenario", choices=("session", "throughput", "concurrent", "hold", "setup"))
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--size-mib", type=int, default=256)
+    p.add_argument("--modes", default="jump,hops,via-login")
+    args = p.parse_args(argv)
+    result: dict[str, Any]
+    with tempfile.TemporaryDirectory(prefix="nbb-state-") as tmp, guarded() as guard:
+        state = Path(tmp)
+        if args.scenario == "session":
+            from bench import scen_session
+
+            result = scen_session.run(guard, args.reps, state)
+        elif args.scenario == "throughput":
+            from bench import scen_throughput
+
+            result = scen_throughput.run(guard, args.reps, args.size_mib, args.modes, state)
+        elif args.scenario == "concurrent":
+            from bench import scen_concurrent
+
+            result = scen_concurrent.run(guard, args.n, state)
+        elif args.scenario == "hold":
+            from bench import scen_hold
+
+            result = scen_hold.run(guard, state)
+        else:
+            from bench import scen_setup
+
+            result = scen_setup.run(args.reps)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Time to notebook and Ctrl-C to job gone: the driver and the hand-written baseline, interleaved.
+
+Driver: t0 = spawn of `python -m driver session`; end = arrival of its `ready` line (the driver
+emits it after its own first HTTP 200 through the tunnel; the probe checks one more 200).
+Ctrl-C: a watcher on login polls squeue every 50 ms; once it sees the job, SIGINT goes to the
+driver; the figure is the watcher's first "not in squeue" time minus the signal time.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.baseline import BaselineSession
+from bench.common import watch_gone_command
+from bench.guard import Guard, log
+from bench.procs import DriverProc, RssSampler
+
+SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
+
+
+def _gone_after(guard: Guard, user: str, job_id: str, act: Any) -> float:
+    """Start the watcher, wait until it sees the job, call act(), return act->gone seconds."""
+    watcher = guard.observer(user).popen(watch_gone_command(job_id))
+    assert watcher.stdout is not None
+    first = watcher.stdout.readline().strip()
+    if first != "present":
+        watcher.wait(10)
+        raise RuntimeError(f"job {job_id} was not in squeue before the interrupt ({first!r})")
+    t0 = time.time()
+    act()
+    line = watcher.stdout.readline().strip()
+    watcher.wait(30)
+    if not line.startswith("gone "):
+        raise RuntimeError(f"watcher for job {job_id} ended without seeing it leave: {line!r}")
+    return float(line.split()[1]) - t0
+
+
+def token_of(ready: dict[str, Any]) -> str:
+    return str(ready["data"]["url"]).split("token=", 1)[1]
+
+
+def check_200(port: int, token: str) -> None:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"tunnel on {port}: HTTP {resp.status}")
+
+
+def driver_round(guard: Guard, state: Path) -> dict[str, Any]:
+    with RssSampler() as sampler:
+        drv = guard.driver(DriverProc(SESSION_ARGS, state))
+        sampler.roots = [drv.pid]
+        _, sub = drv.wait_event("submitted", 120)
+        guard.job(str(sub["job_id"]), "alice")
+        t_ready, ready = drv.wait_event("ready", 300)
+        check_200(int(ready["data"]["local_port"]), token_of(ready))
+        job_id = str(ready["job_id"])
+        t_int = time.time()
+        gone = _gone_after(guard, "alice", job_id, drv.interrupt)
+        rc = drv.reap()
+    drv.drain()
+    return {
+        "job_id": job_id,
+        "ttn": t_ready - drv.started,
+        "ctrl_c_gone": gone,
+        "ctrl_c_exit": (drv.ended or time.time()) - t_int,
+        "rc": rc,
+        "peak_tree_rss_kib": sampler.peak_kib,
+        "peak_tree_procs": sampler.peak_procs,
+        "maxrss_single_kib": drv.maxrss_kib,
+        "events": [e.get("event") for _, e in drv.events],
+    }
+
+
+def baseline_round(guard: Guard) -> dict[str, Any]:
+    base = BaselineSession("alice")
+    guard.undo.append(base.close)
+    t0 = time.time()
+    try:
+        t_ok = base.start()
+        assert base.job_id is not None
+        guard.job(base.job_id, "alice")
+        gone = _gone_after(guard, "alice", base.job_id, base.cancel)
+    finally:
+        base.close()
+    return {"job_id": base.job_id, "ttn": t_ok - t0, "ctrl_c_gone": gone}
+
+
+def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
+    driver: list[dict[str, Any]] = []
+    baseline: list[dict[str, Any]] = []
+    for i in range(reps):
+        # alternate which goes first, so slow drift hits both alike
+        order = ("driver", "baseline") if i % 2 == 0 else ("baseline", "driver")
+        for which in order:
+            if which == "driver":
+                driver.append(driver_round(guard, state))
+                log(
+                    f"rep {i + 1}/{reps} driver: {driver[-1]['ttn']:.2f} s to notebook, "
+                    f"Ctrl-C -> gone {driver[-1]['ctrl_c_gone']:.2f} s"
+                )
+            else:
+                baseline.append(baseline_round(guard))
+                log(
+                    f"rep {i + 1}/{reps} baseline: {baseline[-1]['ttn']:.2f} s to notebook, "
+                    f"scancel -> gone {baseline[-1]['ctrl_c_gone']:.2f} s"
+                )
+    return {"driver": driver, "baseline": baseline}
