@@ -1,0 +1,142 @@
+"""Host-side helpers: run things in the sandbox's hosts, read sdiag, describe the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bench.common import FILL_JOB_NAME, REPO, VENV_PY
+
+RUNNER_VERSION = "import importlib.metadata as m; print(m.version('ansible-runner'))"
+CLUSTER = [sys.executable, str(REPO / "sandbox" / "cluster.py")]
+
+
+def on(host: str, argv: Sequence[str], user: str | None = None, timeout: float = 60) -> str:
+    """Run argv on a sandbox host (as root, or as `user` in a login shell); stdout."""
+    opts = ["--user", user, "--login"] if user else []
+    proc = subprocess.run(
+        [*CLUSTER, "exec", host, *opts, "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return proc.stdout
+
+
+def probe_argv(*args: str) -> list[str]:
+    return [*CLUSTER, "exec", "laptop", "--", str(VENV_PY), "-m", "bench.probe", *args]
+
+
+def run_probe(*args: str, timeout: float = 3600) -> dict[str, Any]:
+    """Run one probe scenario in the laptop namespace; its last stdout line is the result."""
+    proc = subprocess.Popen(
+        probe_argv(*args), stdout=subprocess.PIPE, text=True, cwd=REPO, start_new_session=False
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except BaseException:
+        stop_probe(proc)
+        raise
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"probe {args[0]} failed (rc={proc.returncode})")
+    return json.loads(lines[-1])
+
+
+def stop_probe(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the probe (it cleans up), wait for it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+_RPC_USER = re.compile(r"^\s*(\S+)\s+\(\s*\d+\)\s+count:(\d+)", re.M)
+
+
+def rpc_counts() -> dict[str, int]:
+    """Per-user RPC counts from slurmctld (sdiag as root on login)."""
+    out = on("login", ["sdiag"])
+    section = out.split("by user", 1)[1] if "by user" in out else ""
+    return {m[1]: int(m[2]) for m in _RPC_USER.finditer(section)}
+
+
+def squeue(fmt: str = "%i|%u|%j|%T") -> list[list[str]]:
+    out = on("login", ["squeue", "-h", "-o", fmt])
+    return [ln.split("|") for ln in out.splitlines() if ln.strip()]
+
+
+def job_state(job_id: str) -> str:
+    out = on("login", ["squeue", "-h", "-j", job_id, "-o", "%T"]).strip()
+    return out or "GONE"
+
+
+def fill_nodes(user: str = "bob") -> str:
+    """One job of `user` holding both nodes exclusively; returns its id once RUNNING."""
+    out = on(
+        "login",
+        ["sbatch", "--parsable", f"--job-name={FILL_JOB_NAME}", "-N", "2", "--exclusive",
+         "--time=15", "--wrap", "sleep 900"],
+        user=user,
+    )  # fmt: skip
+    job_id = out.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise RuntimeError(f"could not submit the filler job: {out!r}")
+    deadline = time.monotonic() + 300
+    while job_state(job_id) != "RUNNING":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"filler job {job_id} did not start within 300 s")
+        time.sleep(1)
+    return job_id
+
+
+def cancel_fill() -> None:
+    on("login", ["scancel", "-n", FILL_JOB_NAME, "-u", "bob"])
+    on("login", ["scancel", "-n", FILL_JOB_NAME, "-u", "alice"])
+
+
+def machine() -> dict[str, Any]:
+    mem_kib = 0
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+
+    def ver(argv: list[str]) -> str:
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except OSError:
+            return "?"
+        text = (p.stdout or p.stderr).strip().splitlines()
+        return text[0] if text else "?"
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "os": ver(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
+        "python": ver([str(VENV_PY), "--version"]),
+        "ansible": ver([str(REPO / ".venv/bin/ansible"), "--version"]),
+        "ansible_runner": ver([str(VENV_PY), "-c", RUNNER_VERSION]),
+        "openssh": ver(["ssh", "-V"]),
+        "slurm": on("login", ["sinfo", "--version"]).strip(),
+        "jupyter": ver(["sh", "-c", "cat /home/alice/.nodebook/setup.json 2>/dev/null | "
+                        "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"packages\"])'"]),
+    }  # fmt: skip

@@ -1,0 +1,38 @@
+"""A session held open for the scheduler-query count: bench/run.py (host side) fills the nodes,
+reads sdiag around windows, and steps this probe through its phases over stdin/stdout:
+
+    probe -> {"phase": "pending", "job_id": ...}   (the driver reported PENDING)
+    probe -> {"phase": "ready", "job_id": ...}     (after the host freed the nodes)
+    host  -> "stop"                                 (the probe sends SIGINT to the driver)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.guard import Guard
+from bench.procs import DriverProc
+from bench.scen_session import SESSION_ARGS
+
+
+def say(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def run(guard: Guard, state: Path) -> dict[str, Any]:
+    drv = guard.driver(DriverProc(SESSION_ARGS, state))
+    _, sub = drv.wait_event("submitted", 120)
+    job_id = str(sub["job_id"])
+    guard.job(job_id, "alice")
+    _, pending = drv.wait_event("pending", 180)
+    say({"phase": "pending", "job_id": job_id, "reason": pending.get("reason")})
+    _, ready = drv.wait_event("ready", 900)
+    say({"phase": "ready", "job_id": job_id, "node": ready.get("node")})
+    sys.stdin.readline()
+    drv.interrupt()
+    rc = drv.reap()
+    drv.drain()
+    return {"job_id": job_id, "rc": rc, "events": [e.get("event") for _, e in drv.events]}
