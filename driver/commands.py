@@ -164,10 +164,35 @@ else echo "slurm=none"; fi
 """
 
 
+def _fix(cluster: Cluster, name: str, detail: str) -> str:
+    """What to do about a failed check (one line)."""
+    where = f"{cluster.user + '@' if cluster.user else ''}{cluster.host}"
+    return {
+        "ssh": (
+            f"check that `ssh {' '.join(cluster.ssh_args)} {where}` works from this machine "
+            "(login node up, its sshd running, your key or password, the host key in "
+            "known_hosts; never StrictHostKeyChecking=no)"
+        ),
+        "setup": "run `python -m driver setup` once",
+        "python": "Jupyter's venv is gone: re-run `python -m driver setup`",
+        "module": (
+            f"{detail.split()[0]} is not available on {cluster.host} (`module avail`): set "
+            "nodebook_environment_modules in the inventory and re-run `python -m driver setup`"
+        ),
+        "slurm": "Slurm does not answer on the login node: try `sinfo` there, ask the admins",
+        "ports": "free a local port or pass --port",
+    }.get(name, "see the line above")
+
+
+SKIPPED = ("setup", "module", "slurm")
+
+
 def doctor(cluster: Cluster, out: Renderer) -> ExitCode:
-    """One line per check; exit 1 if any failed."""
-    results: list[tuple[str, bool, str]] = []
+    """One line per check (ssh, setup, python, module, slurm, ports); on a failure, a cause and
+    a fix line, and a non-zero exit: 4 (ssh), 3 (not set up) or 1."""
+    results: list[tuple[str, bool | None, str]] = []
     started = time.monotonic()
+    proc = None
     try:
         with _master(cluster) as master:
             results.append(
@@ -181,8 +206,11 @@ def doctor(cluster: Cluster, out: Renderer) -> ExitCode:
             proc = master.run(DOCTOR_PROBE, timeout=60)
     except NodebookError as exc:
         results.append(("ssh", False, exc.message))
-        proc = None
-    if proc is not None:
+    except subprocess.TimeoutExpired:
+        results.append(("ssh", False, f"{cluster.host} connected but did not answer in 60 s"))
+    if proc is None:
+        results += [(name, None, "not checked (no ssh)") for name in SKIPPED]
+    else:
         kv = [ln.partition("=") for ln in proc.stdout.splitlines() if "=" in ln]
         for key, _, value in kv:
             if key == "setup":
@@ -192,26 +220,48 @@ def doctor(cluster: Cluster, out: Renderer) -> ExitCode:
                         value == "ok",
                         "~/.nodebook/setup.json present"
                         if value == "ok"
-                        else "not set up: run `python -m driver setup`",
+                        else "not set up (no ~/.nodebook/setup.json)",
                     )
                 )
+            elif key == "python" and value != "missing":
+                results.append(("python", True, value))
             elif key == "python":
-                results.append(("python", value != "missing", value))
+                # only a failure when setup claims to be done
+                done = any(k == "setup" and v == "ok" for k, _, v in kv)
+                results.append(("python", False if done else None, "Jupyter's Python: missing"))
             elif key == "module":
-                results.append(("module", not value.endswith("missing"), value))
+                results.append(
+                    ("module", not value.endswith("missing"), value.replace("none", "none needed"))
+                )
             elif key == "slurm":
                 ok = value.startswith("ok") or (value == "none" and cluster.standalone)
                 results.append(
                     ("slurm", ok, "standalone server (no Slurm)" if cluster.standalone else value)
                 )
-    port = free_port()
-    results.append(("ports", True, f"local port {port} is free for the tunnel"))
+    try:
+        port = free_port()
+        results.append(("ports", True, f"local port {port} is free for the tunnel"))
+    except OSError as exc:
+        results.append(("ports", False, f"cannot bind a local port: {exc}"))
     for name, ok, text in results:
+        mark = "ok  " if ok else "FAIL" if ok is False else "skip"
+        out.emit(Update("info", message=f"{mark} {name:<7} {text}", data={"check": name, "ok": ok}))
+    failed = [(name, text) for name, ok, text in results if ok is False]
+    for name, text in failed:
+        cause, _, fix = text.partition("; ")  # ssh failures come with their own fix
+        fix = fix if name == "ssh" and fix else _fix(cluster, name, text)
         out.emit(
             Update(
-                "info",
-                message=f"{'ok  ' if ok else 'FAIL'} {name:<7} {text}",
-                data={"check": name, "ok": ok},
+                "error",
+                message=f"{name}: cause: {cause if name == 'ssh' else text}; fix: {fix}",
+                data={"check": name, "cause": cause, "fix": fix},
             )
         )
-    return ExitCode.OK if all(ok for _, ok, _ in results) else ExitCode.ERROR
+    if not failed:
+        return ExitCode.OK
+    names = {name for name, _ in failed}
+    if "ssh" in names:
+        return ExitCode.SSH
+    if names == {"setup"}:
+        return ExitCode.NOT_SET_UP
+    return ExitCode.ERROR

@@ -35,6 +35,8 @@ class Update:
     node: str | None = None
     message: str | None = None
     code: int | None = None
+    url: str | None = None  # ready: the browser URL (with the token)
+    local_port: int | None = None  # ready: the tunnel's local port
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -162,7 +164,7 @@ class Renderer:
             where = f" on {update.node}" if update.node else ""
             return f"job {update.job_id}: RUNNING{where}, starting Jupyter"
         if update.kind == "ready":
-            return f"Jupyter is ready: {update.data.get('url', '')}".rstrip()
+            return f"Jupyter is ready: {update.url or update.data.get('url', '')}".rstrip()
         if update.kind in ("error", "ended", "info"):
             return update.message
         return None

@@ -7,10 +7,12 @@ before that), so it cancels the job itself: ansible-runner's cancel is SIGKILL a
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
 import signal
+import subprocess
 import threading
 import time
 import webbrowser
@@ -111,6 +113,9 @@ class Session:
         self.submitted = False
         self.job_gone = False
         self.tunnel: Tunnel | None = None
+        self.unreachable = False  # the cluster stopped answering (lost link): skip the cancel
+        self._api_url = ""
+        self._token = ""
         self.remote_user: str = cluster.user or os.environ.get("USER", "user")
 
     # -- events from the playbook (runner thread) -------------------------------------------
@@ -214,6 +219,8 @@ class Session:
     ) -> ExitCode:
         conn = conn or self._connection()
         token = str(conn.get("token") or "")
+        if conn.get("host"):  # tcp-node: the node's cluster address Jupyter is bound to
+            endpoint = dataclasses.replace(endpoint, host=str(conn["host"]))
         if self.opts.local_port:
             if not port_is_free(self.opts.local_port):
                 raise NodebookError(
@@ -233,6 +240,7 @@ class Session:
         self.tunnel.start()
         base = str(conn.get("base_url") or "/")
         api = f"http://127.0.0.1:{port}/{base.strip('/')}/api/status".replace("//api", "/api")
+        self._api_url, self._token = api, token
         wait_http(api, token, 60, self.tunnel.alive)
         self.state.save(
             SessionRecord(
@@ -251,6 +259,8 @@ class Session:
                 "ready",
                 job_id=self.job_id,
                 node=endpoint.node,
+                url=url,
+                local_port=port,
                 data={"url": url, "local_port": port, "tunnel": mode, "driver_pid": os.getpid()},
             )
         )
@@ -268,8 +278,8 @@ class Session:
             f'if [ -e "$d/connection.json" ]; then echo alive; else echo gone; fi'
         )
         try:
-            proc = self.master.run(cmd, timeout=20)
-        except OSError:
+            proc = self.master.run(cmd, timeout=10)
+        except (OSError, subprocess.SubprocessError):
             return "lost"
         if proc.returncode == 255:
             return "lost"
@@ -291,28 +301,48 @@ class Session:
         return text, code
 
     def _reconnect(self) -> bool:
-        """Re-establish master and tunnel with backoff within the bound; False if it failed."""
+        """Re-establish master and tunnel with backoff within the bound; False if it failed.
+
+        Re-established means Jupyter answers through the new tunnel again, not just that an ssh
+        process runs: a master hung on a dead link still answers ``-O check`` locally.
+        """
         assert self.tunnel is not None
         deadline = time.monotonic() + self.opts.reconnect_bound
         delay = 1.0
+        self.out.emit(Update("info", job_id=self.job_id, message="tunnel lost, reconnecting"))
         while time.monotonic() < deadline:
-            self.out.emit(Update("info", job_id=self.job_id, message="tunnel lost, reconnecting"))
             self.tunnel.close()
             try:
-                if not self.master.alive():
-                    self.master.start(timeout=max(5.0, deadline - time.monotonic()))
+                if not self.master.responsive():
+                    self.master.close()
+                    self.master.start(timeout=max(5.0, min(30.0, deadline - time.monotonic())))
                 self.tunnel.start()
-                time.sleep(0.5)
-                if self.tunnel.alive():
-                    self.out.emit(
-                        Update("info", job_id=self.job_id, message="tunnel re-established")
-                    )
-                    return True
+                wait_http(
+                    self._api_url,
+                    self._token,
+                    max(2.0, min(15.0, deadline - time.monotonic())),
+                    self.tunnel.alive,
+                )
+                self.out.emit(Update("info", job_id=self.job_id, message="tunnel re-established"))
+                return True
             except NodebookError:
                 pass
-            time.sleep(delay)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 10.0)
+        self.unreachable = not self.master.responsive()
         return False
+
+    def _lost(self) -> NodebookError:
+        text = (
+            f"the tunnel was lost and could not be re-established within "
+            f"{self.opts.reconnect_bound:.0f} s"
+        )
+        if self.unreachable and self.opts.heartbeat_timeout:
+            text += (
+                f"; the cluster is unreachable, so job {self.job_id} ends itself within "
+                f"{self.opts.heartbeat_timeout} s of the last heartbeat (dead-man's switch)"
+            )
+        return NodebookError(text, ExitCode.TUNNEL_LOST)
 
     def _hold(self) -> ExitCode:
         assert self.tunnel is not None
@@ -330,17 +360,9 @@ class Session:
                         raise NodebookError(text, code)
                     return code
                 if status == "lost" and not self._reconnect():
-                    raise NodebookError(
-                        f"the tunnel was lost and could not be re-established within "
-                        f"{self.opts.reconnect_bound:.0f} s; the session was cleaned up",
-                        ExitCode.TUNNEL_LOST,
-                    )
+                    raise self._lost()
             if not self.tunnel.alive() and not self._reconnect():
-                raise NodebookError(
-                    f"the tunnel was lost and could not be re-established within "
-                    f"{self.opts.reconnect_bound:.0f} s; the session was cleaned up",
-                    ExitCode.TUNNEL_LOST,
-                )
+                raise self._lost()
             time.sleep(0.5)
 
     # -- cleanup ----------------------------------------------------------------------------
@@ -350,7 +372,9 @@ class Session:
         if self.tunnel is not None:
             self.tunnel.close()
             notes.append("tunnel closed")
-        if not self.job_gone and (self.submitted or self.job_id):
+        if self.unreachable:
+            notes.append(f"cluster unreachable: job {self.job_id} was not cancelled from here")
+        elif not self.job_gone and (self.submitted or self.job_id):
             try:
                 ev: dict[str, Any] = (
                     {"nodebook_job_id": self.job_id}

@@ -6,9 +6,11 @@ driver's process group does not reach it, and the driver closes it itself at the
 ControlPersist bounds its life if the driver is killed: with no client for that long it exits.
 """
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -112,14 +114,17 @@ class Master:
         """The master's pid from ``ssh -O check`` (None when it is not running)."""
         if not self.control_path.exists():
             return None
-        proc = subprocess.run(
-            self.client_argv("-O", "check"),
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            proc = subprocess.run(
+                self.client_argv("-O", "check"),
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            return None
         match = re.search(r"pid=(\d+)", proc.stderr + proc.stdout)
         return int(match.group(1)) if proc.returncode == 0 and match else None
 
@@ -154,9 +159,23 @@ class Master:
             why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise NodebookError(f"cannot forward {spec}: {why}", ExitCode.TUNNEL_LOST)
 
+    def responsive(self, timeout: float = 5) -> bool:
+        """One round trip to the login host over the master (a hung master still answers
+        ``-O check`` locally; this asks the other end)."""
+        if not self.control_path.exists():
+            return False
+        try:
+            return self.run("true", timeout=timeout).returncode == 0
+        except (subprocess.SubprocessError, OSError):
+            return False
+
     def close(self) -> None:
-        """Ask the master to exit; it closes every forwarding it holds."""
-        if self.control_path.exists():
+        """Ask the master to exit (it closes every forwarding it holds); kill it if it hangs."""
+        if not self.control_path.exists():
+            return
+        pid = None
+        try:
+            pid = self.pid()
             subprocess.run(
                 self.client_argv("-O", "exit"),
                 capture_output=True,
@@ -164,6 +183,14 @@ class Master:
                 check=False,
                 stdin=subprocess.DEVNULL,
             )
+        except (subprocess.SubprocessError, OSError):
+            pass
+        if pid is not None:  # still there (hung on a dead link): end it by its pid
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if str(self.control_path).encode() in cmdline:
+                    os.kill(pid, signal.SIGTERM)
+        self.control_path.unlink(missing_ok=True)
 
     def proxy_command(self) -> str:
         """A ProxyCommand that reaches %h:%p through the master (no second login)."""

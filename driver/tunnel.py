@@ -92,19 +92,30 @@ def node_argv(master: Master, node: str, options: list[str], command: str | None
     return argv
 
 
-def jump_argv(master: Master, endpoint: Endpoint, local_port: int) -> list[str]:
+def hold_command(job_id: str) -> str:
+    """The remote command that holds a tunnel open while its stdin (the driver) lives.
+
+    ``env NODEBOOK_TUNNEL=<job>`` tags the process with its job (any login shell runs it), so a
+    tunnel's remote end can be told apart from other sessions' on a shared node.
+    """
+    return f"exec env NODEBOOK_TUNNEL={shlex.quote(job_id)} cat >/dev/null"
+
+
+def jump_argv(master: Master, endpoint: Endpoint, local_port: int, job_id: str = "") -> list[str]:
     """The jump-mode tunnel: the ssh session ends on the node that holds the socket."""
     spec = f"127.0.0.1:{local_port}:{endpoint.target()}"
-    return node_argv(master, endpoint.node, ["-L", spec], "exec cat >/dev/null")
+    return node_argv(master, endpoint.node, ["-L", spec], hold_command(job_id))
 
 
 def hop_socket(user: str, job_id: str) -> str:
     return f"/tmp/nodebook-{user}-{job_id}-hop.sock"
 
 
-def hops_inner_command(endpoint: Endpoint, hop: str) -> str:
+def hops_inner_command(endpoint: Endpoint, hop: str, job_id: str = "") -> str:
     """The command run on login: ssh -L hop.sock:<target> node, alive while its stdin is open."""
     inner = [
+        "env",
+        f"NODEBOOK_TUNNEL={job_id}",
         "ssh",
         "-T",
         "-o",
@@ -118,7 +129,7 @@ def hops_inner_command(endpoint: Endpoint, hop: str) -> str:
         "-L",
         f"{hop}:{endpoint.target()}",
         endpoint.node,
-        "exec cat >/dev/null",
+        hold_command(job_id),
     ]
     # umask 077: the hop socket on the shared login node is the user's alone.
     return "umask 077; exec " + " ".join(shlex.quote(w) for w in inner)
@@ -142,19 +153,21 @@ class Tunnel:
             raise NodebookError(f"unknown tunnel mode {self.mode!r}", ExitCode.USAGE)
         local = f"127.0.0.1:{self.local_port}"
         if self.mode == "jump":
-            self._spawn(jump_argv(self.master, self.endpoint, self.local_port))
+            self._spawn(jump_argv(self.master, self.endpoint, self.local_port, self.job_id))
         elif self.mode == "hops":
             hop = hop_socket(self.user, self.job_id)
-            self._spawn([*self.master.client_argv("-T"), hops_inner_command(self.endpoint, hop)])
+            inner = hops_inner_command(self.endpoint, hop, self.job_id)
+            self._spawn([*self.master.client_argv("-T"), inner])
             self.forward_spec = f"{local}:{hop}"
             self.master.forward(self.forward_spec)
         elif self.mode == "via-login":
-            if self.endpoint.socket:
+            if self.endpoint.socket or self.endpoint.host.startswith("127."):
                 raise NodebookError(
-                    "--tunnel via-login needs a TCP endpoint: set nodebook_endpoint: tcp-node",
+                    "--tunnel via-login needs Jupyter on the node's cluster address: "
+                    "use --endpoint tcp-node (the default with via-login)",
                     ExitCode.USAGE,
                 )
-            self.forward_spec = f"{local}:{self.endpoint.node}:{self.endpoint.port}"
+            self.forward_spec = f"{local}:{self.endpoint.host}:{self.endpoint.port}"
             self.master.forward(self.forward_spec)
         else:  # direct
             self.forward_spec = f"{local}:{self.endpoint.target()}"

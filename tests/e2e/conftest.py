@@ -1,15 +1,26 @@
 """Helpers for driver e2e tests: a driver process in the laptop namespace, read as JSON lines.
 
-Every test gets `drive`, a factory whose finalizer kills what the test started and cancels
-every job of the test users, so nothing is left running even when a test fails.
+Every test gets `drive`, a factory whose finalizer kills what the test started and cancels the
+jobs its drivers reported, so nothing is left running even when a test fails.
+
+Other engineers' tests and benchmarks use the same sandbox and users at the same time, so every
+check here is scoped to what this test created: its job ids, the processes tagged with them
+(Slurm's SLURM_JOB_ID, a standalone server's NODEBOOK_JOB_ID, a tunnel's NODEBOOK_TUNNEL, read
+from /proc: the sandbox hosts share the machine's pid namespace), and the ssh processes whose
+ControlPath lies in this test's private TMPDIR.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,20 +30,32 @@ import pytest
 from tests.fixtures.sandbox import REPO
 
 PY = str(REPO / ".venv" / "bin" / "python")
-# ssh masters that existed before the current test (left by an earlier SIGKILLed driver; they
-# end by themselves after ControlPersist): not this test's leftovers.
-BASELINE: list[str] = []
-STOP_SERVERS = (
-    'for p in "$HOME"/.nodebook/jobs/*.pid; do [ -r "$p" ] || continue; '
-    'kill -TERM -- "-$(cat "$p")" 2>/dev/null; rm -f "$p"; done'
-)
+# The current test's private TMPDIR (short: it holds the ssh control sockets).
+CURRENT_TMP: list[str] = []
+
+
+def stop_server(job_id: str) -> str:
+    """Shell that stops one standalone server (its process group, by pid file)."""
+    if not re.fullmatch(r"s\d+", job_id):
+        raise ValueError(job_id)
+    p = f'"$HOME"/.nodebook/jobs/{job_id}.pid'
+    return f'[ -r {p} ] && kill -TERM -- "-$(cat {p})" 2>/dev/null; rm -f {p}; true'
 
 
 class DriverProc:
     """`python -m driver ARGS --json` running in the laptop namespace."""
 
-    def __init__(self, sandbox, args: list[str], state_dir: Path) -> None:
-        argv = ["env", f"NODEBOOK_STATE_DIR={state_dir}", "HOME=/root", PY, "-m", "driver", *args]
+    def __init__(self, sandbox, args: list[str], state_dir: Path, tmp: str) -> None:
+        argv = [
+            "env",
+            f"NODEBOOK_STATE_DIR={state_dir}",
+            "HOME=/root",
+            f"TMPDIR={tmp}",
+            PY,
+            "-m",
+            "driver",
+            *args,
+        ]
         self.proc = subprocess.Popen(
             sandbox.laptop_argv(argv),
             stdout=subprocess.PIPE,
@@ -72,9 +95,11 @@ class DriverProc:
         err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
         raise AssertionError(f"no {kind!r} event; events: {self.events}; stderr: {err[-2000:]}")
 
-    def signal(self, sig: int) -> None:
-        import os
+    def job_ids(self) -> set[str]:
+        """Every job id this driver reported (submitted, ready, listed)."""
+        return {str(e["job_id"]) for e in self.events if e.get("job_id")}
 
+    def signal(self, sig: int) -> None:
         os.kill(self.pid or self.proc.pid, sig)
 
     def wait(self, timeout: float = 60) -> int:
@@ -92,9 +117,6 @@ class DriverProc:
     def kill(self) -> None:
         if self.proc.poll() is None:
             if self.pid:
-                import contextlib
-                import os
-
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
             self.proc.kill()
@@ -128,9 +150,31 @@ def remote_processes(sandbox, host: str, user: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def laptop_ssh_processes(sandbox) -> list[str]:
+def laptop_ssh_processes(sandbox, tmp: str | None = None) -> list[str]:
+    """ssh processes of this test's drivers (ControlPath inside its TMPDIR)."""
+    tmp = tmp or (CURRENT_TMP[0] if CURRENT_TMP else "/tmp/nb-")
     out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "ControlPath=/tmp/nb-" in ln]
+    return [ln for ln in out.splitlines() if f"ControlPath={tmp}" in ln]
+
+
+def tagged_processes(job_id: str) -> list[str]:
+    """`pid args` of processes belonging to one job, on any sandbox host (shared pid namespace):
+    the job's own (SLURM_JOB_ID / NODEBOOK_JOB_ID) and its tunnels' (NODEBOOK_TUNNEL)."""
+    wanted = {
+        f"{k}={job_id}".encode() for k in ("SLURM_JOB_ID", "NODEBOOK_JOB_ID", "NODEBOOK_TUNNEL")
+    }
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = set(Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"))
+            if env & wanted:
+                args = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                found.append(f"{entry} {args.decode(errors='replace').strip()}")
+        except OSError:
+            continue
+    return found
 
 
 def assert_nothing_left(
@@ -141,25 +185,24 @@ def assert_nothing_left(
     timeout: float = 20,
     ignore_ssh: list[str] | None = None,
 ) -> None:
-    """No job in squeue, no Jupyter on the nodes or login, no tunnel, no master, no socket."""
+    """This test's job left the queue; no process of it (Jupyter, job script, srun, tunnel cat,
+    inner hop ssh) runs anywhere; no ssh of this test's drivers; the local port is closed; the
+    node-local runtime dir is gone."""
     deadline = time.monotonic() + timeout
     while True:
-        jobs = sandbox.squeue(user)
-        procs = {
-            h: [p for p in sandbox.user_processes(h, user) if "jupyter" in p or "cat" in p]
-            for h in ("login", "cn01", "cn02")
-        }
-        ssh = [p for p in laptop_ssh_processes(sandbox) if p not in (ignore_ssh or BASELINE)]
+        jobs = [j for j in sandbox.squeue(user) if j == job_id] if job_id else []
+        procs = tagged_processes(job_id) if job_id else []
+        ssh = [p for p in laptop_ssh_processes(sandbox) if p not in (ignore_ssh or [])]
         listening = port is not None and http_status(sandbox, port, None) != 0
         leftovers = []
         if job_id:
-            for h in ("cn01", "cn02"):
+            for h in ("cn01", "cn02", "login"):
                 out = sandbox.host(h, ["ls", "-d", f"/tmp/nodebook-{user}-{job_id}"], check=False)
                 if out.returncode == 0:
                     leftovers.append(f"{h}:/tmp/nodebook-{user}-{job_id}")
         problems = {
             "jobs": jobs,
-            "procs": {h: p for h, p in procs.items() if p},
+            "procs": procs,
             "ssh": ssh,
             "port_listening": listening,
             "files": leftovers,
@@ -172,27 +215,48 @@ def assert_nothing_left(
 
 
 @pytest.fixture
-def drive(sandbox, nodebook_setup, tmp_path):
-    """Factory: drive(args) starts the driver; the finalizer leaves nothing running."""
+def test_tmp():
+    """A short private TMPDIR for this test's drivers (their ssh control sockets live there)."""
+    tmp = tempfile.mkdtemp(prefix="nbt-", dir="/tmp")
+    CURRENT_TMP[:] = [tmp + "/"]
+    yield tmp
+    for line in laptop_ssh_processes(None, tmp + "/"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGTERM)
+    CURRENT_TMP.clear()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cancel_jobs(sandbox, job_ids: set[str], users: tuple[str, ...] = ("alice", "bob")) -> None:
+    """Cancel exactly these jobs (Slurm ids) and stop these standalone servers."""
+    slurm = sorted(j for j in job_ids if j.isdigit())
+    if slurm:
+        sandbox.host("login", ["scancel", *slurm], check=False)
+    for job in sorted(j for j in job_ids if j.startswith("s")):
+        for user in users:
+            sandbox.host("login", ["bash", "-c", stop_server(job)], user=user, check=False)
+
+
+@pytest.fixture
+def drive(sandbox, nodebook_setup, tmp_path, test_tmp):
+    """Factory: drive(args) starts the driver; the finalizer leaves nothing of it running."""
     nodebook_setup("alice")
-    BASELINE[:] = laptop_ssh_processes(sandbox)
     started: list[DriverProc] = []
 
-    def start(args: list[str]) -> DriverProc:
+    def start(args: list[str], check_interval: str = "1") -> DriverProc:
         extra = (
-            ["--no-browser", "--check-interval", "1"] if args[0] in ("session", "attach") else []
+            ["--no-browser", "--check-interval", check_interval]
+            if args[0] in ("session", "attach")
+            else []
         )
-        d = DriverProc(sandbox, [*args, "--json", *extra], tmp_path / "state")
+        d = DriverProc(sandbox, [*args, "--json", *extra], tmp_path / "state", test_tmp)
         started.append(d)
         return d
 
     yield start
     for d in started:
         d.kill()
-    for user in ("alice", "bob"):
-        sandbox.host("login", ["scancel", "-u", user], check=False)
-        # standalone servers (no Slurm): their process groups, by pid file
-        sandbox.host("login", ["bash", "-c", STOP_SERVERS], user=user, check=False)
-    for line in laptop_ssh_processes(sandbox):
-        pid = int(line.split()[0])
-        subprocess.run(["kill", str(pid)], check=False)
+    with contextlib.suppress(Exception):
+        for d in started:
+            d.wait(timeout=5)
+    cancel_jobs(sandbox, set().union(*(d.job_ids() for d in started)) if started else set())

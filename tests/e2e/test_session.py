@@ -13,6 +13,7 @@ from tests.e2e.conftest import (
     http_status,
     laptop_ssh_processes,
     remote_processes,
+    tagged_processes,
 )
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
@@ -23,7 +24,7 @@ def token_of(ready: dict) -> str:
 
 
 def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     submitted = d.wait_event("submitted")
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
@@ -44,7 +45,7 @@ def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
     ("sig", "code"), [(signal.SIGTERM, ExitCode.TERMINATED), (signal.SIGHUP, ExitCode.HANGUP)]
 )
 def test_sigterm_and_sighup_clean_up(sandbox, drive, sig, code):
-    d = drive(["session", "--cluster", "sandbox"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     d.signal(sig)
     assert d.wait() == code
@@ -52,7 +53,7 @@ def test_sigterm_and_sighup_clean_up(sandbox, drive, sig, code):
 
 
 def test_external_scancel_is_noticed_and_reported(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     sandbox.host("login", ["scancel", ready["job_id"]])
     assert d.wait(timeout=60) == ExitCode.JOB_ENDED
@@ -62,7 +63,7 @@ def test_external_scancel_is_noticed_and_reported(sandbox, drive):
 
 
 def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
     out = sandbox.laptop(
@@ -105,7 +106,7 @@ def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive):
         user="alice",
     )
     try:
-        d = drive(["session", "--cluster", "sandbox"])
+        d = drive(["session", "--cluster", "sandbox", "--allow-second"])
         submitted = d.wait_event("submitted")
         pending = d.wait_event("pending", timeout=60)
         assert pending["state"] == "PENDING" and pending.get("reason")
@@ -118,16 +119,19 @@ def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive):
 
 
 def test_duplicate_guard_list_and_stop(sandbox, drive):
-    first = drive(["session", "--cluster", "sandbox"])
+    first = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = first.wait_event("ready", timeout=90)
-    second = drive(["session", "--cluster", "sandbox"])
+    second = drive(["session", "--cluster", "sandbox"])  # the guard is what this tests
     assert second.wait(timeout=60) == ExitCode.DUPLICATE
     err = [e for e in second.events if e["event"] == "error"]
-    assert err and f"attach {ready['job_id']}" in err[0]["message"]
+    # (other sessions of alice may run in parallel: the guard names one of them)
+    assert err and "already running" in err[0]["message"] and "attach " in err[0]["message"]
+    assert not [e for e in second.events if e["event"] == "submitted"]  # it submitted nothing
     listed = drive(["list", "--cluster", "sandbox"])
     assert listed.wait(timeout=60) == 0
-    sessions = [e for e in listed.events if e["event"] == "session"]
-    assert [s["job_id"] for s in sessions] == [ready["job_id"]]
+    sessions = {e["job_id"]: e for e in listed.events if e["event"] == "session"}
+    assert sessions[ready["job_id"]]["state"] == "RUNNING"
+    assert sessions[ready["job_id"]]["node"] == ready["node"]
     stop = drive(["stop", ready["job_id"], "--cluster", "sandbox"])
     assert stop.wait(timeout=60) == 0
     # the running session notices its job is gone and exits
@@ -136,7 +140,7 @@ def test_duplicate_guard_list_and_stop(sandbox, drive):
 
 
 def test_attach_after_the_driver_was_killed(sandbox, drive):
-    first = drive(["session", "--cluster", "sandbox"])
+    first = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = first.wait_event("ready", timeout=90)
     first.kill()  # SIGKILL: no cleanup at all; the job keeps running for now
     assert ready["job_id"] in sandbox.squeue("alice")
@@ -152,7 +156,7 @@ def test_attach_after_the_driver_was_killed(sandbox, drive):
 
 
 def test_dead_mans_switch_ends_the_job(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox", "--heartbeat-timeout", "8"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--heartbeat-timeout", "8"])
     ready = d.wait_event("ready", timeout=90)
     d.kill()
     deadline = time.monotonic() + 60
@@ -162,7 +166,7 @@ def test_dead_mans_switch_ends_the_job(sandbox, drive):
 
 
 def test_hops_mode(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox", "--tunnel", "hops"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--tunnel", "hops"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
     assert ready["data"]["tunnel"] == "hops"
@@ -171,28 +175,29 @@ def test_hops_mode(sandbox, drive):
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
     assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
-    # no orphan inner ssh on login, no hop socket left
-    assert not [p for p in remote_processes(sandbox, "login", "alice") if "ssh -T" in p]
+    # no orphan inner ssh on login (this job's hop socket is in its argv), no hop socket left
     hop = f"/tmp/nodebook-alice-{ready['job_id']}-hop.sock"
+    assert not [p for p in remote_processes(sandbox, "login", "alice") if hop in p]
     assert sandbox.host("login", ["ls", hop], check=False).returncode != 0
 
 
 def test_standalone_server_direct_mode(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox-server"])
+    d = drive(["session", "--cluster", "sandbox-server", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
     assert ready["data"]["tunnel"] == "direct" and ready["job_id"].startswith("s")
     assert http_status(sandbox, port, token_of(ready)) == 200
     assert http_status(sandbox, port, None) == 403
-    procs = remote_processes(sandbox, "login", "alice")
+    procs = tagged_processes(ready["job_id"])
     assert [p for p in procs if "job.sbatch" in p], procs
     d.signal(signal.SIGTERM)
     assert d.wait() == ExitCode.TERMINATED
-    assert_nothing_left(sandbox, port=port)
+    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+    assert not tagged_processes(ready["job_id"])
 
 
 def test_bob_cannot_reach_alices_server(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     job, node = ready["job_id"], ready["node"]
     sock = f"/tmp/nodebook-alice-{job}/jupyter.sock"

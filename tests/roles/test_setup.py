@@ -350,7 +350,7 @@ def status(headers):
     if info["endpoint"] == "socket":
         c = Unix("localhost", timeout=5)
     else:
-        c = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=5)
+        c = http.client.HTTPConnection(info.get("host") or "127.0.0.1", info["port"], timeout=5)
     c.request("GET", "/api/status", headers=headers)
     return c.getresponse().status
 print(status({"Authorization": "token " + info["token"]}), status({}))
@@ -431,6 +431,29 @@ def test_job_on_tcp_ends_itself_without_heartbeat(sandbox: Sandbox, bob: SetupRe
         assert "no heartbeat" in (bob.jobs_dir / f"{job}.log").read_text()
     finally:
         sandbox.host("login", ["scancel", job], check=False)
+
+
+NODE_ADDRESS = {"cn01": "10.251.0.11", "cn02": "10.251.0.12"}
+
+
+def test_job_on_tcp_node_binds_the_cluster_address_and_needs_the_token(
+    sandbox: Sandbox, bob: SetupResult
+) -> None:
+    job = submit(sandbox, bob, "NODEBOOK_ENDPOINT=tcp-node")
+    try:
+        info = check_running_job(sandbox, bob, job, "tcp-node")
+        assert info["host"] == NODE_ADDRESS[info["node"]]
+        listening = sandbox.host(info["node"], ["ss", "-Hltn", f"sport = :{info['port']}"]).stdout
+        assert [ln.split()[3] for ln in listening.splitlines()] == [
+            f"{info['host']}:{info['port']}"
+        ]
+        # From the login node (the via-login path), without the token: refused.
+        url = f"http://{info['host']}:{info['port']}/api/status"
+        curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url]
+        assert sandbox.host("login", curl, user="alice").stdout == "403"
+    finally:
+        sandbox.host("login", ["scancel", job], check=False)
+    job_gone(sandbox, bob, job, info["node"])
 
 
 def test_standalone_mode_without_slurm(sandbox: Sandbox, bob: SetupResult) -> None:

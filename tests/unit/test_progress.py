@@ -98,6 +98,8 @@ def test_json_lines_and_dedup():
             "ready",
             job_id="5",
             node="cn01",
+            url="http://127.0.0.1:1/lab",
+            local_port=1,
             data={"url": "http://127.0.0.1:1/lab", "local_port": 1},
         )
     )
@@ -107,4 +109,6 @@ def test_json_lines_and_dedup():
     assert len(lines) == 2
     ready = json.loads(lines[0])
     assert ready["event"] == "ready" and ready["job_id"] == "5" and ready["node"] == "cn01"
+    # the contract: url, job_id, node and local_port are top-level keys of the ready line
+    assert ready["local_port"] == 1 and ready["url"] == "http://127.0.0.1:1/lab"
     assert ready["data"]["local_port"] == 1 and ready["data"]["url"].startswith("http://")

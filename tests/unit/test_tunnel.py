@@ -5,10 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from driver.errors import NodebookError
+from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, cluster_from_hostvars
 from driver.ssh import Master
-from driver.tunnel import Endpoint, free_port, hops_inner_command, jump_argv, port_is_free
+from driver.tunnel import (
+    Endpoint,
+    Tunnel,
+    free_port,
+    hops_inner_command,
+    jump_argv,
+    port_is_free,
+)
 
 CLUSTER = Cluster(
     name="c",
@@ -53,6 +60,25 @@ def test_jump_argv_forwards_to_socket_on_node_through_master():
     assert argv.index("-l") and "2222" not in argv
 
 
+def test_tunnels_are_tagged_with_their_job():
+    ep = Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock")
+    assert jump_argv(master(), ep, 18000, "7")[-1] == "exec env NODEBOOK_TUNNEL=7 cat >/dev/null"
+
+
+@pytest.mark.parametrize(
+    "ep",
+    [
+        Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock"),
+        Endpoint(node="cn01", port=4000),  # tcp: bound to the node's loopback, unreachable
+    ],
+)
+def test_via_login_refuses_endpoints_login_cannot_reach(ep):
+    tunnel = Tunnel(master(), "via-login", ep, 18000, "alice", "7")
+    with pytest.raises(NodebookError, match="tcp-node") as exc:
+        tunnel.start()
+    assert exc.value.code == ExitCode.USAGE and tunnel.forward_spec is None
+
+
 def test_jump_tcp_endpoint():
     ep = Endpoint(node="cn02", port=45678)
     assert "127.0.0.1:1:127.0.0.1:45678" in jump_argv(master(), ep, 1)
@@ -66,8 +92,8 @@ def test_proxy_command_escapes_percent():
 
 def test_hops_inner_command_has_no_orphan_risk():
     ep = Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock")
-    cmd = hops_inner_command(ep, "/tmp/nodebook-alice-7-hop.sock")
-    assert cmd.startswith("umask 077; exec ssh")
+    cmd = hops_inner_command(ep, "/tmp/nodebook-alice-7-hop.sock", "7")
+    assert cmd.startswith("umask 077; exec env NODEBOOK_TUNNEL=7 ssh")
     assert " -N " not in cmd and "cat >/dev/null" in cmd
     assert "/tmp/nodebook-alice-7-hop.sock:/tmp/nodebook-alice-7/jupyter.sock" in cmd
 
