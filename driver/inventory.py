@@ -1,6 +1,7 @@
 """The cluster's connection settings, read from the Ansible inventory (never guessed)."""
 
 import json
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -44,13 +45,25 @@ def _ansible_bin(name: str) -> str:
 
 def _run_inventory(inventory: Path, args: list[str]) -> object:
     argv = [_ansible_bin("ansible-inventory"), "-i", str(inventory), *args]
+    # A file no plugin can parse is an error, not an empty inventory.
+    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"}
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, check=False, env=env
+        )
     except FileNotFoundError as exc:
         raise NodebookError("ansible-inventory not found: run `make venv` first") from exc
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise NodebookError(f"cannot read inventory {inventory}: {last}", ExitCode.USAGE)
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        why = next(
+            (ln for ln in lines if "parsing failed" in ln.lower() and not ln.startswith("[")),
+            lines[-1] if lines else "unknown error",
+        )
+        raise NodebookError(
+            f"cannot read inventory {inventory}: {why}; fix the file "
+            f"(`ansible-inventory -i {inventory} --list` shows every error)",
+            ExitCode.USAGE,
+        )
     return json.loads(proc.stdout)
 
 
@@ -112,6 +125,12 @@ def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> 
     meta = listing.get("_meta", {}) if isinstance(listing, dict) else {}
     allvars = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
     hosts = sorted(allvars) if isinstance(allvars, dict) else []
+    if not hosts:
+        raise NodebookError(
+            f"inventory {inventory} defines no hosts: add your cluster's login node "
+            "(see inventory/example/hosts.yml)",
+            ExitCode.USAGE,
+        )
     if name is None:
         slurm = [h for h in hosts if allvars[h].get("nodebook_scheduler", "slurm") != "none"]
         if len(slurm) != 1:
@@ -123,7 +142,9 @@ def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> 
         name = slurm[0]
     elif name not in hosts:
         raise NodebookError(
-            f"no host {name!r} in {inventory} (hosts: {', '.join(hosts) or 'none'})", ExitCode.USAGE
+            f"no host {name!r} in {inventory}: pick one of {', '.join(hosts) or 'none'} "
+            "with --cluster NAME",
+            ExitCode.USAGE,
         )
     hv = allvars[name]
     if not isinstance(hv, dict):

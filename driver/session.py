@@ -89,9 +89,16 @@ def ended_reason(state: str, reason: str) -> tuple[str, ExitCode]:
     if state in ("COMPLETED", "GONE", ""):
         return "Jupyter was shut down and the job ended", ExitCode.OK
     if state == "TIMEOUT":
-        return "the job reached its time limit (walltime)", ExitCode.JOB_ENDED
+        return (
+            "the job reached its time limit (walltime); ask for more with --time next time",
+            ExitCode.JOB_ENDED,
+        )
     if state == "CANCELLED":
-        return "the job was cancelled outside this session (scancel)", ExitCode.JOB_ENDED
+        return (
+            "the job was cancelled outside this session (scancel); start a new one with "
+            "`python -m driver session`",
+            ExitCode.JOB_ENDED,
+        )
     if state in ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED"):
         detail = f" ({reason})" if reason and reason != "None" else ""
         return f"the job ended with {state}{detail}", ExitCode.JOB_ENDED

@@ -104,8 +104,11 @@ class Master:
             if proc.returncode != 0:
                 err.seek(0)
                 lines = [ln for ln in err.read().splitlines() if ln.strip()]
-                why = lines[-1] if lines else f"ssh exited with {proc.returncode}"
-                raise NodebookError(f"cannot ssh to {self.cluster.host}: {why}", ExitCode.SSH)
+                why = ssh_failure_line(lines) or f"ssh exited with {proc.returncode}"
+                raise NodebookError(
+                    f"cannot ssh to {self.cluster.host}: {why}; {ssh_hint(why, self.cluster)}",
+                    ExitCode.SSH,
+                )
 
     def alive(self) -> bool:
         return self.pid() is not None
@@ -204,6 +207,60 @@ class Master:
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir),
             "ANSIBLE_SSH_CONTROL_PATH": str(self.control_path),
         }
+
+
+# (pattern in ssh's last error line, the fix to suggest); the first match wins.
+SSH_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|"
+        r"No \S+ host key is known|host key .* not known",
+        "the login node's host key is missing from or differs in your known_hosts: verify its "
+        "fingerprint with your cluster's admins, then add it (never turn host key checking off)",
+    ),
+    (
+        r"Permission denied|Too many authentication failures",
+        "check the user name (--user or ansible_user) and the key "
+        "(ansible_ssh_private_key_file): `ssh {target}` must log in",
+    ),
+    (
+        r"Identity file .* not accessible|Load key|invalid format|bad permissions",
+        "check ansible_ssh_private_key_file: the key file must exist and be readable by you only",
+    ),
+    (
+        r"[Bb]ad configuration option|bad configuration options|[Cc]an't open user config|"
+        r"[Uu]nsupported option|[Kk]eyword .* extra arguments|Missing argument|"
+        r"[Cc]onfiguration file .* error|terminating",
+        "fix the ssh config error above (`ssh -G {host}` shows the parsed config)",
+    ),
+    (
+        r"Could not resolve hostname|Name or service not known",
+        "check ansible_host in the inventory (or its Host entry in your ssh config)",
+    ),
+    (
+        r"timed out|No route to host|Network is unreachable|Connection refused|"
+        r"Connection closed|Connection reset",
+        "check that the login node is up and reachable from here (network, VPN, "
+        "ansible_host/ansible_port), then retry",
+    ),
+)
+
+
+def ssh_failure_line(lines: list[str]) -> str:
+    """The line of ssh's stderr that says why it failed (banner and warnings skipped)."""
+    for pattern, _ in SSH_HINTS:
+        for line in lines:
+            if re.search(pattern, line):
+                return line.strip().rstrip(".")
+    return lines[-1].strip().rstrip(".") if lines else ""
+
+
+def ssh_hint(why: str, cluster: Cluster) -> str:
+    """A one-line fix for an ssh failure line."""
+    target = f"{cluster.user + '@' if cluster.user else ''}{cluster.host}"
+    for pattern, hint in SSH_HINTS:
+        if re.search(pattern, why):
+            return hint.format(target=target, host=cluster.host)
+    return f"run `ssh {target}` by hand to see why"
 
 
 def remote_home_path(relative: str) -> str:
