@@ -41,7 +41,9 @@ def _all_clusters(inventory: Path, name: str | None, user: str | None) -> list[C
     )
     if listing.returncode != 0:
         raise NodebookError(f"cannot read inventory {inventory}", ExitCode.USAGE)
-    hosts = sorted(json.loads(listing.stdout).get("_meta", {}).get("hostvars", {}))
+    hostvars = json.loads(listing.stdout).get("_meta", {}).get("hostvars", {})
+    # a host that is a second way into another one (nodebook_same_as) would list it twice
+    hosts = sorted(h for h, hv in hostvars.items() if not hv.get("nodebook_same_as"))
     return [load_cluster(inventory, h, user) for h in hosts]
 
 
@@ -184,7 +186,7 @@ def _fix(cluster: Cluster, name: str, detail: str) -> str:
     }.get(name, "see the line above")
 
 
-SKIPPED = ("setup", "module", "slurm")
+SKIPPED = ("setup", "python", "module", "slurm")
 
 
 def doctor(cluster: Cluster, out: Renderer) -> ExitCode:

@@ -30,6 +30,13 @@ class Cluster:
     hostvars: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def same_as(self) -> str | None:
+        """Another inventory host for the same cluster (a second way in, e.g. a login port
+        that asks for a password and a code): not a default, not listed twice."""
+        value = self.hostvars.get("nodebook_same_as")
+        return str(value) if value else None
+
+    @property
     def standalone(self) -> bool:
         """True for a host without a scheduler (a workstation or VM running Jupyter directly)."""
         return self.scheduler == "none"
@@ -117,7 +124,8 @@ def cluster_from_hostvars(
 def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> Cluster:
     """Read one host from the inventory (one ansible-inventory call).
 
-    With no name, the inventory must hold exactly one host with a scheduler.
+    With no name, the inventory must hold exactly one host with a scheduler (hosts marked
+    ``nodebook_same_as: OTHER`` do not count: they are a second way into OTHER).
     """
     if not inventory.exists():
         raise NodebookError(f"inventory {inventory} does not exist: pass -i PATH", ExitCode.USAGE)
@@ -132,7 +140,12 @@ def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> 
             ExitCode.USAGE,
         )
     if name is None:
-        slurm = [h for h in hosts if allvars[h].get("nodebook_scheduler", "slurm") != "none"]
+        slurm = [
+            h
+            for h in hosts
+            if allvars[h].get("nodebook_scheduler", "slurm") != "none"
+            and not allvars[h].get("nodebook_same_as")
+        ]
         if len(slurm) != 1:
             raise NodebookError(
                 f"inventory {inventory} has hosts {', '.join(hosts) or 'none'}: pick one with "
