@@ -1,0 +1,93 @@
+"""N sessions at once (half alice, half bob, `--allow-second`): all reach their notebook, no
+local port, job, or (node, socket) collision, then all are interrupted and none is left."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.guard import Guard, log
+from bench.procs import DriverProc, RssSampler
+from bench.scen_session import SESSION_ARGS, check_200, token_of
+
+
+def status(port: int, token: str | None) -> int:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/status", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
+    users = ["alice" if i % 2 == 0 else "bob" for i in range(n)]
+    for user in set(users):
+        guard.observer(user)
+    sessions: list[dict[str, Any]] = []
+    failures: list[str] = []
+    with RssSampler(interval=0.2) as sampler:
+        t0 = time.time()
+        drivers = [guard.driver(DriverProc([*SESSION_ARGS, "--user", u], state / u)) for u in users]
+        sampler.roots = [d.pid for d in drivers]
+        for user, drv in zip(users, drivers, strict=True):
+            try:
+                _, sub = drv.wait_event("submitted", 300)
+                guard.job(str(sub["job_id"]), user)
+                t_ready, ready = drv.wait_event("ready", 600)
+                sessions.append(
+                    {
+                        "user": user,
+                        "job_id": str(ready["job_id"]),
+                        "node": ready["node"],
+                        "port": int(ready["data"]["local_port"]),
+                        "token": token_of(ready),
+                        "ttn": t_ready - drv.started,
+                    }
+                )
+            except RuntimeError as exc:
+                failures.append(f"{user}: {exc}"[:400])
+        all_ready = time.time() - t0
+        log(f"{len(sessions)}/{n} sessions ready after {all_ready:.1f} s")
+        for s in sessions:
+            conn = guard.observer(s["user"]).run(
+                f'cat "$HOME/.nodebook/jobs/{shlex.quote(s["job_id"])}/connection.json"'
+            )
+            s["socket"] = json.loads(conn.stdout).get("socket") if conn.returncode == 0 else None
+            try:
+                check_200(s["port"], s["token"])
+                s["http"] = 200
+            except (OSError, RuntimeError) as exc:
+                s["http"] = str(exc)
+        # another user's token must not open this server
+        cross = None
+        alices = [s for s in sessions if s["user"] == "alice"]
+        bobs = [s for s in sessions if s["user"] == "bob"]
+        if alices and bobs:
+            cross = status(alices[0]["port"], bobs[0]["token"])
+        t_int = time.time()
+        for drv in drivers:
+            drv.interrupt()
+        rcs = [drv.reap(180) for drv in drivers]
+        all_exited = time.time() - t_int
+    for s in sessions:
+        s.pop("token")
+    return {
+        "n": n,
+        "ready": len(sessions),
+        "failures": failures,
+        "all_ready_s": all_ready,
+        "all_exited_s": all_exited,
+        "sessions": sessions,
+        "cross_token_status": cross,
+        "rcs": rcs,
+        "driver_pids": [d.pid for d in drivers],
+        "peak_tree_rss_kib": sampler.peak_kib,
+        "peak_tree_procs": sampler.peak_procs,
+    }
