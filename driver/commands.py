@@ -139,7 +139,22 @@ def setup(cluster: Cluster, extra: list[str]) -> ExitCode:
         if cluster.user:
             argv += ["-e", f"ansible_user={cluster.user}"]
         env = {**os.environ, **master.ansible_env(), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-        proc = subprocess.run([*argv, *extra], env=env, check=False, cwd=REPO)
+        child = subprocess.Popen([*argv, *extra], env=env, cwd=REPO)
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached ansible-playbook too (same process group): let it stop its tasks.
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise NodebookError(
+                f"setup was interrupted on {cluster.name}; it is safe to run "
+                "`python -m driver setup` again (it picks up where it stopped)",
+                ExitCode.INTERRUPTED,
+            ) from None
+        proc = child
     if proc.returncode != 0:
         raise NodebookError(
             f"setup failed on {cluster.name} (ansible-playbook exit "

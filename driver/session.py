@@ -170,6 +170,7 @@ class Session:
         """``session``: submit, wait, connect, then hold the session until it ends."""
         with exit_signals():
             try:
+                self._check_local_port()  # before anything is submitted
                 self.master.start()
                 run = self._play("session.yml", self._extravars(), "starting the session")
                 stats = run.stats
@@ -200,6 +201,14 @@ class Session:
             finally:
                 with shielded():
                     self.cleanup()
+
+    def _check_local_port(self) -> None:
+        if self.opts.local_port and not port_is_free(self.opts.local_port):
+            raise NodebookError(
+                f"local port {self.opts.local_port} is in use: pick another "
+                "with --port or leave it out",
+                ExitCode.USAGE,
+            )
 
     def _connection(self) -> dict[str, Any]:
         """connection.json over the master (the token never passes through Ansible)."""

@@ -220,7 +220,12 @@ def wait_http(
     delay = 0.05
     while time.monotonic() < deadline:
         if alive is not None and not alive():
-            raise NodebookError("the tunnel closed before Jupyter answered", ExitCode.TUNNEL_LOST)
+            raise NodebookError(
+                "the tunnel closed before Jupyter answered (its ssh to the compute node "
+                "failed); check that `ssh NODE` works from the login node, or use "
+                "--tunnel via-login",
+                ExitCode.TUNNEL_LOST,
+            )
         request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
