@@ -31,14 +31,18 @@ def on(host: str, argv: Sequence[str], user: str | None = None, timeout: float =
     return proc.stdout
 
 
-def probe_argv(*args: str) -> list[str]:
-    return [*CLUSTER, "exec", "laptop", "--", str(VENV_PY), "-m", "bench.probe", *args]
+def probe_argv(*args: str, module: str = "bench.probe") -> list[str]:
+    return [*CLUSTER, "exec", "laptop", "--", str(VENV_PY), "-m", module, *args]
 
 
 def run_probe(*args: str, timeout: float = 3600) -> dict[str, Any]:
     """Run one probe scenario in the laptop namespace; its last stdout line is the result."""
+    return run_probe_module("bench.probe", *args, timeout=timeout)
+
+
+def run_probe_module(module: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     proc = subprocess.Popen(
-        probe_argv(*args), stdout=subprocess.PIPE, text=True, cwd=REPO, start_new_session=False
+        probe_argv(*args, module=module), stdout=subprocess.PIPE, text=True, cwd=REPO
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -47,7 +51,7 @@ def run_probe(*args: str, timeout: float = 3600) -> dict[str, Any]:
         raise
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"probe {args[0]} failed (rc={proc.returncode})")
+        raise RuntimeError(f"probe {module} {' '.join(args)} failed (rc={proc.returncode})")
     return json.loads(lines[-1])
 
 

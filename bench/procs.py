@@ -88,11 +88,18 @@ class RssSampler:
 class DriverProc:
     """`python -m driver ARGS --json` started now; events are (arrival time, dict)."""
 
-    def __init__(self, args: list[str], state_dir: Path) -> None:
-        env = {**os.environ, "NODEBOOK_STATE_DIR": str(state_dir)}
+    def __init__(
+        self,
+        args: list[str],
+        state_dir: Path,
+        module: str = "driver",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        env = {**os.environ, "NODEBOOK_STATE_DIR": str(state_dir), **(env or {})}
         self.started = time.time()
+        env.setdefault("NBB_T0", repr(self.started))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "driver", *args, "--json"],
+            [sys.executable, "-m", module, *args, "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

@@ -145,3 +145,14 @@ def markdown_table(rows: list[Row]) -> str:
 
 def raw_json(results: dict[str, Any]) -> str:
     return json.dumps(results, indent=1, sort_keys=True)
+
+
+def profile_rows(res: dict[str, Any]) -> list[Row]:
+    tasks = ", ".join(f"{k} {v}" for k, v in res["ansible_tasks"].items())
+    return [
+        Row("profile: one traced session, to ready / Ctrl-C -> gone",
+            f"{res['ready_s']:.2f} s / {res['ctrl_c_gone_s']:.2f} s", "-", "-", None),
+        Row("profile: ssh invocations (start / cleanup), Ansible tasks",
+            f"{res['ssh_invocations_start']} / {res['ssh_invocations_cleanup']}; {tasks}",
+            "-", "-", None),
+    ]  # fmt: skip
