@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-mib", type=int, default=256)
     p.add_argument("--modes", default="jump,hops,via-login")
     args = p.parse_args(argv)
+    # Started in the background (nohup, `&` without job control) SIGINT is inherited as
+    # ignored, and so would be the drivers' Ctrl-C: handle it, so children get the default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     result: dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="nbb-state-") as tmp, guarded() as guard:
         state = Path(tmp)

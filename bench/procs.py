@@ -56,6 +56,10 @@ def tree_rss_kib(roots: list[int]) -> tuple[int, int]:
     return sum(_rss_kib(p) for p in seen), len(seen)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class RssSampler:
     """Samples the summed RSS of some process trees every `interval` s; keeps the peak."""
 
@@ -106,6 +110,7 @@ class DriverProc:
             text=True,
             cwd=REPO,
             env=env,
+            preexec_fn=_default_sigint,  # Ctrl-C must reach the driver as a user's would
         )
         self.events: list[tuple[float, dict[str, Any]]] = []
         self._q: queue.Queue[tuple[float, dict[str, Any]] | None] = queue.Queue()

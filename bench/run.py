@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import signal
 import subprocess
 import sys
 import time
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=",".join(ALL), help=f"comma list of {', '.join(ALL)}")
     p.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with nohup/&
     only = [x for x in args.only.split(",") if x]
     unknown = set(only) - set(ALL)
     if unknown:
