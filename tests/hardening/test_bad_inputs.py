@@ -354,9 +354,9 @@ CASES = [
     ),
     Case(
         "missing-module",
-        ("setup", "-e", "nodebook_environment_module=nosuch/0.0"),
+        ("setup", "-e", "nodebook_environment_module=conda-python/3.9"),
         1,
-        r"module nosuch/0.0 does not exist",
+        r"module conda-python/3.9 does not exist",
         r"Close matches from `module avail`: .*conda-python/3.11",
         user="bob",
         condition=setup_vars,

@@ -1,0 +1,286 @@
+"""Exit-path chaos: start sessions on the sandbox and end them every way there is, many times.
+
+    python bench/chaos.py [--rounds N] [--paths sigint,sigterm,...] [--user alice] [--json FILE]
+
+Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tunnel's ssh is
+killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
+job must end itself by the dead-man's switch within --heartbeat-timeout, and the ssh master
+must exit after its ControlPersist), slurmctld-restart (mid-session; the session survives, then
+Ctrl-C), network-cut (the laptop's only link is cut until the driver gives up; the job ends
+itself by the dead-man's switch).
+
+After each round it looks for what that round left: its job in the queue, its processes on any
+host (job, Jupyter, tunnel ends), its ssh master and tunnels on the laptop, its local port. It
+prints a table per path and exits 1 if anything was left (or an exit code was wrong).
+Everything is scoped to the rounds' own jobs and temp dirs: other sessions may run alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fixtures.driver_run import (  # noqa: E402
+    Driver,
+    kill_laptop_processes,
+    laptop_processes,
+    scancel_jobs,
+    wait_nothing_left,
+)
+from tests.fixtures.sandbox import STATE, Sandbox, sandbox_is_up  # noqa: E402
+
+HEARTBEAT = 10  # --heartbeat-timeout for every round: the dead-man window
+MASTER_PERSIST = 120  # driver/ssh.py: an orphaned master outlives its last client this long
+PATHS = (
+    "sigkill",
+    "sigint",
+    "sigterm",
+    "sighup",
+    "tunnel-killed",
+    "slurmctld-restart",
+    "network-cut",
+)
+# Exit codes each path may end with (python -m driver --help).
+EXPECTED = {
+    "sigint": {130},
+    "sigterm": {143},
+    "sighup": {129},
+    "tunnel-killed": {130},
+    "sigkill": {-9, 137},
+    "slurmctld-restart": {130},
+    "network-cut": {7},
+}
+
+
+@dataclass
+class Result:
+    path: str
+    rounds: int = 0
+    bad_exit: list[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+    processes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.bad_exit or self.jobs or self.processes or self.errors)
+
+
+@dataclass
+class Deferred:
+    """A check that must wait (a SIGKILLed driver's master outlives it by ControlPersist)."""
+
+    result: Result
+    driver: Driver
+    deadline: float
+
+
+def _tunnel_pids(d: Driver) -> list[int]:
+    """The session's tunnel ssh (jump mode: `ssh ... -L ...` with the master as ProxyCommand)."""
+    return [
+        int(line.split()[0])
+        for line in laptop_processes(str(d.work))
+        if " -L 127.0.0.1:" in line and "ControlMaster=yes" not in line
+    ]
+
+
+def _kill(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+class Chaos:
+    def __init__(self, sandbox: Sandbox, user: str, log: Callable[[str], None]) -> None:
+        self.sandbox = sandbox
+        self.user = user
+        self.log = log
+        self.deferred: list[Deferred] = []
+
+    def start(self) -> Driver:
+        args = [
+            "session",
+            "--no-browser",
+            "--allow-second",
+            "--check-interval",
+            "1",
+            "--heartbeat-timeout",
+            str(HEARTBEAT),
+            "--reconnect-bound",
+            "3",
+        ]
+        if self.user != "alice":
+            args += ["--user", self.user]
+        d = Driver(self.sandbox, args)
+        d.wait_event("ready", timeout=180)
+        return d
+
+    # -- one round of one path ---------------------------------------------------------------
+    def round(self, path: str, res: Result) -> None:
+        d = self.start()
+        port = next(e["data"]["local_port"] for e in d.events if e.get("event") == "ready")
+        files = True
+        check_local = True
+        timeout = 30.0
+        try:
+            if path in ("sigint", "sigterm", "sighup"):
+                d.signal(
+                    {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM}.get(path, signal.SIGHUP)
+                )
+            elif path == "tunnel-killed":
+                pids = _tunnel_pids(d)
+                if not pids:
+                    raise AssertionError(
+                        f"no tunnel process found: {laptop_processes(str(d.work))}"
+                    )
+                _kill(pids, signal.SIGKILL)
+                d.wait_event("info", timeout=30)  # "tunnel lost, reconnecting"
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and d.proc.poll() is None:
+                    if any("re-established" in str(e.get("message")) for e in d.events):
+                        break
+                    d._drain(0.5)
+                if not any("re-established" in str(e.get("message")) for e in d.events):
+                    raise AssertionError(f"tunnel not re-established: {d.events}")
+                d.signal(signal.SIGINT)
+            elif path == "sigkill":
+                d.signal(signal.SIGKILL)  # the driver only: its children live on, as they would
+                d.proc.wait(timeout=30)  # the namespace wrapper ends with it
+                files = False  # a SIGKILLed process cannot remove its temp dir
+                check_local = False  # the master lingers up to ControlPersist: checked later
+                timeout = HEARTBEAT + 60  # dead-man window + the job's poll + scheduler
+            elif path == "slurmctld-restart":
+                self.sandbox.cluster("daemon", "slurmctld", "restart", timeout=120)
+                time.sleep(3)
+                if d.proc.poll() is not None:
+                    raise AssertionError(f"session ended on slurmctld restart: {d.events}")
+                d.signal(signal.SIGINT)
+            elif path == "network-cut":
+                self.sandbox.cluster("link", "down")
+                try:
+                    d.wait(timeout=120)
+                finally:
+                    self.sandbox.cluster("link", "up", check=False)
+                timeout = HEARTBEAT + 60
+            rc = d.wait(timeout=120) if path != "sigkill" else -9
+            if rc not in EXPECTED[path]:
+                res.bad_exit.append(f"exit {rc}: {d.output[-600:]}")
+            left = wait_nothing_left(
+                self.sandbox,
+                self.user,
+                d.job_ids,
+                d.work if check_local else None,
+                port if check_local else None,
+                timeout=timeout,
+                files=files,
+            )
+            res.jobs += left.get("jobs", [])
+            res.processes += left.get("remote_processes", []) + left.get("laptop_processes", [])
+            res.processes += [f"port {p}" for p in left.get("port", [])]
+            res.files += left.get("files", [])
+            if path == "sigkill":
+                self.deferred.append(Deferred(res, d, time.monotonic() + MASTER_PERSIST + 60))
+        finally:
+            if path != "sigkill":
+                self._cleanup(d)
+
+    def _cleanup(self, d: Driver) -> None:
+        d.kill()
+        scancel_jobs(self.sandbox, d.job_ids)
+        kill_laptop_processes(str(d.work))
+        d.remove_work()
+
+    def finish_deferred(self) -> None:
+        """Wait (up to each deadline) for SIGKILLed drivers' masters and tunnels to exit."""
+        for item in self.deferred:
+            marker = str(item.driver.work)
+            while laptop_processes(marker) and time.monotonic() < item.deadline:
+                time.sleep(2)
+            left = laptop_processes(marker)
+            item.result.processes += left
+            self._cleanup(item.driver)
+        self.deferred.clear()
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        f"{'path':<18} {'rounds':>6} {'bad exit':>8} {'jobs left':>9} {'procs left':>10} "
+        f"{'files left':>10} {'errors':>6} {'s/round':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        per = r.seconds / r.rounds if r.rounds else 0.0
+        lines.append(
+            f"{r.path:<18} {r.rounds:>6} {len(r.bad_exit):>8} {len(r.jobs):>9} "
+            f"{len(r.processes):>10} {len(r.files):>10} {len(r.errors):>6} {per:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rounds", type=int, default=10, help="rounds per path (default 10)")
+    p.add_argument(
+        "--paths", default=",".join(PATHS), help="comma-separated subset of: " + ", ".join(PATHS)
+    )
+    p.add_argument("--user", default="alice")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    paths = [x for x in args.paths.split(",") if x]
+    unknown = set(paths) - set(PATHS)
+    if unknown:
+        p.error(f"unknown paths: {', '.join(sorted(unknown))}")
+    if not sandbox_is_up():
+        print("chaos: the sandbox is not up: run `make sandbox-up` first", file=sys.stderr)
+        return 2
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    chaos = Chaos(Sandbox(STATE), args.user, log)
+    results = [Result(path) for path in paths]
+    for n in range(args.rounds):
+        for res in results:
+            started = time.monotonic()
+            try:
+                chaos.round(res.path, res)
+            except Exception as exc:  # a round that could not run is a failure, not a crash
+                res.errors.append(f"{type(exc).__name__}: {str(exc)[:800]}")
+            res.rounds += 1
+            res.seconds += time.monotonic() - started
+            log(
+                f"round {n + 1}/{args.rounds} {res.path}: "
+                f"{'FAIL' if res.failed else 'ok'} ({time.monotonic() - started:.1f} s)"
+            )
+    chaos.finish_deferred()
+    print(table(results))
+    bad = [r for r in results if r.failed]
+    for r in bad:
+        for what in ("bad_exit", "jobs", "processes", "errors"):
+            for item in getattr(r, what)[:5]:
+                print(f"  {r.path} {what}: {item}")
+    if args.json:
+        args.json.write_text(
+            json.dumps([r.__dict__ | {"failed": r.failed} for r in results], indent=2)
+        )
+    print("chaos: nothing left behind" if not bad else "chaos: FAILED (see above)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
