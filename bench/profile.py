@@ -1,7 +1,10 @@
 """Where a session's time goes: one traced driver session (bench/traced_driver.py) with every
 `ssh` invocation logged by a wrapper first on PATH. Runs in the laptop namespace:
 
-    python -m bench.profile            -> timeline on stderr, summary JSON on stdout
+    python -m bench.profile [early-scancel]   -> timeline on stderr, summary JSON on stdout
+
+`early-scancel` measures a proposed cleanup order (scancel over the master before cleanup.yml)
+without changing the driver: see bench/traced_driver.py.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def ssh_kind(args: str) -> str:
 
 
 def main() -> int:
+    what_if = sys.argv[1] if len(sys.argv) > 1 else ""
     with tempfile.TemporaryDirectory(prefix="nbb-prof-") as tmp, guarded() as guard:
         d = Path(tmp)
         wrapper = d / "bin" / "ssh"
@@ -56,6 +60,7 @@ def main() -> int:
             "NBB_TRACE": str(trace),
             "NBB_SSH_LOG": str(sshlog),
             "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
+            "NBB_WHAT_IF": what_if,
         }
         drv = guard.driver(DriverProc(SESSION_ARGS, d / "state", "bench.traced_driver", env))
         t0 = drv.started
@@ -79,6 +84,7 @@ def main() -> int:
     start = [s for s in sshs if s["t"] <= t_ready]
     stop = [s for s in sshs if s["t"] >= t_int]
     summary: dict[str, Any] = {
+        "what_if": what_if or None,
         "ready_s": t_ready,
         "ctrl_c_gone_s": gone,
         "ssh_invocations_start": len(start),

@@ -108,7 +108,7 @@ def setup_rows(res: dict[str, Any]) -> list[Row]:
     return [
         Row(f"setup re-run (changed={','.join(map(str, changed))}, {tasks} tasks ok)",
             _f(median(secs)) + (f" ({bad} run(s) FAILED)" if bad else ""),
-            _f(median(res["raw_ping"])) + " (ansible raw ping)", "-",
+            _f(median(res["raw_ping"])) + " (ansible raw ping)", "changed=0",
             None if not secs else changed == [0] or None)
     ]  # fmt: skip
 
@@ -155,4 +155,13 @@ def profile_rows(res: dict[str, Any]) -> list[Row]:
         Row("profile: ssh invocations (start / cleanup), Ansible tasks",
             f"{res['ssh_invocations_start']} / {res['ssh_invocations_cleanup']}; {tasks}",
             "-", "-", None),
+    ]  # fmt: skip
+
+
+def what_if_rows(res: dict[str, list[float]]) -> list[Row]:
+    early, now = median(res["early-scancel"]), median(res["as-is"])
+    return [
+        Row("what-if Ctrl-C -> gone, scancel before cleanup.yml (not the driver yet)",
+            _f(early), _f(now) + " (driver as is)", "<= 1 s",
+            None if early is None else early <= 1.0)
     ]  # fmt: skip

@@ -57,6 +57,15 @@ def measure(only: list[str], quick: bool) -> tuple[dict[str, Any], list[report.R
         res = host.run_probe_module("bench.profile")
         results["profile"] = res
         rows += report.profile_rows(res)
+        n = 1 if quick else 3
+        stage(f"what-if: scancel over the master before cleanup.yml, {n} x each, interleaved")
+        what_if: dict[str, list[float]] = {"as-is": [], "early-scancel": []}
+        for _ in range(n):
+            for name in what_if:
+                args = () if name == "as-is" else ("early-scancel",)
+                what_if[name].append(host.run_probe_module("bench.profile", *args)["ctrl_c_gone_s"])
+        results["what_if_early_scancel"] = what_if
+        rows += report.what_if_rows(what_if)
     if "sched" in only:
         secs = 30 if quick else 60
         stage(f"scheduler queries per minute, {secs} s windows (PENDING, RUNNING)")

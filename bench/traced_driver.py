@@ -37,6 +37,21 @@ def timed(owner: Any, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
+def early_scancel(session: Any) -> None:
+    """What-if (not the driver's behaviour): the cleanup first sends `scancel ID` over the
+    master (one round trip), then runs cleanup.yml as before to confirm and tidy up."""
+    cleanup = session.Session.cleanup
+
+    def patched(self: Any) -> None:
+        if self.job_id and not self.job_gone and not getattr(self, "unreachable", False):
+            mark("what-if scancel start")
+            self.master.run(f"scancel {int(self.job_id)}", timeout=10)
+            mark("what-if scancel end")
+        cleanup(self)
+
+    session.Session.cleanup = patched
+
+
 def main() -> int:
     mark("python started")
     from driver import cli, inventory, runner, session, ssh, tunnel
@@ -52,6 +67,8 @@ def main() -> int:
     timed(session, "wait_http", "first 200")
     timed(session.Session, "_connection", "read connection.json")
     timed(session.Session, "cleanup", "cleanup")
+    if os.environ.get("NBB_WHAT_IF") == "early-scancel":
+        early_scancel(session)
     original = runner.PlaybookRun._event
 
     def event(self: runner.PlaybookRun, ev: dict[str, Any]) -> bool:
