@@ -144,3 +144,14 @@ def machine() -> dict[str, Any]:
         "jupyter": ver(["sh", "-c", "cat /home/alice/.nodebook/setup.json 2>/dev/null | "
                         "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"packages\"])'"]),
     }  # fmt: skip
+
+
+def activity() -> dict[str, Any]:
+    """Other load on the shared sandbox right now: others' jobs, test and chaos runs."""
+    ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    jobs = [r for r in squeue() if not r[2].startswith("nb-bench")]
+    return {
+        "jobs_in_queue": len(jobs),
+        "pytest_runs": sum(1 for ln in ps.splitlines() if "pytest" in ln and "python" in ln),
+        "chaos_runs": sum(1 for ln in ps.splitlines() if "bench/chaos.py" in ln),
+    }

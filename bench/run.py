@@ -36,7 +36,11 @@ def ensure_sandbox() -> None:
         subprocess.run([*host.CLUSTER, "up"], check=True)
 
 
+ACTIVITY: list[dict[str, Any]] = []
+
+
 def stage(name: str) -> None:
+    ACTIVITY.append({"stage": name, **host.activity()})
     print(f"== {name} ({datetime.datetime.now(datetime.UTC):%H:%M:%S} UTC)", flush=True)
 
 
@@ -92,6 +96,7 @@ def measure(only: list[str], quick: bool) -> tuple[dict[str, Any], list[report.R
         res["left_behind"] = leftovers.check(jobs, res["driver_pids"], time.time() - t0 + 5)
         results["concurrent"] = res
         rows += report.concurrent_rows(res, res["left_behind"])
+    results["activity"] = ACTIVITY
     if "session" in results:
         rows += report.memory_rows(results["session"], results.get("concurrent"))
     return results, rows
@@ -107,6 +112,21 @@ def code_state() -> dict[str, str]:
     return {"commit": head.stdout.strip(), "uncommitted": " ".join(dirty.stdout.split()) or "none"}
 
 
+def activity_md(samples: list[dict[str, Any]]) -> str:
+    """Other engineers' sessions, tests and chaos loops share the sandbox: say how busy it was."""
+    if not samples:
+        return ""
+    jobs = max(a["jobs_in_queue"] for a in samples)
+    tests = max(a["pytest_runs"] for a in samples)
+    chaos = max(a["chaos_runs"] for a in samples)
+    return (
+        f"Other activity on the shared sandbox during this run (sampled at each stage): up to "
+        f"{jobs} jobs in the queue (including this run's own), up to {tests} pytest processes "
+        f"and {chaos} chaos loops (bench/chaos.py restarts slurmctld and cuts links). Figures "
+        "are noisier than on an idle machine; the driver and its baseline share the noise."
+    )
+
+
 def machine_md(m: dict[str, Any]) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in m.items())
 
@@ -120,6 +140,7 @@ def write_doc(results: dict[str, Any], rows: list[report.Row], started: str) -> 
             "one machine).",
             report.markdown_table(rows),
             "Machine:\n\n" + machine_md(results["machine"]),
+            activity_md(results.get("activity", [])),
             "Raw values of this run: [bench/last-run.json](../bench/last-run.json).",
             END,
         ]
