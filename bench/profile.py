@@ -38,6 +38,8 @@ def ssh_kind(args: str) -> str:
         return "ssh -O exit"
     if "ControlMaster=yes" in args:
         return "ssh master (new connection)"
+    if "-L " in args and "ProxyCommand" in args:
+        return "ssh -L tunnel to the node (its ProxyCommand is the next line)"
     if " -W " in args:
         return "ssh -W (jump through master)"
     if "ControlPersist" in args or "ansible" in args or ("ControlPath=" in args and " -C " in args):
