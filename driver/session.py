@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -123,13 +123,20 @@ class Session:
         self.unreachable = False  # the cluster stopped answering (lost link): skip the cancel
         self._api_url = ""
         self._token = ""
+        self._running_node: str | None = None
+        self._ready_data: dict[str, Any] | None = None
+        self._prepared: tuple[Endpoint, dict[str, Any], int, str] | None = None
         self.remote_user: str = cluster.user or os.environ.get("USER", "user")
 
     # -- events from the playbook (runner thread) -------------------------------------------
     def _on_update(self, update: Update) -> None:
         if update.kind == "submitted":
             self.job_id, self.submitted = update.job_id, True
-        if update.kind != "ready":
+        if update.kind == "running" and update.node:
+            self._running_node = update.node  # the main thread opens the tunnel early
+        if update.kind == "ready":
+            self._ready_data = dict(update.data)  # the main thread connects while runner ends
+        else:
             self.out.emit(update)
 
     # -- start ------------------------------------------------------------------------------
@@ -147,7 +154,13 @@ class Session:
             ev["ansible_user"] = self.cluster.user
         return ev
 
-    def _play(self, playbook: str, extravars: dict[str, Any], what: str) -> PlaybookRun:
+    def _play(
+        self,
+        playbook: str,
+        extravars: dict[str, Any],
+        what: str,
+        tick: Callable[[], None] | None = None,
+    ) -> PlaybookRun:
         run = PlaybookRun(
             self.cluster, playbook, extravars, self.master.ansible_env(), self._on_update
         )
@@ -155,7 +168,9 @@ class Session:
         def wait(thread: threading.Thread) -> None:
             try:
                 while thread.is_alive():
-                    thread.join(0.1)
+                    thread.join(0.05)
+                    if tick is not None and thread.is_alive():
+                        tick()
             except BaseException:
                 self.submitted = True  # sbatch may have run before its event arrived: use the tag
                 run.cancelled.set()  # SIGKILLs ansible-playbook; the driver cancels the job
@@ -172,15 +187,12 @@ class Session:
             try:
                 self._check_local_port()  # before anything is submitted
                 self.master.start()
-                run = self._play("session.yml", self._extravars(), "starting the session")
-                stats = run.stats
-                self.job_id = str(stats["nodebook_job_id"])
-                endpoint = Endpoint(
-                    node=str(stats["nodebook_node"]),
-                    socket=str(stats.get("nodebook_socket") or "") or None,
-                    port=int(stats["nodebook_port"]) if stats.get("nodebook_port") else None,
+                run = self._play(
+                    "session.yml", self._extravars(), "starting the session", self._tick
                 )
-                return self._connect_and_hold(endpoint)
+                if self._prepared is None:
+                    self._prepared = self._prepare(self._endpoint_from(run.stats))
+                return self._announce_and_hold(*self._prepared)
             finally:
                 with shielded():
                     self.cleanup()
@@ -197,7 +209,7 @@ class Session:
                     socket=conn.get("socket") or None,
                     port=int(conn["port"]) if conn.get("port") else None,
                 )
-                return self._connect_and_hold(endpoint, conn)
+                return self._announce_and_hold(*self._prepare(endpoint, conn))
             finally:
                 with shielded():
                     self.cleanup()
@@ -228,36 +240,93 @@ class Session:
             raise NodebookError(f"job {job}: unreadable connection file")
         return data
 
-    def _connect_and_hold(
-        self,
-        endpoint: Endpoint,
-        conn: dict[str, Any] | None = None,
-    ) -> ExitCode:
-        conn = conn or self._connection()
-        token = str(conn.get("token") or "")
-        if conn.get("host"):  # tcp-node: the node's cluster address Jupyter is bound to
-            endpoint = dataclasses.replace(endpoint, host=str(conn["host"]))
-        if self.opts.local_port:
-            if not port_is_free(self.opts.local_port):
-                raise NodebookError(
-                    f"local port {self.opts.local_port} is in use: pick another "
-                    "with --port or leave it out",
-                    ExitCode.USAGE,
-                )
-            port = self.opts.local_port
-        else:
-            port = free_port()
+    # -- connect: the tunnel opens while the playbook still runs -----------------------------
+    @staticmethod
+    def _endpoint_from(stats: dict[str, Any]) -> Endpoint:
+        return Endpoint(
+            node=str(stats.get("nodebook_node") or stats.get("node")),
+            socket=str(stats.get("nodebook_socket") or stats.get("socket") or "") or None,
+            port=int(stats.get("nodebook_port") or stats.get("port") or 0) or None,
+        )
+
+    def _mode(self) -> str:
         mode = self.opts.tunnel or ("direct" if self.cluster.standalone else self.cluster.tunnel)
         if self.cluster.standalone and mode != "direct":
             raise NodebookError(
                 f"{self.cluster.name} is a standalone server: use --tunnel direct", ExitCode.USAGE
             )
-        self.tunnel = Tunnel(self.master, mode, endpoint, port, self.remote_user, self.job_id or "")
-        self.tunnel.start()
+        return mode
+
+    def _local_port(self) -> int:
+        if self.opts.local_port:
+            self._check_local_port()
+            return self.opts.local_port
+        return free_port()
+
+    def _tick(self) -> None:
+        """Called every 50 ms while session.yml runs (main thread).
+
+        Once the job runs on a node, a jump tunnel to the socket the job will create is opened
+        (Jupyter is still starting: the ssh login to the node overlaps with it). Once the
+        playbook reports the endpoint, the driver reads the token and checks Jupyter answers
+        while ansible-runner winds down.
+        """
+        if self._ready_data is not None and self._prepared is None:
+            data = {**self._ready_data, "node": self._ready_data.get("node")}
+            self.job_id = str(data.get("job_id") or self.job_id)
+            self._prepared = self._prepare(self._endpoint_from(data))
+        elif self._running_node and self.tunnel is None and self.job_id:
+            if self._mode() != "jump" or (self.opts.endpoint or self.cluster.endpoint) != "socket":
+                return
+            guess = Endpoint(
+                node=self._running_node,
+                socket=f"/tmp/nodebook-{self.remote_user}-{self.job_id}/jupyter.sock",
+            )
+            self.tunnel = Tunnel(
+                self.master, "jump", guess, self._local_port(), self.remote_user, self.job_id
+            )
+            self.tunnel.start()
+
+    def _prepare(
+        self, endpoint: Endpoint, conn: dict[str, Any] | None = None
+    ) -> tuple[Endpoint, dict[str, Any], int, str]:
+        """Read the connection file, open (or keep) the tunnel, wait for HTTP 200 through it."""
+        conn = conn or self._connection()
+        token = str(conn.get("token") or "")
+        if conn.get("host"):  # tcp-node: the node's cluster address Jupyter is bound to
+            endpoint = dataclasses.replace(endpoint, host=str(conn["host"]))
+        mode = self._mode()
+        early = self.tunnel
+        if early is not None and (
+            early.endpoint != endpoint or early.mode != mode or not early.alive()
+        ):
+            early.close()  # the early guess was wrong (another endpoint) or it died: start over
+            self.tunnel = None
+        if self.tunnel is None:
+            port = early.local_port if early is not None else self._local_port()
+            self.tunnel = Tunnel(
+                self.master, mode, endpoint, port, self.remote_user, self.job_id or ""
+            )
+            self.tunnel.start()
+        port = self.tunnel.local_port
         base = str(conn.get("base_url") or "/")
         api = f"http://127.0.0.1:{port}/{base.strip('/')}/api/status".replace("//api", "/api")
         self._api_url, self._token = api, token
-        wait_http(api, token, 60, self.tunnel.alive)
+        try:
+            wait_http(api, token, 60, self.tunnel.alive)
+        except NodebookError:
+            if self.tunnel.alive():
+                raise
+            # the tunnel's ssh died (a node's sshd restarting, a dropped login): one more try
+            self.tunnel.close()
+            self.tunnel.start()
+            wait_http(api, token, 60, self.tunnel.alive)
+        return endpoint, conn, port, mode
+
+    def _announce_and_hold(
+        self, endpoint: Endpoint, conn: dict[str, Any], port: int, mode: str
+    ) -> ExitCode:
+        token, base = self._token, str(conn.get("base_url") or "/")
         self.state.save(
             SessionRecord(
                 cluster=self.cluster.name,
