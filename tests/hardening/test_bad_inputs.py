@@ -380,7 +380,7 @@ CASES = [
         "bad-partition",
         ("--partition", "nosuch"),
         SCHED,
-        r"sbatch refused the job: .*Invalid partition name",
+        r"(?i)sbatch refused the job: .*invalid partition",
         r"`sinfo -s`",
         submits=False,
     ),
