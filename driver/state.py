@@ -48,6 +48,7 @@ class StateDir:
         return self.path / f"{job_id}.json"
 
     def save(self, record: SessionRecord) -> Path:
+        private_dir(self.path.parent)  # the state root too: nobody else lists the clusters
         private_dir(self.path)
         if not record.started:
             record.started = time.time()
