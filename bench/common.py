@@ -41,7 +41,18 @@ class BenchMaster:
         self.dir = Path(tempfile.mkdtemp(prefix="nbb-"))
         self.path = self.dir / "m"
 
-    def start(self) -> None:
+    def start(self, attempts: int = 12) -> None:
+        """Connect; retried (5 s apart) while the laptop's link is down (chaos runs cut it)."""
+        for i in range(attempts):
+            try:
+                self._start()
+                return
+            except subprocess.CalledProcessError:
+                if i == attempts - 1:
+                    raise
+                time.sleep(5)
+
+    def _start(self) -> None:
         argv = [
             *ssh_base(self.user),
             "-o",

@@ -55,14 +55,23 @@ def driver_round(guard: Guard, state: Path) -> dict[str, Any]:
     with RssSampler() as sampler:
         drv = guard.driver(DriverProc(SESSION_ARGS, state))
         sampler.roots = [drv.pid]
-        _, sub = drv.wait_event("submitted", 120)
-        guard.job(str(sub["job_id"]), "alice")
-        t_ready, ready = drv.wait_event("ready", 300)
-        check_200(int(ready["data"]["local_port"]), token_of(ready))
-        job_id = str(ready["job_id"])
-        t_int = time.time()
-        gone = _gone_after(guard, "alice", job_id, drv.interrupt)
-        rc = drv.reap()
+        try:
+            return _driver_round(guard, drv, sampler)
+        except BaseException:
+            drv.interrupt()  # it cancels its own job
+            drv.reap()
+            raise
+
+
+def _driver_round(guard: Guard, drv: DriverProc, sampler: RssSampler) -> dict[str, Any]:
+    _, sub = drv.wait_event("submitted", 120)
+    guard.job(str(sub["job_id"]), "alice")
+    t_ready, ready = drv.wait_event("ready", 300)
+    check_200(int(ready["data"]["local_port"]), token_of(ready))
+    job_id = str(ready["job_id"])
+    t_int = time.time()
+    gone = _gone_after(guard, "alice", job_id, drv.interrupt)
+    rc = drv.reap()
     drv.drain()
     return {
         "job_id": job_id,
@@ -94,20 +103,45 @@ def baseline_round(guard: Guard) -> dict[str, Any]:
 def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
     driver: list[dict[str, Any]] = []
     baseline: list[dict[str, Any]] = []
+    failed: list[str] = []
     for i in range(reps):
         # alternate which goes first, so slow drift hits both alike
         order = ("driver", "baseline") if i % 2 == 0 else ("baseline", "driver")
         for which in order:
-            if which == "driver":
-                driver.append(driver_round(guard, state))
-                log(
-                    f"rep {i + 1}/{reps} driver: {driver[-1]['ttn']:.2f} s to notebook, "
-                    f"Ctrl-C -> gone {driver[-1]['ctrl_c_gone']:.2f} s"
-                )
-            else:
-                baseline.append(baseline_round(guard))
-                log(
-                    f"rep {i + 1}/{reps} baseline: {baseline[-1]['ttn']:.2f} s to notebook, "
-                    f"scancel -> gone {baseline[-1]['ctrl_c_gone']:.2f} s"
-                )
-    return {"driver": driver, "baseline": baseline}
+            for _attempt in range(3):  # a round broken by others' fault injection is redone
+                try:
+                    one_round(guard, state, which, driver, baseline)
+                    break
+                except (RuntimeError, OSError, ValueError) as exc:
+                    failed.append(f"{which}: {exc}"[:300])
+                    log(f"rep {i + 1}/{reps} {which} failed, redoing it: {exc}"[:300])
+            log_round(i, reps, which, driver, baseline)
+    return {"driver": driver, "baseline": baseline, "failed_rounds": failed}
+
+
+def one_round(
+    guard: Guard,
+    state: Path,
+    which: str,
+    driver: list[dict[str, Any]],
+    baseline: list[dict[str, Any]],
+) -> None:
+    if which == "driver":
+        driver.append(driver_round(guard, state))
+    else:
+        baseline.append(baseline_round(guard))
+
+
+def log_round(
+    i: int, reps: int, which: str, driver: list[dict[str, Any]], baseline: list[dict[str, Any]]
+) -> None:
+    if which == "driver" and driver:
+        log(
+            f"rep {i + 1}/{reps} driver: {driver[-1]['ttn']:.2f} s to notebook, "
+            f"Ctrl-C -> gone {driver[-1]['ctrl_c_gone']:.2f} s"
+        )
+    elif baseline:
+        log(
+            f"rep {i + 1}/{reps} baseline: {baseline[-1]['ttn']:.2f} s to notebook, "
+            f"scancel -> gone {baseline[-1]['ctrl_c_gone']:.2f} s"
+        )
