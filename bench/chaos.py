@@ -152,7 +152,7 @@ class Chaos:
                 while time.monotonic() < deadline and d.proc.poll() is None:
                     if any("re-established" in str(e.get("message")) for e in d.events):
                         break
-                    d._drain(0.5)
+                    d.drain(0.5)
                 if not any("re-established" in str(e.get("message")) for e in d.events):
                     raise AssertionError(f"tunnel not re-established: {d.events}")
                 d.signal(signal.SIGINT)

@@ -42,7 +42,7 @@ from tests.hardening.conftest import (
     write_inventory,
 )
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 
 SESSION = ("session",)
 KNOWN_HOSTS = "UserKnownHostsFile /var/lib/nodebook-sandbox/ssh/known_hosts"
@@ -206,7 +206,7 @@ def interrupt_setup(ctx: Ctx, d: Driver) -> None:
     """Ctrl-C (SIGINT to the foreground process group) while setup runs its install phase."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        d._drain(0.5)
+        d.drain(0.5)
         if any("TASK [nodebook_jupyter" in str(e.get("message")) for e in d.events):
             break
         assert d.proc.poll() is None, f"setup ended before it was interrupted: {d.output[-3000:]}"
