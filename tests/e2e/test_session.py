@@ -28,6 +28,9 @@ def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
     submitted = d.wait_event("submitted")
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
+    # the --json ready line's contract: url, job_id, node, local_port at the top level
+    assert {"url", "job_id", "node", "local_port"} <= ready.keys()
+    assert ready["local_port"] == port and ready["url"].startswith(f"http://127.0.0.1:{port}/")
     assert ready["job_id"] == submitted["job_id"]
     assert ready["node"] in ("cn01", "cn02")
     assert ready["data"]["tunnel"] == "jump"
