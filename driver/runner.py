@@ -57,6 +57,9 @@ class PlaybookRun:
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_NOCOLOR": "1",
+            # ansible-runner defaults this to False, which makes Ansible pass
+            # -o StrictHostKeyChecking=no to ssh (over the inventory's ssh config): keep it on.
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
             **self.env,
         }
         try:

@@ -59,7 +59,9 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False)
+            ps = subprocess.run(
+                ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=False
+            )
             self.argv.update(ps.stdout.splitlines())
             self.samples += 1
             tmp = self.work / "tmp"
@@ -100,12 +102,15 @@ def _files_with(sandbox: Sandbox, secret: str) -> list[str]:
     """`host:path` of files holding `secret` in the places a session writes or logs to."""
     hits: list[str] = []
     local = ["/home/alice", "/home/bob", "/root/.ansible", "/tmp", "/var/tmp", str(STATE / "log")]
-    # pytest-of-*: other tests' own inputs (0600 vars files for setup), not the product's files
-    grep = ["grep", "-rlsF", "--exclude-dir=venv", "--exclude-dir=pytest-of-*", secret]
-    out = subprocess.run([*grep, *local], capture_output=True, text=True, check=False)
+    # pytest-of-*: other tests' own inputs (0600 vars files for setup), not the product's files.
+    # The secret goes to grep on stdin (-f -): never in an argv of ours either.
+    grep = ["grep", "-rlsF", "--exclude-dir=venv", "--exclude-dir=pytest-of-*", "-f", "-"]
+    out = subprocess.run(
+        [*grep, *local], input=secret + "\n", capture_output=True, text=True, check=False
+    )
     hits += [f"laptop:{p}" for p in out.stdout.split()]
     for host in ("login", "cn01", "cn02"):  # their own /tmp
-        out = sandbox.host(host, [*grep, "/tmp", "/var/tmp"], check=False)
+        out = sandbox.host(host, [*grep, "/tmp", "/var/tmp"], input=secret + "\n", check=False)
         hits += [f"{host}:{p}" for p in out.stdout.split()]
     return hits
 
@@ -181,6 +186,11 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
     assert sampler.samples > 20
     leaks = [a for a in sampler.argv if token in a or password in a]
     assert leaks == [], f"secret in a process argv: {leaks}"
+    # every ssh this run started (master, Ansible's, tunnel) checks host keys
+    ours = [a for a in sampler.argv if str(d.work) in a and a.startswith("ssh ")]
+    assert any("ControlMaster=yes" in a for a in ours), "the sampler never saw the master"
+    unchecked = [a for a in ours if "stricthostkeychecking=no" in a.lower()]
+    assert unchecked == [], f"ssh without host key checking: {unchecked[:2]}"
     assert any("jupyter" in a for a in sampler.argv), "the sampler never saw Jupyter run"
     assert sampler.runner_files, "never saw the driver's private_data_dir"
     assert all(m == 0o700 for m in sampler.runner_modes.values()), sampler.runner_modes
