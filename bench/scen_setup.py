@@ -23,12 +23,17 @@ RECAP = re.compile(
 BIN = REPO / ".venv" / "bin"
 
 
-def setup_once(user: str) -> dict[str, Any]:
+def test_password(user: str) -> str:
+    """The Jupyter password the test fixtures give each sandbox user (tests/fixtures/setup.py)."""
+    return f"nb-{user}-Secret-7f3a"
+
+
+def setup_once(user: str, password: str = "") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nbb-setup-") as tmp:
         vars_file = Path(tmp) / "vars.json"
         fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"ansible_user": user, "nodebook_password_secret": ""}, f)
+            json.dump({"ansible_user": user, "nodebook_password_secret": password}, f)
         argv = [str(BIN / "ansible-playbook"), "playbooks/setup.yml", "-l", "sandbox"]
         t0 = time.perf_counter()
         proc = subprocess.run(
