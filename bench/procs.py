@@ -116,6 +116,7 @@ class DriverProc:
         self._q: queue.Queue[tuple[float, dict[str, Any]] | None] = queue.Queue()
         self.stderr = ""
         self.maxrss_kib = 0
+        self.cpu_s = 0.0  # user+system CPU of the driver and its reaped descendants
         self.rc: int | None = None
         self.ended: float | None = None
         threading.Thread(target=self._read, daemon=True).start()
@@ -172,6 +173,7 @@ class DriverProc:
                 self.rc = os.waitstatus_to_exitcode(status)
                 self.proc.returncode = self.rc
                 self.maxrss_kib = int(usage.ru_maxrss)
+                self.cpu_s = usage.ru_utime + usage.ru_stime
                 return self.rc
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):

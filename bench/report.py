@@ -56,6 +56,10 @@ def memory_rows(res: dict[str, Any], conc: dict[str, Any] | None) -> list[Row]:
             None),
         Row("driver peak RSS, largest single process", _f(single, "MiB", 0), "-", "-", None),
     ]  # fmt: skip
+    cpu = median([r["cpu_s"] for r in res["driver"] if "cpu_s" in r])
+    if cpu is not None:
+        rows.append(Row("driver CPU time per session (user+sys, whole tree)", _f(cpu), "-", "-",
+                        None))  # fmt: skip
     if conc:
         n = conc["n"]
         rows.append(

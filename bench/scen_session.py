@@ -82,6 +82,7 @@ def _driver_round(guard: Guard, drv: DriverProc, sampler: RssSampler) -> dict[st
         "peak_tree_rss_kib": sampler.peak_kib,
         "peak_tree_procs": sampler.peak_procs,
         "maxrss_single_kib": drv.maxrss_kib,
+        "cpu_s": drv.cpu_s,
         "events": [e.get("event") for _, e in drv.events],
     }
 
