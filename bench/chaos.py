@@ -72,11 +72,16 @@ class Result:
     processes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # starts broken by something else
     seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
         return bool(self.bad_exit or self.jobs or self.processes or self.errors)
+
+
+class NotStarted(Exception):
+    """The session never became ready (the round did not get to its exit path)."""
 
 
 @dataclass
@@ -110,7 +115,7 @@ class Chaos:
         self.log = log
         self.deferred: list[Deferred] = []
 
-    def start(self) -> Driver:
+    def args(self) -> list[str]:
         args = [
             "session",
             "--no-browser",
@@ -124,13 +129,38 @@ class Chaos:
         ]
         if self.user != "alice":
             args += ["--user", self.user]
-        d = Driver(self.sandbox, args)
-        d.wait_event("ready", timeout=180)
-        return d
+        return args
 
     # -- one round of one path ---------------------------------------------------------------
-    def round(self, path: str, res: Result) -> None:
-        d = self.start()
+    def round(self, path: str, res: Result, attempts: int = 3) -> None:
+        """One round; a session that could not even start (others cut the link or stop a
+        daemon on the shared sandbox) is checked for leftovers like any other, then redone."""
+        for attempt in range(attempts):
+            try:
+                self._round(path, res)
+                return
+            except NotStarted as exc:
+                if attempt == attempts - 1:
+                    raise
+                res.retried.append(str(exc)[:300])
+                time.sleep(5)
+
+    def _start_or_raise(self, res: Result) -> Driver:
+        args = self.args()
+        d = Driver(self.sandbox, args)
+        try:
+            d.wait_event("ready", timeout=180)
+        except AssertionError as exc:
+            d.kill()
+            left = wait_nothing_left(self.sandbox, self.user, d.job_ids, d.work, timeout=60)
+            res.jobs += left.get("jobs", [])
+            res.processes += left.get("remote_processes", []) + left.get("laptop_processes", [])
+            self._cleanup(d)
+            raise NotStarted(str(exc)) from None
+        return d
+
+    def _round(self, path: str, res: Result) -> None:
+        d = self._start_or_raise(res)
         port = next(e["data"]["local_port"] for e in d.events if e.get("event") == "ready")
         files = True
         check_local = True
@@ -218,14 +248,15 @@ class Chaos:
 def table(results: list[Result]) -> str:
     head = (
         f"{'path':<18} {'rounds':>6} {'bad exit':>8} {'jobs left':>9} {'procs left':>10} "
-        f"{'files left':>10} {'errors':>6} {'s/round':>7}"
+        f"{'files left':>10} {'errors':>6} {'retried':>7} {'s/round':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         per = r.seconds / r.rounds if r.rounds else 0.0
         lines.append(
             f"{r.path:<18} {r.rounds:>6} {len(r.bad_exit):>8} {len(r.jobs):>9} "
-            f"{len(r.processes):>10} {len(r.files):>10} {len(r.errors):>6} {per:>7.1f}"
+            f"{len(r.processes):>10} {len(r.files):>10} {len(r.errors):>6} {len(r.retried):>7} "
+            f"{per:>7.1f}"
         )
     return "\n".join(lines)
 
