@@ -300,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     chaos.finish_deferred()
     print(table(results))
+    for r in results:
+        for item in r.retried[:3]:
+            print(f"  {r.path} retried (start broken by something else): {item}")
     bad = [r for r in results if r.failed]
     for r in bad:
         for what in ("bad_exit", "jobs", "processes", "errors"):
