@@ -82,7 +82,7 @@ chaos: deps venv
 	$(PY) bench/chaos.py
 
 bench: deps venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
