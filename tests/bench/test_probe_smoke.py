@@ -14,7 +14,6 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.timeout(600)]
 
 def test_session_probe_structure_and_cleanup(sandbox, nodebook_setup) -> None:
     nodebook_setup("alice")
-    t0 = time.time()
     res = host.run_probe("session", "--reps", "1")
     assert len(res["driver"]) == 1 and len(res["baseline"]) == 1
     d = res["driver"][0]
@@ -24,8 +23,8 @@ def test_session_probe_structure_and_cleanup(sandbox, nodebook_setup) -> None:
     assert d["events"][:1] == ["submitted"] and "ready" in d["events"]
     jobs = [(r["job_id"], "alice") for r in res["driver"] + res["baseline"]]
     deadline = time.monotonic() + 30
-    while (left := leftovers.check(jobs, since_s=time.time() - t0 + 5)) and (
-        time.monotonic() < deadline
-    ):
+    # jobs, Jupyter processes and runtime dirs of this test's jobs (the laptop's ssh processes
+    # are not checked here: other people's drivers share the sandbox's laptop)
+    while (left := leftovers.check(jobs)) and (time.monotonic() < deadline):
         time.sleep(1)
     assert left == []
