@@ -49,6 +49,7 @@ class BenchMaster:
                 return
             except subprocess.CalledProcessError:
                 if i == attempts - 1:
+                    self.close()  # leave no empty control dir behind
                     raise
                 time.sleep(5)
 

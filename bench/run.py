@@ -63,6 +63,7 @@ def st_session(results: dict[str, Any], quick: bool) -> list[report.Row]:
     res = host.run_probe("session", "--reps", str(reps))
     jobs = [(r["job_id"], "alice") for r in res["driver"] + res["baseline"]]
     res["left_behind"] = leftovers.check(jobs, since_s=time.time() - t0 + 5)
+    res["removed_after_check"] = leftovers.remove_runtime_dirs(jobs)
     results["session"] = res
     return report.session_rows(res)
 
@@ -110,6 +111,7 @@ def st_concurrent(results: dict[str, Any], quick: bool) -> list[report.Row]:
     jobs = [(s["job_id"], s["user"]) for s in res["sessions"]]
     time.sleep(2)
     res["left_behind"] = leftovers.check(jobs, res["driver_pids"], time.time() - t0 + 5)
+    res["removed_after_check"] = leftovers.remove_runtime_dirs(jobs)
     results["concurrent"] = res
     return report.concurrent_rows(res, res["left_behind"])
 
