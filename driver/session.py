@@ -121,6 +121,7 @@ class Session:
         self.job_gone = False
         self.tunnel: Tunnel | None = None
         self.unreachable = False  # the cluster stopped answering (lost link): skip the cancel
+        self.fast_cancelled = False  # cleanup sent scancel over the master itself
         self._api_url = ""
         self._token = ""
         self._running_node: str | None = None
@@ -451,9 +452,24 @@ class Session:
             time.sleep(0.5)
 
     # -- cleanup ----------------------------------------------------------------------------
+    def _fast_cancel(self) -> None:
+        """scancel over the open master at once (one round trip); cleanup.yml then confirms.
+
+        Starting Ansible for the cancel alone costs most of a second; the job should not wait
+        for it. Best effort: cleanup.yml below is what reports and checks.
+        """
+        if self.cluster.standalone or self.unreachable or self.job_gone or not self.job_id:
+            return
+        if not self.job_id.isdigit():
+            return
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            if self.master.run(f"scancel {self.job_id}", timeout=10).returncode == 0:
+                self.fast_cancelled = True
+
     def cleanup(self) -> None:
         """Close the tunnel, cancel the job (unless it ended), close the master, forget state."""
         notes: list[str] = []
+        self._fast_cancel()
         if self.tunnel is not None:
             self.tunnel.close()
             notes.append("tunnel closed")
@@ -474,6 +490,8 @@ class Session:
                 run.run()
                 run.raise_for_failure("cancelling the job")
                 stopped = run.stats.get("nodebook_stopped") or []
+                if not stopped and self.fast_cancelled:
+                    stopped = [self.job_id]  # scancel'd above; gone before cleanup.yml looked
                 notes.append(
                     f"job {', '.join(map(str, stopped))} cancelled"
                     if stopped
