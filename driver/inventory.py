@@ -1,5 +1,6 @@
 """The cluster's connection settings, read from the Ansible inventory (never guessed)."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -7,6 +8,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driver import inventory_cache
 from driver.errors import ExitCode, NodebookError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +76,18 @@ def _run_inventory(inventory: Path, args: list[str]) -> object:
     return json.loads(proc.stdout)
 
 
+def _listing(inventory: Path) -> object:
+    """`ansible-inventory --list`, from the cache when the static inventory has not changed."""
+    key = inventory_cache.cache_key(inventory)
+    if key is not None and (cached := inventory_cache.load(inventory, key)) is not None:
+        return cached
+    listing = _run_inventory(inventory, ["--list"])
+    if key is not None:
+        with contextlib.suppress(OSError):
+            inventory_cache.store(inventory, key, listing)
+    return listing
+
+
 def cluster_from_hostvars(
     name: str, inventory: Path, hv: dict[str, object], user: str | None = None
 ) -> Cluster:
@@ -129,7 +143,7 @@ def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> 
     """
     if not inventory.exists():
         raise NodebookError(f"inventory {inventory} does not exist: pass -i PATH", ExitCode.USAGE)
-    listing = _run_inventory(inventory, ["--list"])
+    listing = _listing(inventory)
     meta = listing.get("_meta", {}) if isinstance(listing, dict) else {}
     allvars = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
     hosts = sorted(allvars) if isinstance(allvars, dict) else []
