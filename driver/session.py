@@ -127,6 +127,7 @@ class Session:
         self._running_node: str | None = None
         self._ready_data: dict[str, Any] | None = None
         self._prepared: tuple[Endpoint, dict[str, Any], int, str] | None = None
+        self._announced = False
         self.remote_user: str = cluster.user or os.environ.get("USER", "user")
 
     # -- events from the playbook (runner thread) -------------------------------------------
@@ -276,6 +277,7 @@ class Session:
             data = {**self._ready_data, "node": self._ready_data.get("node")}
             self.job_id = str(data.get("job_id") or self.job_id)
             self._prepared = self._prepare(self._endpoint_from(data))
+            self._announce(*self._prepared)  # the URL answers: say so now, not after Ansible
         elif self._running_node and self.tunnel is None and self.job_id:
             if self._mode() != "jump" or (self.opts.endpoint or self.cluster.endpoint) != "socket":
                 return
@@ -327,6 +329,14 @@ class Session:
     def _announce_and_hold(
         self, endpoint: Endpoint, conn: dict[str, Any], port: int, mode: str
     ) -> ExitCode:
+        self._announce(endpoint, conn, port, mode)
+        return self._hold()
+
+    def _announce(self, endpoint: Endpoint, conn: dict[str, Any], port: int, mode: str) -> None:
+        """Record the session, print the ready line, open the browser (once)."""
+        if self._announced:
+            return
+        self._announced = True
         token, base = self._token, str(conn.get("base_url") or "/")
         self.state.save(
             SessionRecord(
@@ -353,7 +363,6 @@ class Session:
         if self.opts.browser:
             with contextlib.suppress(Exception):
                 webbrowser.open(url)
-        return self._hold()
 
     # -- hold: heartbeat, job and tunnel watch -----------------------------------------------
     def _heartbeat(self) -> str:
@@ -375,7 +384,15 @@ class Session:
         job = self.job_id
         state, reason = "", ""
         if not self.cluster.standalone:
-            proc = self.master.run(f"squeue -h -t all -j {job} -o '%T|%r' 2>/dev/null")
+            # The job's trap removes connection.json first, so the job may still be RUNNING or
+            # COMPLETING when that is noticed: wait (on the cluster, one round trip) for its
+            # final state.
+            proc = self.master.run(
+                f"for i in $(seq 1 30); do s=$(squeue -h -t all -j {job} -o '%T|%r' 2>/dev/null);"
+                ' case "${s%%|*}" in RUNNING|COMPLETING|CONFIGURING) sleep 0.5 ;; *) break ;;'
+                ' esac; done; printf "%s\\n" "$s"',
+                timeout=30,
+            )
             if proc.returncode == 0 and proc.stdout.strip():
                 state, _, reason = proc.stdout.strip().splitlines()[0].partition("|")
         text, code = ended_reason(state, reason)
