@@ -36,6 +36,22 @@ def ensure_sandbox() -> None:
         subprocess.run([*host.CLUSTER, "up"], check=True)
 
 
+def ensure_setup() -> None:
+    """Set up alice and bob (idempotent: changed=0 when done), as a fresh sandbox has neither."""
+    code = (
+        "import sys\n"
+        "from bench.scen_setup import setup_once, test_password\n"
+        "for user in ('alice', 'bob'):\n"
+        "    done = setup_once(user, test_password(user))\n"
+        '    print(f\'bench: setup for {user}: rc={done["rc"]} changed={done["changed"]}\')\n'
+        "    if done['rc']:\n"
+        "        sys.exit(done['tail'])\n"
+    )
+    python = str(REPO / ".venv" / "bin" / "python")
+    argv = [*host.CLUSTER, "exec", "laptop", "--", python, "-c", code]
+    subprocess.run(argv, cwd=REPO, check=True)
+
+
 ACTIVITY: list[dict[str, Any]] = []
 
 
@@ -201,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     started = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
     ensure_sandbox()
+    ensure_setup()
     try:
         results, rows = measure(only, args.quick)
     except KeyboardInterrupt:

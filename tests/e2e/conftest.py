@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import driver_run
 from tests.fixtures.sandbox import REPO
 
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -160,21 +161,7 @@ def laptop_ssh_processes(sandbox, tmp: str | None = None) -> list[str]:
 def tagged_processes(job_id: str) -> list[str]:
     """`pid args` of processes belonging to one job, on any sandbox host (shared pid namespace):
     the job's own (SLURM_JOB_ID / NODEBOOK_JOB_ID) and its tunnels' (NODEBOOK_TUNNEL)."""
-    wanted = {
-        f"{k}={job_id}".encode() for k in ("SLURM_JOB_ID", "NODEBOOK_JOB_ID", "NODEBOOK_TUNNEL")
-    }
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = set(Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"))
-            if env & wanted:
-                args = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-                found.append(f"{entry} {args.decode(errors='replace').strip()}")
-        except OSError:
-            continue
-    return found
+    return driver_run.tagged_processes([job_id])
 
 
 def assert_nothing_left(
