@@ -124,9 +124,12 @@ class DriverProc:
             self.proc.wait(timeout=10)
 
 
-def http_status(sandbox, port: int, token: str | None, path: str = "/api/status") -> int:
+def http_status(
+    sandbox, port: int, token: str | None, path: str = "/api/status", method: str = "GET"
+) -> int:
     """HTTP status of a request through the tunnel, made from the laptop namespace."""
     header = ["-H", f"Authorization: token {token}"] if token else []
+    header += ["-X", method] if method != "GET" else []
     out = sandbox.laptop(
         [
             "curl",

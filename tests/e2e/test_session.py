@@ -69,23 +69,8 @@ def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
-    out = sandbox.laptop(
-        [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            "-H",
-            f"Authorization: token {token_of(ready)}",
-            f"http://127.0.0.1:{port}/api/shutdown",
-        ],
-        check=False,
-    )
-    assert out.stdout == "200"
+    status = http_status(sandbox, port, token_of(ready), "/api/shutdown", method="POST")
+    assert status == 200
     assert d.wait(timeout=60) == ExitCode.OK
     assert any(e["event"] == "ended" for e in d.events)
     assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
