@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import host  # noqa: E402
 from tests.fixtures.driver_run import (  # noqa: E402
     Driver,
     kill_laptop_processes,
@@ -38,7 +39,7 @@ from tests.fixtures.driver_run import (  # noqa: E402
     scancel_jobs,
     wait_nothing_left,
 )
-from tests.fixtures.sandbox import STATE, Sandbox, sandbox_is_up  # noqa: E402
+from tests.fixtures.sandbox import STATE, Sandbox  # noqa: E402
 
 HEARTBEAT = 10  # --heartbeat-timeout for every round: the dead-man window
 MASTER_PERSIST = 120  # driver/ssh.py: an orphaned master outlives its last client this long
@@ -276,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(paths) - set(PATHS)
     if unknown:
         p.error(f"unknown paths: {', '.join(sorted(unknown))}")
-    if not sandbox_is_up():
-        print("chaos: the sandbox is not up: run `make sandbox-up` first", file=sys.stderr)
-        return 2
+    # From a fresh clone too: bring the sandbox up and set the user up (both idempotent).
+    host.ensure_sandbox()
+    host.ensure_setup((args.user,))
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

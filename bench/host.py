@@ -155,3 +155,24 @@ def activity() -> dict[str, Any]:
         "pytest_runs": sum(1 for ln in ps.splitlines() if "pytest" in ln and "python" in ln),
         "chaos_runs": sum(1 for ln in ps.splitlines() if "bench/chaos.py" in ln),
     }
+
+
+def ensure_sandbox() -> None:
+    if subprocess.run([*CLUSTER, "status"], capture_output=True, check=False).returncode:
+        print("bench: starting the sandbox (sandbox/cluster.py up)", flush=True)
+        subprocess.run([*CLUSTER, "up"], check=True)
+
+
+def ensure_setup(users: Sequence[str] = ("alice", "bob")) -> None:
+    """Set up the users (idempotent: changed=0 when done), as a fresh sandbox has none."""
+    code = (
+        "import sys\n"
+        "from bench.scen_setup import setup_once, test_password\n"
+        f"for user in {tuple(users)!r}:\n"
+        "    done = setup_once(user, test_password(user))\n"
+        '    print(f\'bench: setup for {user}: rc={done["rc"]} changed={done["changed"]}\')\n'
+        "    if done['rc']:\n"
+        "        sys.exit(done['tail'])\n"
+    )
+    argv = [*CLUSTER, "exec", "laptop", "--", str(VENV_PY), "-c", code]
+    subprocess.run(argv, cwd=REPO, check=True)

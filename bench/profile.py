@@ -50,7 +50,6 @@ def ssh_kind(args: str) -> str:
 
 
 def main() -> int:
-    what_if = sys.argv[1] if len(sys.argv) > 1 else ""
     with tempfile.TemporaryDirectory(prefix="nbb-prof-") as tmp, guarded() as guard:
         d = Path(tmp)
         wrapper = d / "bin" / "ssh"
@@ -62,7 +61,6 @@ def main() -> int:
             "NBB_TRACE": str(trace),
             "NBB_SSH_LOG": str(sshlog),
             "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
-            "NBB_WHAT_IF": what_if,
         }
         drv = guard.driver(DriverProc(SESSION_ARGS, d / "state", "bench.traced_driver", env))
         t0 = drv.started
@@ -86,7 +84,6 @@ def main() -> int:
     start = [s for s in sshs if s["t"] <= t_ready]
     stop = [s for s in sshs if s["t"] >= t_int]
     summary: dict[str, Any] = {
-        "what_if": what_if or None,
         "ready_s": t_ready,
         "ctrl_c_gone_s": gone,
         "ssh_invocations_start": len(start),

@@ -154,18 +154,9 @@ def raw_json(results: dict[str, Any]) -> str:
 def profile_rows(res: dict[str, Any]) -> list[Row]:
     tasks = ", ".join(f"{k} {v}" for k, v in res["ansible_tasks"].items())
     return [
-        Row("profile: one traced session, to ready / Ctrl-C -> gone",
+        Row("profile: one traced session, inventory cache cold, to ready / Ctrl-C -> gone",
             f"{res['ready_s']:.2f} s / {res['ctrl_c_gone_s']:.2f} s", "-", "-", None),
         Row("profile: ssh invocations (start / cleanup), Ansible tasks",
             f"{res['ssh_invocations_start']} / {res['ssh_invocations_cleanup']}; {tasks}",
             "-", "-", None),
-    ]  # fmt: skip
-
-
-def what_if_rows(res: dict[str, list[float]]) -> list[Row]:
-    early, now = median(res["early-scancel"]), median(res["as-is"])
-    return [
-        Row("what-if Ctrl-C -> gone, scancel before cleanup.yml (not the driver yet)",
-            _f(early), _f(now) + " (driver as is)", "<= 1 s",
-            None if early is None else early <= 1.0)
     ]  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 from bench.baseline import BaselineSession
 from bench.common import watch_gone_command
 from bench.guard import Guard, log
-from bench.procs import DriverProc, RssSampler
+from bench.procs import DriverProc, RssSampler, warm_inventory
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
 
@@ -105,6 +105,7 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
     driver: list[dict[str, Any]] = []
     baseline: list[dict[str, Any]] = []
     failed: list[str] = []
+    warm_inventory(state)  # a user's every session but the first after an inventory edit
     for i in range(reps):
         # alternate which goes first, so slow drift hits both alike
         order = ("driver", "baseline") if i % 2 == 0 else ("baseline", "driver")

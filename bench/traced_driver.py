@@ -37,29 +37,16 @@ def timed(owner: Any, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
-def early_scancel(session: Any) -> None:
-    """What-if (not the driver's behaviour): the cleanup first sends `scancel ID` over the
-    master (one round trip), then runs cleanup.yml as before to confirm and tidy up."""
-    cleanup = session.Session.cleanup
-
-    def patched(self: Any) -> None:
-        if self.job_id and not self.job_gone and not getattr(self, "unreachable", False):
-            mark("what-if scancel start")
-            self.master.run(f"scancel {int(self.job_id)}", timeout=10)
-            mark("what-if scancel end")
-        cleanup(self)
-
-    session.Session.cleanup = patched
-
-
 def main() -> int:
     mark("python started")
-    from driver import cli, inventory, runner, session, ssh, tunnel
+    from driver import cli, gate, inventory, runner, session, ssh, tunnel
 
     mark("driver imported")
     timed(inventory, "load_cluster", "inventory")
     cli.load_cluster = inventory.load_cluster
-    timed(ssh.Master, "start", "master")
+    timed(ssh.Master, "start", "master")  # attach, reconnect
+    timed(ssh.Connecting, "wait", "master login")  # session: while Ansible starts
+    timed(gate.Gate, "let_through", "gate (the play waits for the master)")
     timed(ssh.Master, "close", "master close")
     timed(runner.PlaybookRun, "run", "playbook")
     timed(tunnel.Tunnel, "start", "tunnel")
@@ -67,8 +54,6 @@ def main() -> int:
     timed(session, "wait_http", "first 200")
     timed(session.Session, "_connection", "read connection.json")
     timed(session.Session, "cleanup", "cleanup")
-    if os.environ.get("NBB_WHAT_IF") == "early-scancel":
-        early_scancel(session)
     original = runner.PlaybookRun._event
 
     def event(self: runner.PlaybookRun, ev: dict[str, Any]) -> bool:

@@ -1,7 +1,8 @@
 """ansible-runner events -> progress updates -> live lines (human) or JSON lines (--json).
 
-The playbooks report through structured data only: ``set_stats`` results (job id, node,
-endpoint) and the wait tasks' one-line JSON status (state, reason, estimated start). Nothing here
+The playbooks report through structured data only: the raw tasks' one-line JSON
+(``{"nodebook": "submitted" | "status" | "connection", ...}``: job id; state, reason, estimated
+start; node and endpoint) and ``set_stats`` results (job id, node, endpoint). Nothing here
 scrapes Ansible's display output.
 """
 
@@ -85,6 +86,14 @@ def parse_event(event: dict[str, Any]) -> list[Update]:
                 )
             )
         status = _status_line(res)
+        if status and status.get("nodebook") == "submitted" and status.get("job_id"):
+            updates.append(Update("submitted", job_id=str(status["job_id"])))
+        if status and status.get("nodebook") == "connection" and "node" in status:
+            # The wait task's own result: the driver connects before the play's last tasks.
+            data = {k: v for k, v in status.items() if k != "nodebook"}
+            updates.append(
+                Update("ready", job_id=str(data.get("job_id")), node=str(data["node"]), data=data)
+            )
         if status and status.get("nodebook") == "status":
             state = str(status.get("state") or "")
             updates.append(

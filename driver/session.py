@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from driver.errors import ExitCode, NodebookError, Stopped
+from driver.gate import Connector, Gate
 from driver.inventory import Cluster
 from driver.progress import Renderer, Update
 from driver.resources import Resources
@@ -120,6 +121,7 @@ class Session:
         self.submitted = False
         self.job_gone = False
         self.tunnel: Tunnel | None = None
+        self.connector: Connector | None = None  # the master connecting while Ansible starts
         self.unreachable = False  # the cluster stopped answering (lost link): skip the cancel
         self.fast_cancelled = False  # cleanup sent scancel over the master itself
         self._api_url = ""
@@ -128,6 +130,7 @@ class Session:
         self._ready_data: dict[str, Any] | None = None
         self._prepared: tuple[Endpoint, dict[str, Any], int, str] | None = None
         self._announced = False
+        self._wake = threading.Event()  # set by the runner thread when the main thread has work
         self.remote_user: str = cluster.user or os.environ.get("USER", "user")
 
     # -- events from the playbook (runner thread) -------------------------------------------
@@ -140,6 +143,8 @@ class Session:
             self._ready_data = dict(update.data)  # the main thread connects while runner ends
         else:
             self.out.emit(update)
+        if update.kind in ("running", "ready"):
+            self._wake.set()
 
     # -- start ------------------------------------------------------------------------------
     def _extravars(self) -> dict[str, Any]:
@@ -170,11 +175,14 @@ class Session:
         def wait(thread: threading.Thread) -> None:
             try:
                 while thread.is_alive():
-                    thread.join(0.05)
+                    self._wake.wait(0.05)  # at once when the job runs or Jupyter is up
+                    self._wake.clear()
                     if tick is not None and thread.is_alive():
                         tick()
             except BaseException:
-                self.submitted = True  # sbatch may have run before its event arrived: use the tag
+                # sbatch may have run before its event arrived: cancel by the tag, unless the
+                # play never got past the gate (then no remote command ran at all).
+                self.submitted = self.connector is None or self.connector.passed
                 run.cancelled.set()  # SIGKILLs ansible-playbook; the driver cancels the job
                 thread.join(30)
                 raise
@@ -188,10 +196,13 @@ class Session:
         with exit_signals():
             try:
                 self._check_local_port()  # before anything is submitted
-                self.master.start()
-                run = self._play(
-                    "session.yml", self._extravars(), "starting the session", self._tick
-                )
+                # The master logs in while ansible-playbook starts; the play's first remote
+                # task waits at the gate until the master is up.
+                gate = Gate.create(self.control_dir)
+                self.connector = Connector(self.master.begin(), gate)
+                self.connector.start()
+                extravars = {**self._extravars(), "nodebook_master_gate": str(gate.path)}
+                run = self._play("session.yml", extravars, "starting the session", self._tick)
                 if self._prepared is None:
                     self._prepared = self._prepare(self._endpoint_from(run.stats))
                 return self._announce_and_hold(*self._prepared)
@@ -271,8 +282,10 @@ class Session:
         Once the job runs on a node, a jump tunnel to the socket the job will create is opened
         (Jupyter is still starting: the ssh login to the node overlaps with it). Once the
         playbook reports the endpoint, the driver reads the token and checks Jupyter answers
-        while ansible-runner winds down.
+        while ansible-runner winds down. A master that failed to log in ends the start here.
         """
+        if self.connector is not None:
+            self.connector.check()
         if self._ready_data is not None and self._prepared is None:
             data = {**self._ready_data, "node": self._ready_data.get("node")}
             self.job_id = str(data.get("job_id") or self.job_id)
@@ -486,6 +499,8 @@ class Session:
     def cleanup(self) -> None:
         """Close the tunnel, cancel the job (unless it ended), close the master, forget state."""
         notes: list[str] = []
+        if self.connector is not None:
+            self.connector.close()
         self._fast_cancel()
         if self.tunnel is not None:
             self.tunnel.close()

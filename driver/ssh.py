@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
@@ -85,30 +86,17 @@ class Master:
 
     def start(self, timeout: float = 120) -> None:
         """Connect (asking for a password or code on the terminal if the login node wants one)."""
+        connecting = self.begin()
+        if connecting is not None:
+            connecting.wait(timeout)
+
+    def begin(self) -> "Connecting | None":
+        """Start connecting without waiting; None when the master is already up."""
         if self.alive():
-            return
-        with tempfile.TemporaryFile(mode="w+") as err:
-            try:
-                proc = subprocess.run(
-                    self.start_argv(),
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    timeout=timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise NodebookError(
-                    f"ssh to {self.cluster.host} did not connect within {timeout:.0f} s",
-                    ExitCode.SSH,
-                ) from exc
-            if proc.returncode != 0:
-                err.seek(0)
-                lines = [ln for ln in err.read().splitlines() if ln.strip()]
-                why = ssh_failure_line(lines) or f"ssh exited with {proc.returncode}"
-                raise NodebookError(
-                    f"cannot ssh to {self.cluster.host}: {why}; {ssh_hint(why, self.cluster)}",
-                    ExitCode.SSH,
-                )
+            return None
+        err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by Connecting.wait)
+        proc = subprocess.Popen(self.start_argv(), stdout=subprocess.DEVNULL, stderr=err)
+        return Connecting(self, proc, err)
 
     def alive(self) -> bool:
         return self.pid() is not None
@@ -207,6 +195,48 @@ class Master:
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir),
             "ANSIBLE_SSH_CONTROL_PATH": str(self.control_path),
         }
+
+
+@dataclass
+class Connecting:
+    """A master being started: ssh authenticates, then forks into the background (``-f``)."""
+
+    master: Master
+    proc: "subprocess.Popen[bytes]"
+    err: IO[str]
+
+    def wait(self, timeout: float = 120) -> None:
+        """Until the master is up; NodebookError (cause and fix) if it could not connect."""
+        try:
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired as exc:
+                self.abort()
+                raise NodebookError(
+                    f"ssh to {self.master.cluster.host} did not connect within {timeout:.0f} s",
+                    ExitCode.SSH,
+                ) from exc
+            if rc != 0:
+                self.err.seek(0)
+                lines = [ln for ln in self.err.read().splitlines() if ln.strip()]
+                why = ssh_failure_line(lines) or f"ssh exited with {rc}"
+                raise NodebookError(
+                    f"cannot ssh to {self.master.cluster.host}: {why}; "
+                    f"{ssh_hint(why, self.master.cluster)}",
+                    ExitCode.SSH,
+                )
+        finally:
+            self.err.close()
+
+    def abort(self) -> None:
+        """Stop a login still in progress (a prompt the user never answered, a hung connect)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 # (pattern in ssh's last error line, the fix to suggest); the first match wins.

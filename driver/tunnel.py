@@ -131,8 +131,9 @@ def hops_inner_command(endpoint: Endpoint, hop: str, job_id: str = "") -> str:
         endpoint.node,
         hold_command(job_id),
     ]
-    # umask 077: the hop socket on the shared login node is the user's alone.
-    return "umask 077; exec " + " ".join(shlex.quote(w) for w in inner)
+    # umask 077: the hop socket on the shared login node is the user's alone. ssh does not
+    # remove a unix socket it listened on: the shell does, once the inner ssh has ended.
+    return f"umask 077; {' '.join(shlex.quote(w) for w in inner)}; rm -f {shlex.quote(hop)}"
 
 
 @dataclass

@@ -13,15 +13,12 @@ ControlPath lies in this test's private TMPDIR.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,87 +38,6 @@ def stop_server(job_id: str) -> str:
         raise ValueError(job_id)
     p = f'"$HOME"/.nodebook/jobs/{job_id}.pid'
     return f'[ -r {p} ] && kill -TERM -- "-$(cat {p})" 2>/dev/null; rm -f {p}; true'
-
-
-class DriverProc:
-    """`python -m driver ARGS --json` running in the laptop namespace."""
-
-    def __init__(self, sandbox, args: list[str], state_dir: Path, tmp: str) -> None:
-        argv = [
-            "env",
-            f"NODEBOOK_STATE_DIR={state_dir}",
-            "HOME=/root",
-            f"TMPDIR={tmp}",
-            PY,
-            "-m",
-            "driver",
-            *args,
-        ]
-        self.proc = subprocess.Popen(
-            sandbox.laptop_argv(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        self.events: list[dict] = []
-        self._q: queue.Queue[dict | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.pid: int | None = None
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = {"event": "text", "message": line.rstrip()}
-            self._q.put(event)
-        self._q.put(None)
-
-    def wait_event(self, kind: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = self._q.get(timeout=max(0.05, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if event is None:
-                break
-            self.events.append(event)
-            if event.get("event") == kind:
-                if kind == "ready":
-                    self.pid = event["data"]["driver_pid"]
-                return event
-        err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
-        raise AssertionError(f"no {kind!r} event; events: {self.events}; stderr: {err[-2000:]}")
-
-    def job_ids(self) -> set[str]:
-        """Every job id this driver reported (submitted, ready, listed)."""
-        return {str(e["job_id"]) for e in self.events if e.get("job_id")}
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.pid or self.proc.pid, sig)
-
-    def wait(self, timeout: float = 60) -> int:
-        rc = self.proc.wait(timeout=timeout)
-        while True:  # drain the remaining events
-            try:
-                event = self._q.get(timeout=2)
-            except queue.Empty:
-                break
-            if event is None:
-                break
-            self.events.append(event)
-        return rc
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            if self.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 def http_status(
@@ -231,15 +147,21 @@ def cancel_jobs(sandbox, job_ids: set[str], users: tuple[str, ...] = ("alice", "
 def drive(sandbox, nodebook_setup, tmp_path, test_tmp):
     """Factory: drive(args) starts the driver; the finalizer leaves nothing of it running."""
     nodebook_setup("alice")
-    started: list[DriverProc] = []
+    started: list[driver_run.Driver] = []
 
-    def start(args: list[str], check_interval: str = "1") -> DriverProc:
+    def start(args: list[str], check_interval: str = "1") -> driver_run.Driver:
         extra = (
             ["--no-browser", "--check-interval", check_interval]
             if args[0] in ("session", "attach")
             else []
         )
-        d = DriverProc(sandbox, [*args, "--json", *extra], tmp_path / "state", test_tmp)
+        d = driver_run.Driver(
+            sandbox,
+            [*args, *extra],
+            work=Path(test_tmp),
+            tmp_dir=Path(test_tmp),
+            state_dir=tmp_path / "state",
+        )
         started.append(d)
         return d
 
@@ -249,4 +171,4 @@ def drive(sandbox, nodebook_setup, tmp_path, test_tmp):
     with contextlib.suppress(Exception):
         for d in started:
             d.wait(timeout=5)
-    cancel_jobs(sandbox, set().union(*(d.job_ids() for d in started)) if started else set())
+    cancel_jobs(sandbox, set().union(*(d.job_ids for d in started)) if started else set())

@@ -112,3 +112,29 @@ def test_json_lines_and_dedup():
     # the contract: url, job_id, node and local_port are top-level keys of the ready line
     assert ready["local_port"] == 1 and ready["url"] == "http://127.0.0.1:1/lab"
     assert ready["data"]["local_port"] == 1 and ready["data"]["url"].startswith("http://")
+
+
+def test_submitted_from_the_submit_tasks_line():
+    stdout = (
+        'NODEBOOK_HOME=/home/alice\nNODEBOOK_SLURM=ok\n{"nodebook": "submitted", "job_id": "31"}\n'
+    )
+    (u,) = parse_event(ok({"stdout": stdout}))
+    assert (u.kind, u.job_id) == ("submitted", "31")
+    # a preflight that stopped before sbatch reports nothing
+    assert parse_event(ok({"stdout": "NODEBOOK_HOME=/home/alice\nNODEBOOK_SLURM=ok\n"})) == []
+
+
+def test_ready_from_the_connection_line_without_waiting_for_set_stats():
+    conn = {
+        "nodebook": "connection",
+        "job_id": "31",
+        "node": "cn02",
+        "endpoint": "socket",
+        "socket": "/tmp/nodebook-alice-31/jupyter.sock",
+        "base_url": "/",
+        "app": "lab",
+    }
+    (u,) = parse_event(ok({"stdout": json.dumps(conn) + "\n"}))
+    assert (u.kind, u.job_id, u.node) == ("ready", "31", "cn02")
+    assert u.data["socket"] == "/tmp/nodebook-alice-31/jupyter.sock"
+    assert "nodebook" not in u.data

@@ -93,9 +93,11 @@ def test_proxy_command_escapes_percent():
 def test_hops_inner_command_has_no_orphan_risk():
     ep = Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock")
     cmd = hops_inner_command(ep, "/tmp/nodebook-alice-7-hop.sock", "7")
-    assert cmd.startswith("umask 077; exec env NODEBOOK_TUNNEL=7 ssh")
+    assert cmd.startswith("umask 077; env NODEBOOK_TUNNEL=7 ssh")
     assert " -N " not in cmd and "cat >/dev/null" in cmd
     assert "/tmp/nodebook-alice-7-hop.sock:/tmp/nodebook-alice-7/jupyter.sock" in cmd
+    # ssh leaves the socket file behind: the shell removes it once the inner ssh has ended
+    assert cmd.endswith("; rm -f /tmp/nodebook-alice-7-hop.sock")
 
 
 def test_endpoint_needs_socket_or_port():

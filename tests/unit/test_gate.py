@@ -1,0 +1,66 @@
+"""The master gate: a real FIFO read by a real `cat`, as session.yml's pipe lookup does."""
+
+import subprocess
+import threading
+import time
+
+from driver.errors import ExitCode, NodebookError
+from driver.gate import Connector, Gate
+
+
+def reader(gate: Gate) -> subprocess.Popen[str]:
+    return subprocess.Popen(["cat", str(gate.path)], stdout=subprocess.PIPE, text=True)
+
+
+def test_the_play_passes_only_once_let_through(tmp_path):
+    gate = Gate.create(tmp_path)
+    assert (gate.path.stat().st_mode & 0o777) == 0o600
+    cat = reader(gate)
+    time.sleep(0.2)
+    assert cat.poll() is None  # blocked: the master is not up yet
+    assert gate.let_through(threading.Event())
+    assert cat.communicate(timeout=5)[0] == "ok"
+    assert gate.passed
+
+
+def test_let_through_waits_for_the_reader_and_stops_when_asked(tmp_path):
+    gate = Gate.create(tmp_path)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    assert gate.let_through(stop) is False  # no play ever reached the gate
+    assert not gate.passed
+
+
+def test_release_unblocks_a_waiting_play_with_nothing(tmp_path):
+    gate = Gate.create(tmp_path)
+    cat = reader(gate)
+    time.sleep(0.2)
+    gate.release()
+    assert cat.communicate(timeout=5)[0] == ""  # the lookup reads '' != 'ok': task skipped
+    assert not gate.path.exists()
+    assert not gate.passed
+
+
+class FailedLogin:
+    def wait(self, timeout: float = 120) -> None:
+        raise NodebookError("cannot ssh to login: Permission denied", ExitCode.SSH)
+
+    def abort(self) -> None:
+        pass
+
+
+def test_a_failed_login_never_opens_the_gate(tmp_path):
+    gate = Gate.create(tmp_path)
+    cat = reader(gate)
+    conn = Connector(FailedLogin(), gate)  # type: ignore[arg-type]
+    conn.start()
+    assert conn.thread is not None
+    conn.thread.join(5)
+    try:
+        conn.check()
+        raise AssertionError("check() did not raise the login's failure")
+    except NodebookError as exc:
+        assert exc.code == ExitCode.SSH
+    assert not conn.passed
+    conn.close()
+    assert cat.communicate(timeout=5)[0] == ""
