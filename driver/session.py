@@ -183,7 +183,10 @@ class Session:
                 # sbatch may have run before its event arrived: cancel by the tag, unless the
                 # play never got past the gate (then no remote command ran at all).
                 self.submitted = self.connector is None or self.connector.passed
-                run.cancelled.set()  # SIGKILLs ansible-playbook; the driver cancels the job
+                # The job first: ansible-runner takes a few tenths of a second to stop
+                # ansible-playbook (Ctrl-C right after `ready` lands while the play still ends).
+                self._fast_cancel()
+                run.cancelled.set()  # SIGKILLs ansible-playbook
                 thread.join(30)
                 raise
 
@@ -488,7 +491,9 @@ class Session:
         Starting Ansible for the cancel alone costs most of a second; the job should not wait
         for it. Best effort: cleanup.yml below is what reports and checks.
         """
-        if self.cluster.standalone or self.unreachable or self.job_gone or not self.job_id:
+        if self.fast_cancelled or self.cluster.standalone or self.unreachable or self.job_gone:
+            return
+        if not self.job_id:
             return
         if not self.job_id.isdigit():
             return

@@ -45,13 +45,22 @@ def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
 
 
 @pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGTERM, ExitCode.TERMINATED), (signal.SIGHUP, ExitCode.HANGUP)]
+    ("sig", "code"),
+    [
+        (signal.SIGINT, ExitCode.INTERRUPTED),
+        (signal.SIGTERM, ExitCode.TERMINATED),
+        (signal.SIGHUP, ExitCode.HANGUP),
+    ],
 )
-def test_sigterm_and_sighup_clean_up(sandbox, drive, sig, code):
+def test_signal_right_at_ready_cleans_up(sandbox, drive, sig, code):
+    # `ready` comes while the play's last tasks still run: the signal lands inside the
+    # ansible-runner wait, which cancels the job before it stops ansible-playbook.
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     d.signal(sig)
     assert d.wait() == code
+    notes = " ".join(str(e.get("message")) for e in d.events if e.get("event") == "info")
+    assert f"job {ready['job_id']} cancelled" in notes, d.events
     assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
 
 
