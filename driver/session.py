@@ -493,9 +493,7 @@ class Session:
         """
         if self.fast_cancelled or self.cluster.standalone or self.unreachable or self.job_gone:
             return
-        if not self.job_id:
-            return
-        if not self.job_id.isdigit():
+        if not (self.job_id or "").isdigit():
             return
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             if self.master.run(f"scancel {self.job_id}", timeout=10).returncode == 0:
