@@ -1,8 +1,10 @@
 """The hand-written session: the same steps a careful user types, with one ControlMaster.
 
-master -> sbatch ~/.nodebook/job.sbatch -> poll squeue (0.5 s) until RUNNING and the
-connection file (0.1 s) in one remote loop -> `ssh -J login -L port:socket node` (the jump
-reuses the master) -> poll /api/status until 200. Ctrl-C equivalent: `scancel` over the master.
+master -> sbatch ~/.nodebook/job.sbatch (as typed: no --export, so slurmd does not load the
+user's environment through `su -`; neither does the driver) -> poll squeue (0.5 s) until
+RUNNING and the connection file (0.1 s) in one remote loop -> `ssh -J login -L port:socket
+node` (the jump reuses the master) -> poll /api/status until 200. Ctrl-C equivalent: `scancel`
+over the master.
 """
 
 from __future__ import annotations
@@ -86,8 +88,7 @@ class BaselineSession:
         self.master = BenchMaster(self.user, persist=60)
         self.master.start()
         out = self.master.run(
-            f"sbatch --parsable --export=NONE --job-name={BASELINE_JOB_NAME} "
-            '"$HOME/.nodebook/job.sbatch"'
+            f'sbatch --parsable --job-name={BASELINE_JOB_NAME} "$HOME/.nodebook/job.sbatch"'
         )
         if out.returncode != 0:
             raise RuntimeError(f"baseline sbatch failed: {out.stderr.strip()}")

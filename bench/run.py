@@ -51,7 +51,7 @@ def guarded_stage(results: dict[str, Any], name: str, fn: Any) -> list[report.Ro
 
 
 def st_session(results: dict[str, Any], quick: bool) -> list[report.Row]:
-    reps = 2 if quick else 5
+    reps = 2 if quick else 10
     stage(f"time to notebook and Ctrl-C: driver vs hand-written, {reps} reps each")
     t0 = time.time()
     res = host.run_probe("session", "--reps", str(reps))
