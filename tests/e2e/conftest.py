@@ -83,6 +83,20 @@ def tagged_processes(job_id: str) -> list[str]:
     return driver_run.tagged_processes([job_id])
 
 
+def job_script_environment(job_id: str) -> dict[str, str]:
+    """The environment Slurm started the job's batch script with (its /proc environ: what
+    sbatch and slurmd passed, before the script's own `bash -l` changes anything)."""
+    for line in tagged_processes(job_id):
+        pid, _, args = line.partition(" ")
+        if "slurm_script" in args:
+            with contextlib.suppress(OSError):
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+                return dict(
+                    kv.decode(errors="replace").partition("=")[::2] for kv in raw.split(b"\0") if kv
+                )
+    raise AssertionError(f"no batch script of job {job_id} found")
+
+
 def assert_nothing_left(
     sandbox,
     user: str = "alice",

@@ -11,6 +11,7 @@ from driver.errors import ExitCode
 from tests.e2e.conftest import (
     assert_nothing_left,
     http_status,
+    job_script_environment,
     laptop_ssh_processes,
     remote_processes,
     tagged_processes,
@@ -39,6 +40,12 @@ def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
     # Jupyter runs on the node the scheduler chose, under the job
     job = sandbox.scontrol_job(ready["job_id"])
     assert job.get("JobState") == "RUNNING" and job.get("NodeList") == ready["node"]
+    # What the job was started with: the knobs, nothing of the submitting ssh session, and no
+    # SLURM_GET_USER_ENV (slurmd would run alice's login shell through `su -` first: up to 1 s)
+    env = job_script_environment(ready["job_id"])
+    assert env["NODEBOOK_HEARTBEAT_TIMEOUT"].isdigit() and env["HOME"] == "/home/alice"
+    assert "SLURM_GET_USER_ENV" not in env
+    assert not [k for k in env if k.startswith("SSH_")], env
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
     assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
