@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SANDBOX := $(PYTHON) sandbox/cluster.py
-# Debian packages the sandbox cluster and the tests need (installed without starting services).
+# Debian packages the sandbox cluster and the tests need (installed without starting services;
+# checked from a debootstrap minbase Debian 12 with only make, python3 and git added).
 APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-client lmod \
-	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver
+	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver curl
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps venv lint unit test sandbox-up sandbox-down sandbox-status sandbox-clean \
