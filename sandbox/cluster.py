@@ -31,6 +31,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
 STATE = Path(os.environ.get("NODEBOOK_SANDBOX_STATE", "/var/lib/nodebook-sandbox"))
 CACHE = Path(os.environ.get("NODEBOOK_SANDBOX_CACHE", "/var/cache/nodebook-sandbox"))
 OPT = Path("/opt/nodebook-sandbox")
@@ -132,6 +134,19 @@ def terminate(pids: Iterable[int], grace: float = 3.0) -> None:
     deadline = time.monotonic() + grace
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def render(name: str, **values: object) -> str:
+    """sandbox/templates/NAME with its $placeholders filled in (string.Template).
+
+    Every placeholder needs a value and every value a placeholder, so a typo fails loudly.
+    """
+    template = string.Template((TEMPLATES / name).read_text())
+    wanted = set(template.get_identifiers())
+    if wanted != set(values):
+        missing, unused = sorted(wanted - set(values)), sorted(set(values) - wanted)
+        raise SandboxError(f"template {name}: missing values {missing}, unused values {unused}")
+    return template.substitute({key: str(value) for key, value in values.items()})
 
 
 # --------------------------------------------------------------------------- layout
@@ -311,78 +326,27 @@ def setup_ssh() -> None:
         for path in dot_ssh.iterdir():
             path.chmod(0o600 if path.suffix != ".pub" else 0o644)
         run(["chown", "-R", f"{user}:{user}", str(dot_ssh)])
-    config = f"""# ssh config for the nodebook sandbox, as seen from the laptop.
-#   ssh -F {L.ssh}/config alice@login
-Host login
-  HostName {LOGIN_PUBLIC}
-Host login-otp
-  HostName {LOGIN_PUBLIC}
-  Port {OTP_PORT}
-  HostKeyAlias [login]:{OTP_PORT}
-  PubkeyAuthentication no
-  PreferredAuthentications keyboard-interactive
-Host cn01
-  HostName {COMPUTE[0].address}
-  ProxyJump login
-Host cn02
-  HostName {COMPUTE[1].address}
-  ProxyJump login
-Host *
-  User alice
-  IdentityFile {L.ssh}/id_%r
-  IdentitiesOnly yes
-  UserKnownHostsFile {L.ssh}/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  ConnectTimeout 10
-"""
-    (L.ssh / "config").write_text(config)
-    common = f"""PidFile {{pid}}
-Port {{port}}
-HostKey {L.ssh}/hostkeys/{{host}}
-AllowUsers {{users}}
-PermitRootLogin no
-AuthorizedKeysFile .ssh/authorized_keys
-StrictModes yes
-AllowTcpForwarding yes
-AllowStreamLocalForwarding yes
-X11Forwarding no
-PrintMotd no
-PrintLastLog no
-MaxSessions 64
-MaxStartups 100:30:200
-ClientAliveInterval 15
-Subsystem sftp internal-sftp
-"""
-    keys_only = "PubkeyAuthentication yes\nPasswordAuthentication no\n"
-    keys_only += "KbdInteractiveAuthentication no\nUsePAM no\n"
-    prompting = (
-        "PubkeyAuthentication no\nPasswordAuthentication no\nKbdInteractiveAuthentication yes\n"
-    )
-    prompting += "UsePAM yes\nAuthenticationMethods keyboard-interactive\n"
+    (L.ssh / "config").write_text(
+        render("ssh_config", ssh_dir=L.ssh, login_public=LOGIN_PUBLIC, otp_port=OTP_PORT,
+               cn01_address=COMPUTE[0].address, cn02_address=COMPUTE[1].address)
+    )  # fmt: skip
+    keys_only = render("sshd-auth-keys.conf")
     for host in (LOGIN, *COMPUTE):
-        text = common.format(pid=L.run / f"sshd-{host.name}.pid", port=22, host=host.name,
-                             users=" ".join(USERS))  # fmt: skip
-        (L.etc / f"sshd-{host.name}.conf").write_text(text + keys_only)
-    text = common.format(
-        pid=L.run / "sshd-login-otp.pid", port=OTP_PORT, host="login", users="alice"
-    )
-    (L.etc / "sshd-login-otp.conf").write_text(text + prompting)
+        text = render("sshd.conf", pid_file=L.run / f"sshd-{host.name}.pid", port=22,
+                      host_key=L.ssh / "hostkeys" / host.name, users=" ".join(USERS),
+                      auth=keys_only)  # fmt: skip
+        (L.etc / f"sshd-{host.name}.conf").write_text(text)
+    text = render("sshd.conf", pid_file=L.run / "sshd-login-otp.pid", port=OTP_PORT,
+                  host_key=L.ssh / "hostkeys" / "login", users="alice",
+                  auth=render("sshd-auth-prompting.conf"))  # fmt: skip
+    (L.etc / "sshd-login-otp.conf").write_text(text)
 
 
 def setup_pam() -> None:
     module = L.etc / "pam_verification_code.so"
     run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(module),
          str(HERE / "pam_verification_code.c"), "-lpam"])  # fmt: skip
-    (L.etc / "pam-sshd").write_text(
-        "# PAM for the sandbox's prompting sshd (login node only): password, then a code.\n"
-        "auth     required pam_unix.so\n"
-        f"auth     required {module} dir={L.secrets}\n"
-        "account  required pam_unix.so\n"
-        "session  required pam_unix.so\n"
-        "password required pam_deny.so\n"
-    )
+    (L.etc / "pam-sshd").write_text(render("pam-sshd", module=module, secrets=L.secrets))
 
 
 def setup_lmod() -> None:
@@ -397,76 +361,23 @@ def setup_lmod() -> None:
     (prefix / "lib" / "python3.11").symlink_to("/usr/lib/python3.11")
     modulefile = OPT / "modulefiles" / "conda-python" / "3.11.lua"
     modulefile.parent.mkdir(parents=True)
-    modulefile.write_text(
-        f'help([[Python 3.11 for the sandbox cluster (no Jupyter: "setup" installs it).]])\n'
-        f'whatis("Name: conda-python")\nwhatis("Version: 3.11")\n'
-        f'prepend_path("PATH", "{prefix}/bin")\n'
-    )
-    (L.etc / "modulespath").write_text(f"{OPT}/modulefiles\n")
+    modulefile.write_text(render("conda-python.lua", prefix=prefix))
+    (L.etc / "modulespath").write_text(render("modulespath", modulefiles=OPT / "modulefiles"))
     run(["chmod", "-R", "a+rX", str(OPT)])
 
 
 def write_hosts_and_slurm() -> None:
-    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-    lines += [f"{h.address} {h.name}" for h in (LOGIN, *COMPUTE)]
-    lines.append(f"{LAPTOP.address} laptop")
-    (L.etc / "hosts").write_text("\n".join(lines) + "\n")
+    (L.etc / "hosts").write_text(render("hosts", **{f"{h.name}_address": h.address for h in HOSTS}))
     slurm_etc = L.etc / "slurm"
     slurm_etc.mkdir()
     (L.slurm / "ctld").mkdir(parents=True)
     for host in COMPUTE:
         (L.slurm / host.name).mkdir()
-    nodes = "\n".join(
-        f"NodeName={h.name} NodeAddr={h.address} CPUs=16 RealMemory=16000 State=UNKNOWN"
-        for h in COMPUTE
-    )
-    names = ",".join(h.name for h in COMPUTE)
-    (
-        slurm_etc / "slurm.conf"
-    ).write_text(f"""# The nodebook sandbox cluster (written by sandbox/cluster.py).
-ClusterName=sandbox
-SlurmctldHost=login({LOGIN.address})
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket={L.munge}/munge.socket.2
-SlurmUser=root
-SlurmdUser=root
-SlurmctldPort=6817
-SlurmdPort=6818
-StateSaveLocation={L.slurm}/ctld
-SlurmdSpoolDir={L.slurm}/%n
-SlurmctldPidFile={L.run}/slurmctld.pid
-SlurmdPidFile={L.run}/slurmd-%n.pid
-SlurmctldLogFile={L.log}/slurmctld.log
-SlurmdLogFile={L.log}/slurmd-%n.log
-# No systemd and no cgroups here.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SwitchType=switch/none
-PropagateResourceLimits=NONE
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-SlurmdParameters=config_overrides
-DefMemPerCPU=256
-ReturnToService=2
-EnforcePartLimits=ALL
-KillWait=5
-MinJobAge=30
-MessageTimeout=10
-SlurmctldTimeout=30
-SlurmdTimeout=60
-InactiveLimit=0
-MailProg=/bin/true
-{nodes}
-PartitionName=debug Nodes={names} Default=YES MaxTime=00:30:00 DefaultTime=00:10:00 State=UP
-PartitionName=long Nodes={names} MaxTime=1-00:00:00 DefaultTime=01:00:00 State=UP
-""")
+    (slurm_etc / "slurm.conf").write_text(
+        render("slurm.conf", login_address=LOGIN.address, cn01_address=COMPUTE[0].address,
+               cn02_address=COMPUTE[1].address, munge_socket=L.munge / "munge.socket.2",
+               slurm_state=L.slurm, run=L.run, log=L.log)
+    )  # fmt: skip
 
 
 def start_munge() -> None:
@@ -490,21 +401,21 @@ def start_munge() -> None:
 
 
 def start_anchor(host: Host) -> None:
+    """A process that holds the host's namespaces open, with the host's mounts made inside."""
     if host.cluster:
-        script = (
-            'set -e; hostname "$0"; '
-            'mount --bind "$1/etc/hosts" /etc/hosts; '
-            'mount -t tmpfs -o mode=1777,size=1g "tmp-$0" /tmp; '
-            'mount --bind "$1/etc/slurm" /etc/slurm; '
-            'mount --bind "$1/etc/modulespath" /etc/lmod/modulespath; '
-            '[ "$0" != login ] || mount --bind "$1/etc/pam-sshd" /etc/pam.d/sshd; '
-            "exec sleep infinity"
+        # login's prompting sshd uses the sandbox's PAM file; the other hosts keep theirs.
+        host_mounts = (
+            shlex.join(["mount", "--bind", str(L.etc / "pam-sshd"), "/etc/pam.d/sshd"])
+            if host is LOGIN
+            else ""
         )
+        script = render("anchor-cluster.sh", host=shlex.quote(host.name),
+                        etc=shlex.quote(str(L.etc)), host_mounts=host_mounts)  # fmt: skip
         argv = ["unshare", "--net", "--uts", "--mount", "--propagation", "private", "--",
-                "/bin/sh", "-c", script, host.name, str(L.state)]  # fmt: skip
+                "/bin/sh", "-c", script]  # fmt: skip
     else:
-        argv = ["unshare", "--net", "--uts", "--", "/bin/sh", "-c",
-                'hostname "$0"; exec sleep infinity', host.name]  # fmt: skip
+        script = render("anchor-laptop.sh", host=shlex.quote(host.name))
+        argv = ["unshare", "--net", "--uts", "--", "/bin/sh", "-c", script]
     proc = spawn(argv, L.log / f"anchor-{host.name}.log")
     L.anchor_pid(host).write_text(f"{proc.pid}\n")
 
@@ -542,21 +453,7 @@ def setup_network() -> None:
     cmds = f"link set lo up\naddr add {LAPTOP.address}/24 dev eth0\nlink set eth0 up\n"
     in_host(LAPTOP, ["ip", "-batch", "-"], input=cmds)
     # The laptop side of login admits ssh only, as a site firewall would.
-    in_host(
-        LOGIN,
-        ["nft", "-f", "-"],
-        input=f"""
-table inet sandbox {{
-  chain input {{
-    type filter hook input priority 0; policy accept;
-    iifname "pub0" ct state established,related accept
-    iifname "pub0" tcp dport {{ 22, {OTP_PORT} }} accept
-    iifname "pub0" meta l4proto tcp reject with tcp reset
-    iifname "pub0" drop
-  }}
-}}
-""",
-    )
+    in_host(LOGIN, ["nft", "-f", "-"], input=render("login-firewall.nft", otp_port=OTP_PORT))
 
 
 def daemon_commands() -> dict[str, tuple[Host, list[str]]]:

@@ -1,0 +1,2 @@
+hostname $host
+exec sleep infinity
