@@ -9,7 +9,8 @@ SANDBOX := $(PYTHON) sandbox/cluster.py
 # Debian packages the sandbox cluster and the tests need (installed without starting services;
 # checked from a debootstrap minbase Debian 12 with only make, python3 and git added).
 APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-client lmod \
-	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver curl
+	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver curl \
+	slurmdbd mariadb-server
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps venv lint unit test sandbox-up sandbox-down sandbox-status sandbox-clean \

@@ -45,6 +45,8 @@ TEMPLATES = HERE / "templates"
 STATE = Path(os.environ.get("NODEBOOK_SANDBOX_STATE", "/var/lib/nodebook-sandbox"))
 CACHE = Path(os.environ.get("NODEBOOK_SANDBOX_CACHE", "/var/cache/nodebook-sandbox"))
 OPT = Path("/opt/nodebook-sandbox")
+MARIADB_DATA = CACHE / "mariadb"  # kept by `down`, like the wheels: made once, reused
+ACCT_DB = "slurm_acct_db"
 USERS = ("alice", "bob")
 USER_MARK = "nodebook sandbox user"
 MODULE = "conda-python/3.11"
@@ -52,7 +54,8 @@ PYPI_PORT = 3141
 OTP_PORT = 2222
 REQUIRED_TOOLS = (
     "unshare", "nsenter", "ip", "nft", "sshd", "ssh-keygen", "munged", "slurmctld", "slurmd",
-    "sinfo", "useradd", "userdel", "runuser", "gcc",
+    "sinfo", "useradd", "userdel", "runuser", "gcc", "slurmdbd", "sacctmgr", "mariadbd",
+    "mariadb-install-db", "mariadb-admin", "mariadb",
 )  # fmt: skip
 
 
@@ -72,6 +75,7 @@ LOGIN = Host("login", "10.251.0.1", cluster=True)
 COMPUTE = (Host("cn01", "10.251.0.11", cluster=True), Host("cn02", "10.251.0.12", cluster=True))
 HOSTS = (LAPTOP, LOGIN, *COMPUTE)
 LOGIN_PUBLIC = "10.251.1.1"
+GPU_HOST = COMPUTE[1]  # cn02: two fake GPUs (Slurm GRES gpu:a100:2) in partition gpu
 
 
 def host_named(name: str) -> Host:
@@ -165,6 +169,7 @@ class Layout:
         self.munge = state / "munge"
         self.slurm = state / "slurm"
         self.pypi = state / "pypi"
+        self.mariadb = state / "run" / "mariadb"  # its socket and own pid file (owned by mysql)
         self.marker = state / "up.json"
 
     def anchor_pid(self, host: Host) -> Path:
@@ -173,6 +178,8 @@ class Layout:
     def daemon_pids(self) -> dict[str, Path]:
         pids = {"munged": self.run / "munged.pid", "slurmctld": self.run / "slurmctld.pid"}
         pids["pypi"] = self.run / "pypi.pid"
+        pids["mariadbd"] = self.run / "mariadbd.pid"
+        pids["slurmdbd"] = self.run / "slurmdbd.pid"
         pids["sshd-login-otp"] = self.run / "sshd-login-otp.pid"
         for host in (LOGIN, *COMPUTE):
             pids[f"sshd-{host.name}"] = self.run / f"sshd-{host.name}.pid"
@@ -378,6 +385,78 @@ def write_hosts_and_slurm() -> None:
                cn02_address=COMPUTE[1].address, munge_socket=L.munge / "munge.socket.2",
                slurm_state=L.slurm, run=L.run, log=L.log)
     )  # fmt: skip
+    (slurm_etc / "gres.conf").write_text(render("gres.conf"))
+    write_secret(
+        slurm_etc / "slurmdbd.conf",  # slurmdbd insists on 0600
+        render("slurmdbd.conf", munge_socket=L.munge / "munge.socket.2", run=L.run, log=L.log,
+               database=ACCT_DB).rstrip("\n"),
+    )  # fmt: skip
+
+
+def setup_mariadb() -> None:
+    """MariaDB's config and socket dir; its data dir is made once and kept in the cache."""
+    L.mariadb.mkdir(mode=0o755)
+    run(["chown", "mysql:mysql", str(L.mariadb)])
+    cnf = L.etc / "mariadb.cnf"
+    cnf.write_text(render("mariadb.cnf", datadir=MARIADB_DATA, socket=L.mariadb / "mariadb.sock",
+                          pid_file=L.mariadb / "mariadbd.pid"))  # fmt: skip
+    version = run(["mariadbd", "--version"]).strip()
+    stamp = MARIADB_DATA / ".nodebook-sandbox"
+    if stamp.exists() and stamp.read_text().strip() == version:
+        return
+    print(f"sandbox: initialising MariaDB's data directory once in {MARIADB_DATA} ...", flush=True)
+    fresh = MARIADB_DATA.with_name(MARIADB_DATA.name + ".new")
+    for path in (fresh, MARIADB_DATA):
+        shutil.rmtree(path, ignore_errors=True)
+    fresh.mkdir(mode=0o700, parents=True)
+    run(["chown", "mysql:mysql", str(fresh)])
+    run(["mariadb-install-db", f"--defaults-file={cnf}", f"--datadir={fresh}", "--user=mysql",
+         "--auth-root-authentication-method=socket", "--skip-test-db"])  # fmt: skip
+    (fresh / stamp.name).write_text(version + "\n")
+    fresh.rename(MARIADB_DATA)
+
+
+def mariadb(argv: list[str], *, input: str | None = None) -> str:
+    """A MariaDB client (mariadb, mariadb-dump) on login, as root over the socket."""
+    return in_host(LOGIN, [argv[0], f"--socket={L.mariadb / 'mariadb.sock'}", *argv[1:]],
+                   input=input)  # fmt: skip
+
+
+def accounting_snapshot() -> Path:
+    """The accounting database as `setup_accounting` left it, dumped once into the cache."""
+    slurmdbd = Path(shutil.which("slurmdbd") or "slurmdbd").stat()
+    key = f"{render('accounting.sacctmgr')} {slurmdbd.st_size} {slurmdbd.st_mtime_ns} "
+    key += run(["mariadbd", "--version"])
+    return CACHE / f"accounting-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sql"
+
+
+def restore_accounting() -> bool:
+    """Empty accounting for each new cluster (slurmctld's job ids start again at 1).
+
+    The database is restored from the cached snapshot when there is one (0.2 s instead of the
+    2.7 s sacctmgr takes); True then, and `setup_accounting` has nothing left to do.
+    """
+    mariadb(["mariadb", "-e", f"DROP DATABASE IF EXISTS {ACCT_DB}"])
+    snapshot = accounting_snapshot()
+    if snapshot.exists():
+        mariadb(["mariadb"], input=snapshot.read_text())
+        return True
+    return False
+
+
+def setup_accounting() -> None:
+    """The cluster, its accounts, users and QOS in slurmdbd; adding what exists changes nothing."""
+    commands = [ln for ln in render("accounting.sacctmgr").splitlines() if not ln.startswith("#")]
+    # sacctmgr exits 1 for "Nothing new added" too; it writes only real errors to stderr.
+    proc = subprocess.run(ns_argv(LOGIN, ["sacctmgr", "-i"]), input="\n".join(commands) + "\n",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if proc.stderr.strip():
+        raise SandboxError(f"sacctmgr failed: {' / '.join(proc.stderr.split())}")
+    snapshot = accounting_snapshot()
+    dump = mariadb(["mariadb-dump", "--single-transaction", "--routines", "--databases", ACCT_DB])
+    partial = snapshot.with_suffix(".partial")
+    partial.write_text(dump)
+    partial.rename(snapshot)
 
 
 def start_munge() -> None:
@@ -456,26 +535,101 @@ def setup_network() -> None:
     in_host(LOGIN, ["nft", "-f", "-"], input=render("login-firewall.nft", otp_port=OTP_PORT))
 
 
-def daemon_commands() -> dict[str, tuple[Host, list[str]]]:
-    """How to start each restartable daemon: its host and argv (they daemonize themselves)."""
-    cmds: dict[str, tuple[Host, list[str]]] = {}
+def fake_gpu_devices(host: Host) -> None:
+    """Give `host` a /dev of its own (in its mount namespace only) with two fake NVIDIA GPUs.
+
+    A tmpfs gets copies of the machine's device files (null, zero, urandom, tty, ptmx, ...: the
+    same devices), its links (fd, std*), bind mounts of its directories (pts, shm, ...), and
+    /dev/nvidia0, /dev/nvidia1 and /dev/nvidiactl made with mknod (char 195:0, 195:1, 195:255,
+    as the NVIDIA driver makes them); then it is moved over /dev. Copies, not bind mounts: the
+    kernel finds the ptys of /dev/ptmx in the pts directory next to it. Opening a fake GPU
+    fails (no driver); Slurm only stats them.
+    """
+    stage = L.state / f"dev-{host.name}"
+    stage.mkdir()
+    script = [["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid,size=1m", f"dev-{host.name}",
+               str(stage)]]  # fmt: skip
+    for entry in sorted(os.scandir("/dev"), key=lambda e: e.name):
+        # Virtual consoles are left out (nothing here uses them), and so are real NVIDIA files.
+        if re.fullmatch(r"tty\d+|vcs\w*|nvidia.*", entry.name):
+            continue
+        target = str(stage / entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            script += [["mkdir", target], ["mount", "--rbind", entry.path, target]]
+        else:
+            script.append(["cp", "-a", entry.path, target])
+    for name, minor in (("nvidia0", 0), ("nvidia1", 1), ("nvidiactl", 255)):
+        script.append(["mknod", "-m", "666", str(stage / name), "c", "195", str(minor)])
+    script.append(["mount", "--move", str(stage), "/dev"])
+    in_host(host, ["sh", "-e"], input="".join(shlex.join(argv) + "\n" for argv in script))
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A restartable daemon: its host, how it starts, and how to tell that it answers."""
+
+    host: Host
+    argv: list[str]
+    foreground: bool = False  # stays in the foreground: spawned, with its pid file written here
+    ready: Callable[[], bool] | None = None
+
+
+def daemons() -> dict[str, Daemon]:
+    """Every daemon `daemon NAME ...` can stop and start (each has a pid file in L.run)."""
+    table: dict[str, Daemon] = {}
+    table["pypi"] = Daemon(
+        LOGIN,
+        ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-m", "http.server",
+         str(PYPI_PORT), "--bind", LOGIN.address, "--directory", str(L.pypi)],
+        foreground=True, ready=lambda: port_open(LOGIN, LOGIN.address, PYPI_PORT),
+    )  # fmt: skip
     for name, host in [("login", LOGIN), ("login-otp", LOGIN)] + [(h.name, h) for h in COMPUTE]:
         conf, log = L.etc / f"sshd-{name}.conf", L.log / f"sshd-{name}.log"
-        cmds[f"sshd-{name}"] = (host, ["/usr/sbin/sshd", "-f", str(conf), "-E", str(log)])
-    cmds["slurmctld"] = (LOGIN, ["slurmctld"])  # a restart keeps its state: jobs survive it
+        table[f"sshd-{name}"] = Daemon(host, ["/usr/sbin/sshd", "-f", str(conf), "-E", str(log)])
+    table["mariadbd"] = Daemon(
+        LOGIN, ["mariadbd", f"--defaults-file={L.etc / 'mariadb.cnf'}", "--user=mysql"],
+        foreground=True, ready=mariadb_answers,
+    )  # fmt: skip
+    # slurmdbd finds MariaDB's socket through libmariadb's MYSQL_UNIX_PORT (StorageHost=localhost).
+    table["slurmdbd"] = Daemon(
+        LOGIN, ["env", f"MYSQL_UNIX_PORT={L.mariadb / 'mariadb.sock'}", "slurmdbd"],
+        ready=slurmdbd_answers,
+    )  # fmt: skip
+    # A restart of slurmctld keeps its state: jobs survive it.
+    table["slurmctld"] = Daemon(LOGIN, ["slurmctld"], ready=slurm_answers)
     for host in COMPUTE:
-        cmds[f"slurmd-{host.name}"] = (host, ["slurmd", "-N", host.name])
-    return cmds
+        table[f"slurmd-{host.name}"] = Daemon(host, ["slurmd", "-N", host.name])
+    return table
+
+
+def start_daemon(name: str, *, wait: bool = False) -> None:
+    """Start one daemon; with wait, until its pid file names a live process and it answers."""
+    spec, pid_file = daemons()[name], L.daemon_pids()[name]
+    if spec.foreground:
+        proc = spawn(ns_argv(spec.host, spec.argv), L.log / f"{name}.log")
+        pid_file.write_text(f"{proc.pid}\n")
+    else:
+        in_host(spec.host, spec.argv)
+    if wait:
+        wait_until(lambda: (p := read_pid(pid_file)) is not None and alive(p), 20, name)
+        if spec.ready is not None:
+            wait_until(spec.ready, 30, f"{name} to answer")
 
 
 def start_daemons() -> None:
-    pypi_argv = ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-m", "http.server",
-                 str(PYPI_PORT), "--bind", LOGIN.address, "--directory", str(L.pypi)]  # fmt: skip
-    proc = spawn(ns_argv(LOGIN, pypi_argv), L.log / "pypi.log")
-    (L.run / "pypi.pid").write_text(f"{proc.pid}\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    for host, argv in daemon_commands().values():
-        in_host(host, argv)
+    for name in daemons():
+        if name.startswith(("pypi", "sshd-")):
+            start_daemon(name)
+    # Accounting first: slurmctld registers with slurmdbd, which needs MariaDB and the cluster.
+    start_daemon("mariadbd", wait=True)
+    restored = restore_accounting()
+    start_daemon("slurmdbd", wait=True)
+    if not restored:
+        setup_accounting()
+    start_daemon("slurmctld")
+    for host in COMPUTE:
+        start_daemon(f"slurmd-{host.name}")
 
     def pids_written() -> bool:
         return all(read_pid(p) is not None for p in L.daemon_pids().values())
@@ -488,11 +642,23 @@ def start_daemons() -> None:
         return all(states.get(h.name) == "idle" for h in COMPUTE)
 
     wait_until(nodes_idle, 30, "the compute nodes to register with slurmctld")
+    wait_until(lambda: port_open(LOGIN, LOGIN.address, PYPI_PORT), 10, "the package index")
+
+
+def answers(host: Host, argv: list[str]) -> bool:
+    return subprocess.run(ns_argv(host, argv), capture_output=True).returncode == 0
 
 
 def slurm_answers() -> bool:
-    return subprocess.run(ns_argv(LOGIN, ["sinfo", "-h"]), capture_output=True).returncode == 0
-    wait_until(lambda: port_open(LOGIN, LOGIN.address, PYPI_PORT), 10, "the package index")
+    return answers(LOGIN, ["sinfo", "-h"])
+
+
+def mariadb_answers() -> bool:
+    return answers(LOGIN, ["mariadb-admin", f"--socket={L.mariadb / 'mariadb.sock'}", "ping"])
+
+
+def slurmdbd_answers() -> bool:
+    return answers(LOGIN, ["sacctmgr", "-n", "show", "cluster"])
 
 
 def port_open(host: Host, address: str, port: int) -> bool:
@@ -542,11 +708,13 @@ def up() -> None:
         setup_pam()
         setup_lmod()
         write_hosts_and_slurm()
+        setup_mariadb()
         build_index(wheels)
         start_munge()
         for host in HOSTS:
             start_anchor(host)
         setup_network()
+        fake_gpu_devices(GPU_HOST)
         fail_point("network")
         start_daemons()
         L.marker.write_text(json.dumps({"started": time.time()}) + "\n")
@@ -644,10 +812,8 @@ def hide_python(on: bool) -> None:
 
 def daemon(name: str, action: str) -> None:
     """Stop, start or restart one daemon (fault injection for tests: slurmctld, an sshd ...)."""
-    commands = daemon_commands()
-    if name not in commands:
-        raise SandboxError(f"unknown daemon {name!r}; choose one of {', '.join(commands)}")
-    host, argv = commands[name]
+    if name not in daemons():
+        raise SandboxError(f"unknown daemon {name!r}; choose one of {', '.join(daemons())}")
     pid_file = L.daemon_pids()[name]
     if action in ("stop", "restart"):
         pid = read_pid(pid_file)
@@ -657,10 +823,7 @@ def daemon(name: str, action: str) -> None:
     if action in ("start", "restart"):
         pid = read_pid(pid_file)
         if pid is None or not alive(pid):
-            in_host(host, argv)
-            wait_until(lambda: (p := read_pid(pid_file)) is not None and alive(p), 20, name)
-        if name == "slurmctld":
-            wait_until(slurm_answers, 30, "slurmctld to answer")
+            start_daemon(name, wait=True)
     print(f"sandbox: {name} {action} done")
 
 

@@ -23,6 +23,7 @@ def tcp(sandbox, address: str, port: int) -> bool:
         ("10.251.1.1", 22, True),  # login's sshd
         ("10.251.1.1", 2222, True),  # login's prompting sshd
         ("10.251.1.1", 6817, False),  # slurmctld: firewalled from the laptop
+        ("10.251.1.1", 6819, False),  # slurmdbd: likewise
         ("10.251.0.1", 6817, False),  # login's cluster address: no route
         ("10.251.0.11", 22, False),  # a compute node: no route from the laptop
         ("10.251.0.12", 6818, False),  # a slurmd: no route
