@@ -79,6 +79,13 @@ def test_spec_defaults_and_types_match(role: str) -> None:
             assert "elements" in option
 
 
+PHASES = ("validate", "install", "configure")
+
+
+def role_phases(role: str) -> list[str]:
+    return [p for p in PHASES if (ROLES / role / "tasks" / f"{p}.yml").exists()]
+
+
 @pytest.mark.parametrize("role", ROLE_NAMES)
 def test_role_has_readme_meta_and_phase_tags(role: str) -> None:
     base = ROLES / role
@@ -86,6 +93,31 @@ def test_role_has_readme_meta_and_phase_tags(role: str) -> None:
     assert load(base / "meta" / "main.yml")["galaxy_info"]["role_name"] == role
     tags = {t for task in load(base / "tasks" / "main.yml") for t in task.get("tags", [])}
     assert "validate" in tags and "configure" in tags
+    # role-prefixed tags, one per phase (as prometheus-community's roles have them)
+    assert {f"{role}_{phase}" for phase in role_phases(role)} <= tags
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_phase_is_an_entry_point_with_the_roles_options(role: str) -> None:
+    """`tasks_from: <phase>` is validated by Ansible itself against the entry point of that name."""
+    specs = load(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]
+    assert set(specs) == {"main", *role_phases(role)}
+    for name, entry in specs.items():
+        assert entry.get("short_description"), f"{role}: entry point {name} has no description"
+        assert entry["options"] == specs["main"]["options"], f"{role}: {name} options differ"
+
+
+def test_three_roles_have_no_install_phase() -> None:
+    assert sorted(r for r in ROLE_NAMES if "install" not in role_phases(r)) == [
+        "nodebook_environment",
+        "nodebook_job",
+        "nodebook_jupyter_config",
+    ]
+
+
+def test_no_task_rereads_the_argument_specs() -> None:
+    for path in ROLES.glob("*/tasks/*.yml"):
+        assert "validate_argument_spec" not in path.read_text(), path
 
 
 def test_secret_option_is_no_log() -> None:

@@ -1,0 +1,50 @@
+"""Where nodebook's own files are: the playbooks, roles, plugins and Ansible settings it runs.
+
+In a checkout they are the repository's top-level directories; an installed wheel carries the
+same tree as package data. Everything else finds them through this module, never through
+``__file__`` of its own.
+"""
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _data_root() -> Path:
+    """The directory holding playbooks/, roles/, plugins/ and ansible.cfg."""
+    for candidate in (PACKAGE / "_data", PACKAGE.parent):
+        if (candidate / "playbooks").is_dir() and (candidate / "roles").is_dir():
+            return candidate
+    raise RuntimeError(f"nodebook's playbooks and roles are missing next to {PACKAGE}")
+
+
+DATA = _data_root()
+PLAYBOOKS = DATA / "playbooks"
+ROLES = DATA / "roles"
+PLUGINS = DATA / "plugins"
+ANSIBLE_CFG = DATA / "ansible.cfg"
+# The remote helper: installed on the cluster by setup, piped in before setup exists.
+HELPER = ROLES / "nodebook_job" / "files" / "nodebook-remote"
+
+
+RULES_FILE = PLUGINS / "filter" / "nodebook.py"
+
+
+@cache
+def rules() -> ModuleType:
+    """plugins/filter/nodebook.py: the option rules, role defaults and helper command, shared
+    with the roles and playbooks (which load it as an Ansible filter plugin)."""
+    spec = importlib.util.spec_from_file_location("nodebook_rules", RULES_FILE)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {RULES_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def helper_protocol() -> int:
+    """The protocol version the helper in this installation speaks (read from the helper)."""
+    return int(rules().protocol())

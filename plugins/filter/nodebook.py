@@ -1,0 +1,250 @@
+"""nodebook's rules for session and job options, as Ansible filters (and for the driver).
+
+The one place where a value like ``--time 1-12:00`` or ``nodebook_job_mem: 8G`` is checked: the
+roles validate their variables with these filters, playbooks/session.yml validates a session's
+options with them, and the driver imports this file (``driver.options``) for its command line. The
+defaults are not here: they are the roles' ``defaults/main.yml``, read by ``nodebook_default``.
+
+Filters:
+  {{ {'nodebook_job_time': '01:30:00', ...} | nodebook_invalid }}   -> ["name=value: reason", ...]
+  {{ {'nodebook_job_time': '01:30:00', ...} | nodebook_sbatch_args }} -> ["--time=01:30:00"]
+                                                       (raises "[usage] ..." for a bad value)
+  {{ '1-00:00:00' | nodebook_slurm_seconds }}                       -> 86400
+  {{ 'nodebook_environment_base_dir' | nodebook_default }}          -> ".nodebook"
+  {{ '.nodebook' | nodebook_helper }}     -> '"$HOME"/.nodebook/bin/nodebook-remote --protocol 2'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# Slurm --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
+TIME_RE = re.compile(r"^(\d+)-(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?$|^(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64})*$")
+MEM_RE = re.compile(r"^[1-9]\d*[KMGTkmgt]?$")
+GPUS_RE = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
+GRES_RE = re.compile(r"^[A-Za-z0-9_.:,-]+$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+JOB_ID_RE = re.compile(r"^s?[0-9]{1,20}$")
+SBATCH_OPTION_RE = re.compile(r"^--[a-z][a-z-]*(=[^\n]*)?$")
+# Paths the remote helper reads from setup.json: absolute, no quotes, backslashes or control
+# characters (the helper reads setup.json line by line, without unescaping).
+PATH_RE = re.compile(r'^/[^"\\\x00-\x1f]*$')
+ENDPOINTS = ("socket", "tcp", "tcp-node")
+SCHEDULERS = ("slurm", "none")
+
+
+def slurm_seconds(value: Any) -> int:
+    """Seconds in a Slurm time string; ValueError (with the reason) for what sbatch refuses."""
+    text = str(value)
+    match = TIME_RE.match(text)
+    if not match:
+        raise ValueError("use HH:MM:SS, MM, D-HH or D-HH:MM:SS (for example 01:30:00)")
+    g = match.groups()
+    if g[0] is not None:  # D-H[:M[:S]]
+        days, hours, minutes, seconds = (int(x or 0) for x in g[:4])
+    elif g[6] is not None:  # H:M:S
+        days, hours, minutes, seconds = 0, int(g[4]), int(g[5]), int(g[6])
+    else:  # M or M:S (minutes may exceed 59)
+        days, hours, minutes, seconds = 0, 0, int(g[4]), int(g[5] or 0)
+    if seconds >= 60 or (minutes >= 60 and (g[0] is not None or g[6] is not None)):
+        raise ValueError("minutes and seconds must be below 60")
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError("must be longer than zero")
+    return total
+
+
+def _whole(low: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or int(text) < low:
+            raise ValueError(f"a whole number, at least {low}")
+
+    return check
+
+
+def _match(pattern: re.Pattern[str], expect: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not pattern.match(str(value)):
+            raise ValueError(expect)
+
+    return check
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if str(value) not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+
+    return check
+
+
+def _time(value: Any) -> None:
+    slurm_seconds(value)
+
+
+def _sbatch_options(value: Any) -> None:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, str) and SBATCH_OPTION_RE.match(v) for v in value
+    ):
+        raise ValueError('a list of options like "--constraint=skylake"')
+
+
+# What each kind of value must look like. Empty strings mean "not given" (the default applies).
+RULES: dict[str, Callable[[Any], None]] = {
+    "time": _time,
+    "cpus": _whole(1),
+    "mem": _match(MEM_RE, "a size like 8G or 4000M (units K, M, G, T)"),
+    "gpus": _match(GPUS_RE, "a count or TYPE:COUNT (for example 1 or a100:2)"),
+    "gres": _match(GRES_RE, "a gres like gpu:1"),
+    "partition": _match(PARTITION_RE, "a partition name (letters, digits, '.', '_', '-')"),
+    "name": _match(NAME_RE, "letters, digits, '.', '_' and '-' only"),
+    "seconds": _whole(0),
+    "positive_seconds": _whole(1),
+    "endpoint": _choice(ENDPOINTS),
+    "scheduler": _choice(SCHEDULERS),
+    "tag": _match(TAG_RE, "letters, digits, '_' and '-' (at most 64)"),
+    "job_id": _match(JOB_ID_RE, "a job id: digits (Slurm), or s and digits (a standalone server)"),
+    "path": _match(PATH_RE, "an absolute path without quotes, backslashes or control characters"),
+    "sbatch_options": _sbatch_options,
+}
+
+# The variables that carry a session's options and the job's defaults, and the rule for each.
+VARIABLES: dict[str, str] = {
+    "nodebook_job_time": "time",
+    "nodebook_job_cpus": "cpus",
+    "nodebook_job_mem": "mem",
+    "nodebook_job_gpus": "gpus",
+    "nodebook_job_gres": "gres",
+    "nodebook_job_partition": "partition",
+    "nodebook_job_account": "name",
+    "nodebook_job_qos": "name",
+    "nodebook_job_name": "name",
+    "nodebook_job_endpoint": "endpoint",
+    "nodebook_job_heartbeat_timeout": "seconds",
+    "nodebook_job_pending_limit": "positive_seconds",
+    "nodebook_job_start_timeout": "positive_seconds",
+    "nodebook_job_poll_interval": "positive_seconds",
+    "nodebook_job_runtime_base": "path",
+    "nodebook_job_script": "path",
+    "nodebook_job_jobs_dir": "path",
+    "nodebook_job_config_dir": "path",
+    "nodebook_job_python": "path",
+    "nodebook_job_bin_dir": "path",
+    "nodebook_job_extra_sbatch": "sbatch_options",
+    "nodebook_scheduler": "scheduler",
+    "nodebook_session_tag": "tag",
+    "nodebook_job_id": "job_id",
+}
+
+# The job's resources as sbatch options (a session passes only those it was given).
+SBATCH_FLAGS: dict[str, str] = {
+    "nodebook_job_partition": "--partition",
+    "nodebook_job_account": "--account",
+    "nodebook_job_qos": "--qos",
+    "nodebook_job_time": "--time",
+    "nodebook_job_cpus": "--cpus-per-task",
+    "nodebook_job_mem": "--mem",
+    "nodebook_job_gpus": "--gpus",
+}
+
+# Inventory variables that describe a host rather than a role's setting.
+HOST_DEFAULTS: dict[str, Any] = {"nodebook_scheduler": "slurm"}
+
+
+def reason(rule: str, value: Any) -> str:
+    """Why `value` breaks `rule` ("" when it is fine or not given)."""
+    if value is None or value == "":
+        return ""
+    try:
+        RULES[rule](value)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def invalid(values: Mapping[str, Any]) -> list[str]:
+    """One "name=value: reason" per bad variable (names from VARIABLES)."""
+    problems = []
+    for name, value in values.items():
+        why = reason(VARIABLES[name], value)
+        if why:
+            problems.append(f"{name}={value!r}: {why}")
+    return problems
+
+
+class UsageError(ValueError):
+    """Bad options given to a playbook (the driver checks its own before it runs one)."""
+
+
+def sbatch_args(values: Mapping[str, Any]) -> list[str]:
+    """The given resources as sbatch options, in a fixed order; UsageError for a bad value."""
+    problems = invalid(values)
+    if problems:
+        raise UsageError("[usage] bad session options: " + "; ".join(problems))
+    return [
+        f"{flag}={values[name]}"
+        for name, flag in SBATCH_FLAGS.items()
+        if values.get(name) not in (None, "")
+    ]
+
+
+@cache
+def _role_defaults() -> dict[str, Any]:
+    import yaml
+
+    roles = Path(__file__).resolve().parents[2] / "roles"
+    merged: dict[str, Any] = dict(HOST_DEFAULTS)
+    for path in sorted(roles.glob("*/defaults/main.yml")):
+        merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def default(name: str) -> Any:
+    """A role's default for one of its variables (as written in defaults/main.yml)."""
+    defaults = _role_defaults()
+    if name not in defaults:
+        raise KeyError(f"no role defines a default for {name}")
+    return defaults[name]
+
+
+ROOT = Path(__file__).resolve().parents[2]  # the tree holding plugins/, roles/, playbooks/
+HELPER = ROOT / "roles" / "nodebook_job" / "files" / "nodebook-remote"
+
+
+@cache
+def protocol() -> int:
+    """The protocol the remote helper of this tree speaks (its NB_PROTOCOL line)."""
+    match = re.search(r"^NB_PROTOCOL=(\d+)", HELPER.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"{HELPER} does not declare NB_PROTOCOL")
+    return int(match.group(1))
+
+
+def helper_command(base_dir: str) -> str:
+    """The shell words that run the installed helper (base dir relative to $HOME unless absolute)
+    and tell it which protocol this side speaks."""
+    rel = str(base_dir).rstrip("/") + "/bin/nodebook-remote"
+    if any(c in rel for c in "\"'\\\n"):
+        raise UsageError(f"[usage] nodebook_environment_base_dir {base_dir!r}: no quotes or backslashes")
+    word = f"'{rel}'" if rel.startswith("/") else f"\"$HOME\"/'{rel}'"
+    return f"{word} --protocol {protocol()}"
+
+
+class FilterModule:
+    """nodebook_invalid, nodebook_sbatch_args, nodebook_slurm_seconds, nodebook_default."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "nodebook_invalid": invalid,
+            "nodebook_sbatch_args": sbatch_args,
+            "nodebook_slurm_seconds": slurm_seconds,
+            "nodebook_default": default,
+            "nodebook_helper": helper_command,
+        }

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""A fake Slurm for the helper's unit tests: sbatch, squeue, scancel, sacct and sinfo in one file.
+
+Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
+($FAKE_SLURM_STATE, else slurm.json beside the bin dir): {"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true,
+"sbatch_error": null}. Every call is appended to "calls" (argv and, for sbatch, the environment),
+so tests count scheduler queries and see exactly what was submitted. Only the options the helper
+uses are understood; anything else fails loudly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+
+ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "SUSPENDED"}
+FIELDS = {
+    "i": "id",
+    "j": "name",
+    "T": "state",
+    "r": "reason",
+    "N": "node",
+    "S": "start",
+    "M": "elapsed",
+    "l": "time_limit",
+    "b": "gres",
+    "k": "comment",
+}
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"jobs": {}, "next_id": 100}
+
+
+def fmt_line(fmt: str, job: dict) -> str:
+    out, i = "", 0
+    while i < len(fmt):
+        if fmt[i] == "%" and i + 1 < len(fmt):
+            key = FIELDS[fmt[i + 1]]
+            out += str(job.get(key, "N/A" if key in ("start", "gres") else ""))
+            i += 2
+        else:
+            out += fmt[i]
+            i += 1
+    return out
+
+
+def opts(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """-x VALUE / --long=VALUE / flags -> dict; the rest positional."""
+    found: dict[str, str] = {}
+    rest: list[str] = []
+    flags = {"-h", "--parsable", "-P", "-n_", "-X", "--noheader"}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and "=" in a:
+            k, v = a.split("=", 1)
+            found[k] = v
+        elif a in flags or (a == "-n" and sys.argv[0].endswith("sacct")):
+            found[a] = "1"
+        elif a.startswith("-") and i + 1 < len(argv):
+            found[a] = argv[i + 1]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return found, rest
+
+
+def main() -> int:
+    name = Path(sys.argv[0]).name
+    # sbatch runs under `env -i`: then the state is found beside the bin dir of the fakes.
+    path = Path(os.environ.get("FAKE_SLURM_STATE") or Path(sys.argv[0]).parent.parent / "slurm.json")
+    with open(str(path) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = load(path)
+        call: dict = {"cmd": name, "argv": sys.argv[1:]}
+        if name == "sbatch":
+            call["env"] = dict(os.environ)
+        state.setdefault("calls", []).append(call)
+        rc = run(name, state)
+        path.write_text(json.dumps(state))
+    return rc
+
+
+def run(name: str, state: dict) -> int:
+    if state.get("down") and name in ("squeue", "sbatch", "scancel", "sinfo"):
+        print(f"{name}: error: Unable to contact slurm controller (connect failure)", file=sys.stderr)
+        return 1
+    o, rest = opts(sys.argv[1:])
+    jobs = state["jobs"]
+    if name == "sbatch":
+        if state.get("sbatch_error"):
+            print(f"sbatch: error: {state['sbatch_error']}", file=sys.stderr)
+            return 1
+        job_id = str(state["next_id"])
+        state["next_id"] += 1
+        jobs[job_id] = {
+            "id": job_id,
+            "name": o.get("--job-name", rest[-1] if rest else "sbatch"),
+            "comment": o.get("--comment", ""),
+            "state": state.get("initial_state", "PENDING"),
+            "reason": state.get("initial_reason", "None"),
+            "node": "",
+            "start": "N/A",
+            "user": os.environ.get("USER", ""),
+            "script": rest[-1] if rest else "",
+        }
+        print(job_id)
+        return 0
+    if name == "squeue":
+        selected = list(jobs.values())
+        if "-j" in o:
+            ids = o["-j"].split(",")
+            unknown = [i for i in ids if i not in jobs]
+            if unknown and len(ids) == 1:
+                print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+                return 1
+            selected = [j for j in selected if j["id"] in ids]
+        if "-u" in o:
+            selected = [j for j in selected if j.get("user") == o["-u"]]
+        if "-n" in o:
+            selected = [j for j in selected if j["name"] == o["-n"]]
+        if o.get("-t") != "all":
+            selected = [j for j in selected if j["state"] in ACTIVE]
+        for job in selected:
+            print(fmt_line(o.get("-o", "%i"), job))
+        return 0
+    if name == "scancel":
+        for job_id in rest:
+            if job_id in jobs and jobs[job_id]["state"] in ACTIVE:
+                jobs[job_id]["state"] = state.get("cancel_to", "CANCELLED")
+                jobs[job_id]["by"] = os.getuid()
+        return 0
+    if name == "sacct":
+        if not state.get("accounting", True):
+            print("sacct: error: Slurm accounting storage is disabled", file=sys.stderr)
+            return 1
+        job = jobs.get(o.get("-j", ""))
+        if job and job["state"] not in ACTIVE:
+            st = job["state"]
+            if st == "CANCELLED" and "by" in job:
+                st = f"CANCELLED by {job['by']}"
+            print(f"{st}|{job.get('exit_code', '0:0')}|{job.get('reason', 'None')}")
+        return 0
+    if name == "sinfo":
+        print("debug*|30:00|10:00|up\nlong|1-00:00:00|1:00:00|up")
+        return 0
+    print(f"fake_slurm: {name} is not faked", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,613 @@
+"""The remote helper (roles/nodebook_job/files/nodebook-remote) without the sandbox.
+
+Each test gets a home with a setup.json as the role writes it and a fake Slurm on PATH
+(tests/unit/fake_slurm.py: sbatch, squeue, scancel, sacct, sinfo over one JSON state file that
+also records every call). Every line the helper prints must be JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driver.paths import HELPER, helper_protocol
+
+FAKE = Path(__file__).with_name("fake_slurm.py")
+
+
+@dataclass
+class Result:
+    rc: int
+    lines: list[dict[str, Any]]
+    stderr: str
+
+    def kind(self, kind: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["nodebook"] == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.kind(kind)
+        assert len(found) == 1, (kind, self.lines, self.stderr)
+        return found[0]
+
+
+@dataclass
+class Cluster:
+    """A home, a setup.json and a fake Slurm; `run` calls the helper as the driver would."""
+
+    tmp: Path
+    home: Path = field(init=False)
+    base: Path = field(init=False)
+    bin: Path = field(init=False)
+    state_file: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.home = self.tmp / "home"
+        self.base = self.home / ".nodebook"
+        self.bin = self.tmp / "bin"
+        for d in (self.base / "jobs", self.base / "bin", self.bin):
+            d.mkdir(parents=True)
+        for name in ("sbatch", "squeue", "scancel", "sacct", "sinfo"):
+            (self.bin / name).symlink_to(FAKE)
+        (self.base / "bin" / "nodebook-remote").symlink_to(HELPER)
+        self.state_file = self.tmp / "slurm.json"
+        self.write_setup()
+        self.slurm = {"jobs": {}, "next_id": 100}
+        self.save()
+
+    def write_setup(self, **changes: Any) -> None:
+        setup = {
+            "format": 2,
+            "app": "lab",
+            "python": sys.executable,
+            "bin_dir": str(self.tmp / "venv-bin"),
+            "config_dir": str(self.base / "jupyter"),
+            "job_script": str(self.base / "job.sbatch"),
+            "jobs_dir": str(self.base / "jobs"),
+            "runtime_base": str(self.tmp / "node-tmp"),
+            "job_name": "nodebook",
+            "endpoint": "socket",
+            "heartbeat_timeout": 600,
+            "start_timeout": 20,
+            "poll_interval": 1,
+            "modules": ["conda-python/3.11"],
+            "packages": {"jupyterlab": "4.6.6", "python": "3.11"},
+        }
+        setup.update(changes)
+        # As the role writes it: to_nice_json(indent=2) is json.dumps(indent=2, sort_keys=True).
+        text = json.dumps({k: v for k, v in setup.items() if v is not None}, indent=2, sort_keys=True)
+        (self.base / "setup.json").write_text(text + "\n")
+
+    def save(self) -> None:
+        self.state_file.write_text(json.dumps(self.slurm))
+
+    def load(self) -> dict[str, Any]:
+        self.slurm = json.loads(self.state_file.read_text())
+        return self.slurm
+
+    def job(self, job_id: str, **fields: Any) -> None:
+        self.load()
+        job = {"id": job_id, "name": "nodebook", "state": "PENDING", "reason": "Priority"}
+        job.update(user=os.environ.get("USER", "tester"), comment="", node="", start="N/A")
+        job.update(fields)
+        self.slurm["jobs"][job_id] = job
+        self.save()
+
+    def calls(self, cmd: str | None = None) -> list[dict[str, Any]]:
+        return [c for c in self.load().get("calls", []) if cmd is None or c["cmd"] == cmd]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "HOME": str(self.home),
+            "USER": "tester",
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "FAKE_SLURM_STATE": str(self.state_file),
+            "SSH_CONNECTION": "10.0.0.1 1 10.0.0.2 22",
+            "SLURM_CONF": "/etc/slurm/slurm.conf",
+            **extra,
+        }
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Result:
+        argv = [str(self.base / "bin" / "nodebook-remote"), *args]
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env=env or self.env(),
+            cwd=self.home,
+            timeout=timeout,
+            check=False,
+        )
+        lines = []
+        for line in proc.stdout.splitlines():
+            parsed = json.loads(line)  # every line is JSON
+            assert isinstance(parsed, dict) and "nodebook" in parsed, line
+            lines.append(parsed)
+        return Result(proc.returncode, lines, proc.stderr)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Cluster:
+    return Cluster(tmp_path)
+
+
+# ------------------------------------------------------------------------------- the protocol
+
+
+def test_protocol_version_is_read_from_the_helper_itself() -> None:
+    assert helper_protocol() >= 2
+
+
+def test_a_driver_speaking_another_protocol_is_told_to_rerun_setup(cluster: Cluster) -> None:
+    res = cluster.run("--protocol", "999", "list")
+    assert res.rc == 3
+    err = res.one("error")
+    assert err["error"] == "version" and "nodebook setup" in err["message"]
+    assert not cluster.calls("squeue")
+
+
+def test_not_set_up_names_the_user_and_the_fix(cluster: Cluster) -> None:
+    (cluster.base / "setup.json").unlink()
+    res = cluster.run("--protocol", str(helper_protocol()), "submit")
+    assert res.rc == 3
+    assert res.one("error")["error"] == "not-set-up"
+    assert "tester" in res.one("error")["message"] and "nodebook setup" in res.one("error")["message"]
+    assert not cluster.calls("sbatch")
+
+
+def test_an_older_setup_json_asks_for_setup_again(cluster: Cluster) -> None:
+    cluster.write_setup(format=1)
+    res = cluster.run("list")
+    assert res.rc == 3 and "again" in res.one("error")["message"]
+
+
+def test_version_and_paths(cluster: Cluster) -> None:
+    assert cluster.run("version").one("version")["protocol"] == helper_protocol()
+    paths = cluster.run("paths", "123").one("paths")
+    assert paths["connection"] == str(cluster.base / "jobs/123/connection.json")
+    assert paths["runtime_dir"] == str(cluster.tmp / "node-tmp/nodebook-tester-123")
+    assert paths["socket"].endswith("nodebook-tester-123/jupyter.sock")
+    assert cluster.run("paths", "1;rm").rc == 2
+
+
+# ------------------------------------------------------------------------------- submit
+
+
+def test_submit_passes_a_clean_environment_and_the_options(cluster: Cluster) -> None:
+    res = cluster.run(
+        "submit", "--tag", "abc123", "--heartbeat", "90", "--endpoint", "tcp", "--",
+        "--time=01:00:00", "--cpus-per-task=2",
+    )  # fmt: skip
+    assert res.rc == 0, res
+    sub = res.one("submitted")
+    assert sub["job_id"] == "100" and sub["heartbeat_timeout"] == 90
+    assert sub["socket"].endswith("nodebook-tester-100/jupyter.sock")
+    status = res.one("status")  # the first state, in the same round trip
+    assert status["state"] == "PENDING" and status["waiting"] is True
+    (call,) = cluster.calls("sbatch")
+    assert "--job-name=nodebook" in call["argv"] and "--comment=nodebook:abc123" in call["argv"]
+    assert "--export=ALL" in call["argv"] and "--time=01:00:00" in call["argv"]
+    assert call["argv"][-1] == str(cluster.base / "job.sbatch")
+    env = call["env"]
+    assert env["NODEBOOK_HEARTBEAT_TIMEOUT"] == "90" and env["NODEBOOK_ENDPOINT"] == "tcp"
+    assert env["SLURM_CONF"] == "/etc/slurm/slurm.conf"
+    assert "SSH_CONNECTION" not in env and "SLURM_GET_USER_ENV" not in env
+    assert (cluster.base / "jobs/100.seen").exists()
+
+
+def test_submit_uses_setups_heartbeat_by_default(cluster: Cluster) -> None:
+    res = cluster.run("submit")
+    assert res.one("submitted")["heartbeat_timeout"] == 600
+    assert cluster.calls("sbatch")[0]["env"]["NODEBOOK_HEARTBEAT_TIMEOUT"] == "600"
+    assert "NODEBOOK_ENDPOINT" not in cluster.calls("sbatch")[0]["env"]
+
+
+def test_second_session_is_refused_unless_allowed(cluster: Cluster) -> None:
+    cluster.job("77", state="RUNNING", node="cn01", user="tester")
+    res = cluster.run("submit")
+    assert res.rc == 8
+    assert res.one("session")["job_id"] == "77"
+    assert "attach 77" in res.one("error")["message"]
+    assert not cluster.calls("sbatch")
+    assert cluster.run("submit", "--allow-second").rc == 0
+
+
+def test_sbatch_refusal_is_its_last_line_with_a_fix(cluster: Cluster) -> None:
+    cluster.slurm["sbatch_error"] = "invalid partition specified: nope"
+    cluster.save()
+    res = cluster.run("submit", "--", "--partition=nope")
+    assert res.rc == 5
+    err = res.one("error")
+    assert err["error"] == "refused" and "invalid partition specified: nope" in err["message"]
+    assert "sinfo" in err["message"]
+
+
+def test_slurm_down_is_a_scheduler_error(cluster: Cluster) -> None:
+    cluster.slurm["down"] = True
+    cluster.save()
+    res = cluster.run("submit")
+    assert res.rc == 5 and "Slurm does not answer" in res.one("error")["message"]
+
+
+def test_bad_arguments_are_usage_errors(cluster: Cluster) -> None:
+    assert cluster.run("submit", "--tag", "a b").rc == 2
+    assert cluster.run("submit", "--endpoint", "udp").rc == 2
+    assert cluster.run("frobnicate").rc == 2
+    assert not cluster.calls("sbatch")
+
+
+# ------------------------------------------------------------------------------- wait
+
+
+def seen(cluster: Cluster, job: str, fp: str, last: int | None = None) -> None:
+    t = int(time.time()) if last is None else last
+    (cluster.base / "jobs" / f"{job}.seen").write_text(f"{t}|{t}|{fp}\n")
+
+
+def test_wait_reports_a_change_at_once(cluster: Cluster) -> None:
+    cluster.job("5", state="PENDING", reason="Resources", start="2026-12-01T10:00:00")
+    seen(cluster, "5", "PENDING|Priority||", last=int(time.time()) - 10)
+    started = time.monotonic()
+    res = cluster.run("wait", "5", "--window", "20")
+    assert time.monotonic() - started < 3
+    st = res.one("status")
+    assert (st["state"], st["reason"], st["start"], st["waiting"]) == (
+        "PENDING", "Resources", "2026-12-01T10:00:00", True,
+    )  # fmt: skip
+
+
+def test_wait_blocks_while_nothing_changes_and_queries_rarely(cluster: Cluster) -> None:
+    cluster.job("6", state="PENDING", reason="Resources")
+    seen(cluster, "6", "PENDING|Resources||")  # just reported
+    started = time.monotonic()
+    res = cluster.run("wait", "6", "--window", "3")
+    assert time.monotonic() - started >= 2  # the window counts whole seconds
+    assert res.one("status")["state"] == "PENDING"
+    # the last report was just now: no query within the next 5 s
+    assert len(cluster.calls("squeue")) == 0
+
+
+def test_wait_queries_at_once_when_the_job_log_appears(cluster: Cluster) -> None:
+    cluster.job("7", state="RUNNING", node="cn02", reason="None")
+    seen(cluster, "7", "PENDING|Resources||")
+    (cluster.base / "jobs/7.log").write_text("")
+    started = time.monotonic()
+    res = cluster.run("wait", "7", "--window", "20")
+    assert time.monotonic() - started < 3
+    st = res.one("status")
+    assert st["state"] == "RUNNING" and st["node"] == "cn02" and st["waiting"] is False
+    assert st["reason"] == ""  # Slurm's "None" is no reason
+
+
+def test_no_start_estimate_is_empty_not_na(cluster: Cluster) -> None:
+    cluster.job("8", state="PENDING", reason="Priority", start="N/A")
+    res = cluster.run("wait", "8", "--window", "1")
+    assert res.one("status")["start"] == ""
+
+
+def test_a_job_that_ends_before_it_runs_says_why_with_its_log(cluster: Cluster) -> None:
+    cluster.job("9", state="FAILED", exit_code="1:0")
+    (cluster.base / "jobs/9.log").write_text("nodebook: error: module load x failed\n")
+    res = cluster.run("wait", "9", "--window", "5")
+    assert res.rc == 6
+    assert "module load x failed" in res.one("error")["message"]
+    assert res.one("status")["final_state"] == "FAILED"
+    assert not (cluster.base / "jobs/9.seen").exists()
+
+
+def test_pending_limit_gives_up_with_a_fix(cluster: Cluster) -> None:
+    cluster.job("10", state="PENDING", reason="Resources")
+    t = int(time.time()) - 100
+    (cluster.base / "jobs/10.seen").write_text(f"{t}|{t}|PENDING|Resources||\n")
+    res = cluster.run("wait", "10", "--window", "5", "--pending-limit", "60")
+    assert res.rc == 5
+    assert "after 60 s" in res.one("error")["message"] and "--pending-limit" in res.one("error")[
+        "message"
+    ]
+
+
+def test_scheduler_hiccup_keeps_waiting(cluster: Cluster) -> None:
+    cluster.job("11", state="PENDING", reason="Resources")
+    cluster.slurm["down"] = True
+    cluster.save()
+    res = cluster.run("wait", "11", "--window", "1")
+    assert res.rc == 0 and res.one("status")["waiting"] is True
+
+
+# ------------------------------------------------------------------------------- connection
+
+
+def write_conn(cluster: Cluster, job: str, token: str = "ab" * 32) -> dict[str, Any]:
+    d = cluster.base / "jobs" / job
+    d.mkdir(mode=0o700)
+    info = {"job_id": job, "node": "cn01", "endpoint": "socket", "socket": "/tmp/x.sock",
+            "host": None, "port": None, "pid": 1, "base_url": "/", "app": "lab",
+            "started": 1, "token": token}  # fmt: skip
+    (d / "connection.json").write_text(json.dumps(info) + "\n")
+    return info
+
+
+def test_connection_without_token_for_ansible_and_with_it_for_the_driver(cluster: Cluster) -> None:
+    cluster.job("20", state="RUNNING", node="cn01")
+    info = write_conn(cluster, "20")
+    res = cluster.run("connection", "20")
+    conn = res.one("connection")
+    assert "token" not in conn and conn["node"] == "cn01" and conn["socket"] == "/tmp/x.sock"
+    assert ("ab" * 32) not in json.dumps(res.lines)
+    full = cluster.run("connection", "20", "--token", "--timeout", "0").one("connection")
+    assert full["token"] == info["token"]
+
+
+def test_connection_of_a_missing_job_is_not_found(cluster: Cluster) -> None:
+    res = cluster.run("connection", "21", "--token", "--timeout", "0")
+    assert res.rc == 9 and res.one("error")["error"] == "not-found"
+
+
+def test_connection_gives_up_when_the_job_leaves(cluster: Cluster) -> None:
+    cluster.job("22", state="FAILED")
+    (cluster.base / "jobs/22.log").write_text("Traceback: boom\n")
+    res = cluster.run("connection", "22", "--timeout", "30", timeout=40)
+    assert res.rc == 6 and "boom" in res.one("error")["message"]
+
+
+# ------------------------------------------------------------------------------- heartbeat, ended
+
+
+def test_heartbeat_touches_and_says_whether_jupyter_is_up(cluster: Cluster) -> None:
+    write_conn(cluster, "30")
+    res = cluster.run("heartbeat", "30")
+    assert res.one("heartbeat")["alive"] is True
+    assert (cluster.base / "jobs/30/heartbeat").exists()
+    assert cluster.run("heartbeat", "31").one("heartbeat")["alive"] is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "state", "by", "exit_code"),
+    [
+        ({"state": "TIMEOUT", "exit_code": "0:15"}, "TIMEOUT", "", "0:15"),
+        ({"state": "OUT_OF_MEMORY", "exit_code": "0:125"}, "OUT_OF_MEMORY", "", "0:125"),
+        ({"state": "CANCELLED", "by": 0}, "CANCELLED", "root", "0:0"),
+        ({"state": "FAILED", "exit_code": "1:0"}, "FAILED", "", "1:0"),
+    ],
+)
+def test_ended_reads_sacct(cluster: Cluster, fields, state, by, exit_code) -> None:
+    cluster.job("40", **fields)
+    (cluster.base / "jobs/40.log").write_text("line one\n\nline two\n")
+    ended = cluster.run("ended", "40").one("ended")
+    assert (ended["state"], ended["by"], ended["exit_code"]) == (state, by, exit_code)
+    assert ended["source"] == "sacct" and ended["log"] == ["line one", "line two"]
+
+
+def test_ended_without_accounting_asks_squeue(cluster: Cluster) -> None:
+    cluster.slurm["accounting"] = False
+    cluster.save()
+    cluster.job("41", state="TIMEOUT")
+    ended = cluster.run("ended", "41").one("ended")
+    assert ended["state"] == "TIMEOUT" and ended["source"] == "squeue"
+
+
+# ------------------------------------------------------------------------------- cancel, list
+
+
+def test_cancel_one_job_and_confirm(cluster: Cluster) -> None:
+    cluster.job("50", state="RUNNING", user="tester")
+    cluster.job("51", state="RUNNING", user="tester", name="other")
+    seen(cluster, "50", "RUNNING|||")
+    hop = cluster.tmp / "node-tmp"
+    hop.mkdir()
+    (hop / "nodebook-tester-50-hop.sock").write_text("")
+    res = cluster.run("cancel", "--job", "50")
+    assert res.rc == 0 and [s["job_id"] for s in res.kind("stopped")] == ["50"]
+    assert cluster.load()["jobs"]["50"]["state"] == "CANCELLED"
+    assert cluster.load()["jobs"]["51"]["state"] == "RUNNING"  # not a session: untouched
+    assert not (cluster.base / "jobs/50.seen").exists()
+    assert not (hop / "nodebook-tester-50-hop.sock").exists()
+
+
+def test_cancel_by_tag_finds_a_job_whose_id_was_never_seen(cluster: Cluster) -> None:
+    cluster.job("52", user="tester", comment="nodebook:t1")
+    cluster.job("53", user="tester", comment="nodebook:t2")
+    res = cluster.run("cancel", "--tag", "t1")
+    assert [s["job_id"] for s in res.kind("stopped")] == ["52"]
+
+
+def test_cancel_no_wait_is_one_scancel(cluster: Cluster) -> None:
+    cluster.job("54", state="RUNNING", user="tester")
+    res = cluster.run("cancel", "--job", "54", "--no-wait")
+    assert res.rc == 0 and res.one("cancelling")["job_id"] == "54"
+    assert [c["cmd"] for c in cluster.calls()] == ["scancel"]
+
+
+def test_cancel_reports_a_job_already_gone(cluster: Cluster) -> None:
+    res = cluster.run("cancel", "--job", "55")
+    assert res.rc == 0 and res.one("gone")["job_id"] == "55" and not res.kind("stopped")
+
+
+def test_cancel_all_and_a_job_that_stays(cluster: Cluster) -> None:
+    cluster.job("56", state="RUNNING", user="tester")
+    cluster.slurm["cancel_to"] = "COMPLETING"  # never leaves
+    cluster.save()
+    res = cluster.run("cancel", "--all", "--wait", "2")
+    assert res.rc == 5 and "56" in res.one("error")["message"]
+
+
+def test_list_shows_sessions_only(cluster: Cluster) -> None:
+    cluster.job("60", state="RUNNING", node="cn01", user="tester", elapsed="1:00")
+    cluster.job("61", state="PENDING", reason="Resources", user="tester")
+    cluster.job("62", state="RUNNING", user="tester", name="other")
+    res = cluster.run("list")
+    assert {s["job_id"]: s["state"] for s in res.kind("session")} == {
+        "60": "RUNNING",
+        "61": "PENDING",
+    }
+    assert res.one("listed")["count"] == 2
+
+
+# ------------------------------------------------------------------------------- probes
+
+
+def test_environment_without_modules_finds_python(cluster: Cluster) -> None:
+    res = cluster.run("environment", "--python-command", "python3")
+    env = res.one("environment")
+    assert env["python"].endswith("python3") and env["version"].count(".") == 2
+
+
+def test_environment_with_a_missing_module_offers_close_matches(cluster: Cluster) -> None:
+    fake_module = (
+        'module() { case $1 in -t) printf "%s\\n" "/opt/mf:" "python/3.10" "python/3.12(default)"'
+        ' "gcc/12" >&2 ;; is-avail) [ "$2" = python/3.12 ] ;; load) [ "$2" = python/3.12 ] ;; esac; }'
+    )
+    script = f'{fake_module}; export -f module; exec "$0" environment python/3.99'
+    proc = subprocess.run(
+        ["bash", "-c", script, str(cluster.base / "bin/nodebook-remote")],
+        capture_output=True,
+        text=True,
+        env=cluster.env(),
+        check=False,
+    )
+    assert proc.returncode == 3
+    err = json.loads(proc.stdout.splitlines()[-1])
+    assert err["error"] == "missing-module" and err["close"] == ["python/3.10", "python/3.12"]
+
+
+def test_environment_without_a_module_command(cluster: Cluster) -> None:
+    res = cluster.run("environment", "python/3.11")
+    assert res.rc == 3 and res.one("error")["error"] == "no-module-command"
+
+
+def test_doctor_before_setup(cluster: Cluster) -> None:
+    (cluster.base / "setup.json").unlink()
+    res = cluster.run("doctor")
+    checks = {c["name"]: c for c in res.kind("check")}
+    assert checks["setup"]["ok"] is False and checks["slurm"]["ok"] is True
+
+
+def test_discover_lists_partitions_and_the_index(cluster: Cluster) -> None:
+    res = cluster.run("discover", "--index", "http://127.0.0.1:9/simple/")
+    assert res.one("scheduler")["name"] == "slurm"
+    parts = {p["name"]: p for p in res.kind("partition")}
+    assert parts["debug"]["default"] is True and parts["debug"]["max_time"] == "30:00"
+    assert parts["long"]["default_time"] == "1:00:00"
+    assert res.one("index")["reachable"] is False
+
+
+def test_piped_helper_works_before_setup(cluster: Cluster) -> None:
+    """`bash -s` as the driver pipes it: no file path, the base from --base."""
+    proc = subprocess.run(
+        ["bash", "-s", "--", "--base", str(cluster.base), "version"],
+        input=HELPER.read_text(),
+        capture_output=True,
+        text=True,
+        env=cluster.env(),
+        check=False,
+    )
+    assert json.loads(proc.stdout)["base"] == str(cluster.base)
+
+
+def test_messages_with_quotes_and_newlines_stay_json(cluster: Cluster) -> None:
+    cluster.slurm["sbatch_error"] = 'bad "quoted"\tvalue \\ here'
+    cluster.save()
+    res = cluster.run("submit")
+    assert '"quoted"' in res.one("error")["message"]
+
+
+# ------------------------------------------------------------------------------- the job
+
+
+FAKE_JUPYTER = """#!/usr/bin/env python3
+# A stand-in for jupyter-lab: serves /api on the --sock it is given until SIGTERM.
+import os, socket, sys, signal
+from http.server import BaseHTTPRequestHandler, HTTPServer
+sock = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--sock=")][0]
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *a): pass
+class S(HTTPServer):
+    address_family = socket.AF_UNIX
+    def server_bind(self):
+        self.socket.bind(self.server_address)
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        return conn, ("local", 0)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+open(os.environ["FAKE_ARGV"], "w").write(" ".join(sys.argv) + "\\n" + os.environ["JUPYTER_TOKEN_FILE"])
+S(sock, H).serve_forever()
+"""
+
+
+def start_job(cluster: Cluster, job: str, **env: str) -> subprocess.Popen[str]:
+    venv_bin = cluster.tmp / "venv-bin"
+    venv_bin.mkdir(exist_ok=True)
+    lab = venv_bin / "jupyter-lab"
+    lab.write_text(FAKE_JUPYTER)
+    lab.chmod(0o755)
+    (cluster.tmp / "node-tmp").mkdir(exist_ok=True)
+    full = cluster.env(SLURM_JOB_ID=job, FAKE_ARGV=str(cluster.tmp / "argv"), **env)
+    return subprocess.Popen(
+        [str(cluster.base / "bin/nodebook-remote"), "job"],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(path: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_job_writes_a_private_connection_file_and_cleans_up_on_sigterm(cluster: Cluster) -> None:
+    proc = start_job(cluster, "70")
+    conn = cluster.base / "jobs/70/connection.json"
+    try:
+        wait_for(conn)
+        run_dir = cluster.tmp / "node-tmp/nodebook-tester-70"
+        assert stat.S_IMODE(conn.stat().st_mode) == 0o600
+        assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+        info = json.loads(conn.read_text())
+        assert list(info)[-1] == "token" and len(info["token"]) == 64
+        assert info["socket"] == str(run_dir / "jupyter.sock")
+        argv = (cluster.tmp / "argv").read_text()
+        assert info["token"] not in argv  # the token never reaches argv
+        # the helper strips the token for Ansible
+        assert "token" not in cluster.run("connection", "70").one("connection")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+        assert time.monotonic() - started < 2
+        assert not conn.exists() and not run_dir.exists()
+        assert not (cluster.base / "jobs/70").exists()
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert "job 70 ended" in out
+
+
+def test_job_ends_itself_without_heartbeat(cluster: Cluster) -> None:
+    proc = start_job(cluster, "71", NODEBOOK_HEARTBEAT_TIMEOUT="2")
+    try:
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert "no heartbeat" in out
+    assert not (cluster.base / "jobs/71").exists()
+
+
+def test_job_refuses_a_bad_endpoint(cluster: Cluster) -> None:
+    proc = start_job(cluster, "72", NODEBOOK_ENDPOINT="udp")
+    assert proc.wait(timeout=10) == 1
+    assert "NODEBOOK_ENDPOINT" in proc.communicate()[0]
