@@ -14,6 +14,7 @@ slurmctld, slurmd, sshd and Lmod run inside; users alice and bob have homes ever
     python3 sandbox/cluster.py hide-python on|off
     python3 sandbox/cluster.py daemon NAME stop|start|restart     (fault injection)
     python3 sandbox/cluster.py link down|up                       (cut the laptop's network)
+    python3 sandbox/cluster.py index off|on     (the package index on login refuses connections)
     python3 sandbox/cluster.py clean-cache
 
 Run as root. `up` is idempotent; `down` stops only what `up` started and removes it.
@@ -22,10 +23,12 @@ Run as root. `up` is idempotent; `down` stops only what `up` started and removes
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -35,6 +38,7 @@ import string
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,13 @@ ACCT_DB = "slurm_acct_db"
 USERS = ("alice", "bob")
 USER_MARK = "nodebook sandbox user"
 MODULE = "conda-python/3.11"
+MODULE_PYTHON = OPT / "conda-python" / "3.11" / "bin" / "python3.11"
+CUDA_VERSION = "12.4"  # module cuda/12.4: variables and a stand-in nvcc, no toolkit
+# alice's own environments, made by `up` (listed in <state>/envs.json for the tests).
+ENV_OWNER = "alice"
+VENV = Path("/home/alice/envs/analysis")  # a venv on the module's Python, with nbmarker
+CONDA_ENV = Path("/home/alice/conda/envs/torchish")  # conda's layout, its own nbmarker
+MARKER_VERSION = "1.0"
 PYPI_PORT = 3141
 OTP_PORT = 2222
 REQUIRED_TOOLS = (
@@ -171,6 +182,8 @@ class Layout:
         self.pypi = state / "pypi"
         self.mariadb = state / "run" / "mariadb"  # its socket and own pid file (owned by mysql)
         self.marker = state / "up.json"
+        self.envs = state / "envs"  # the marker wheel
+        self.envs_json = state / "envs.json"
 
     def anchor_pid(self, host: Host) -> Path:
         return self.run / f"anchor-{host.name}.pid"
@@ -362,15 +375,149 @@ def setup_lmod() -> None:
     (prefix / "lib").mkdir()
     # A relocated copy of the system interpreter: it finds its stdlib through lib/python3.11,
     # has no site packages (so no Jupyter), and keeps working when /usr/bin/python3* is hidden.
-    shutil.copy2("/usr/bin/python3.11", prefix / "bin" / "python3.11")
+    shutil.copy2("/usr/bin/python3.11", MODULE_PYTHON)
     (prefix / "bin" / "python3").symlink_to("python3.11")
     (prefix / "bin" / "python").symlink_to("python3.11")
     (prefix / "lib" / "python3.11").symlink_to("/usr/lib/python3.11")
     modulefile = OPT / "modulefiles" / "conda-python" / "3.11.lua"
     modulefile.parent.mkdir(parents=True)
     modulefile.write_text(render("conda-python.lua", prefix=prefix))
+    cuda = OPT / "cuda" / CUDA_VERSION
+    (cuda / "bin").mkdir(parents=True)
+    (cuda / "bin" / "nvcc").write_text(render("nvcc", version=CUDA_VERSION))
+    (cuda / "bin" / "nvcc").chmod(0o755)
+    modulefile = OPT / "modulefiles" / "cuda" / f"{CUDA_VERSION}.lua"
+    modulefile.parent.mkdir()
+    modulefile.write_text(render("cuda.lua", prefix=cuda, version=CUDA_VERSION))
     (L.etc / "modulespath").write_text(render("modulespath", modulefiles=OPT / "modulefiles"))
     run(["chmod", "-R", "a+rX", str(OPT)])
+
+
+# --------------------------------------------------------------------------- alice's envs
+
+
+def marker_files(where: str, installer: str | None) -> dict[str, str]:
+    """The tiny pure-Python package nbmarker (path: text); WHERE says which env it is in.
+
+    With an installer, as installed (a wheel has no INSTALLER file: pip writes its own).
+    """
+    info = f"nbmarker-{MARKER_VERSION}.dist-info"
+    files = {
+        "nbmarker/__init__.py": f'"""Made by the nodebook sandbox."""\n\nWHERE = "{where}"\n',
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: nbmarker\n"
+        f"Version: {MARKER_VERSION}\nSummary: Tells which sandbox environment it is in\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: nodebook-sandbox\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    if installer:
+        files[f"{info}/INSTALLER"] = f"{installer}\n"
+    rows = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        rows.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*rows, f"{info}/RECORD,,"]) + "\n"
+    return files
+
+
+def build_marker_wheel() -> Path:
+    L.envs.mkdir(mode=0o755)
+    wheel = L.envs / f"nbmarker-{MARKER_VERSION}-py3-none-any.whl"
+    files = marker_files("venv", installer=None)
+    with zipfile.ZipFile(wheel, "w") as whl:
+        for path, text in files.items():
+            whl.writestr(path, text)
+    wheel.chmod(0o644)
+    return wheel
+
+
+def start_venv_build() -> subprocess.Popen[bytes]:
+    """alice builds her venv (as `python -m venv` does, with pip) and installs nbmarker.
+
+    It runs while the daemons start; `finish_envs` waits for it.
+    """
+    wheel = build_marker_wheel()
+    quiet = "--disable-pip-version-check --no-cache-dir --no-index --no-deps -q"
+    script = (
+        f"mkdir -p {shlex.quote(str(VENV.parent))} && "
+        f"{shlex.quote(str(MODULE_PYTHON.with_name('python3')))} -m venv {shlex.quote(str(VENV))}"
+        f" && {shlex.quote(str(VENV / 'bin' / 'python'))} -m pip install {quiet} {wheel}"
+    )
+    argv = ["runuser", "-u", ENV_OWNER, "--", "sh", "-c", script]
+    return spawn(argv, L.log / "envs.log")
+
+
+def make_conda_env(wheels: Path) -> None:
+    """A prefix laid out as `conda create` makes one (conda itself cannot be installed here).
+
+    Its python is a copy of the module's; its site-packages holds nbmarker and pip (unpacked
+    from the wheelhouse, as conda's pip package is), not ipykernel.
+    """
+    (CONDA_ENV / "bin").mkdir(parents=True)
+    shutil.copy2(MODULE_PYTHON, CONDA_ENV / "bin" / "python3.11")
+    (CONDA_ENV / "bin" / "python3").symlink_to("python3.11")
+    (CONDA_ENV / "bin" / "python").symlink_to("python3.11")
+    # Its own lib/python3.11: the stdlib linked in (not Debian's PEP 668 marker), site-packages
+    # its own.
+    lib = CONDA_ENV / "lib" / "python3.11"
+    lib.mkdir(parents=True)
+    for entry in os.scandir("/usr/lib/python3.11"):
+        if entry.name not in ("site-packages", "dist-packages", "EXTERNALLY-MANAGED"):
+            (lib / entry.name).symlink_to(entry.path)
+    site = lib / "site-packages"
+    for path, text in marker_files("conda", installer="conda").items():
+        (site / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / path).write_text(text)
+    pip_wheel = next(wheels.glob("pip-*.whl"))
+    with zipfile.ZipFile(pip_wheel) as whl:
+        whl.extractall(site)
+    for info in site.glob("pip-*.dist-info"):
+        (info / "INSTALLER").write_text("conda\n")
+    for name in ("pip", "pip3"):
+        script = CONDA_ENV / "bin" / name
+        script.write_text(render("conda-pip", python=CONDA_ENV / "bin" / "python"))
+        script.chmod(0o755)
+    # Debian's python3.11 reads lib/python3.11/dist-packages where conda's reads site-packages.
+    (lib / "dist-packages").symlink_to("site-packages")
+    version = run([str(MODULE_PYTHON), "-c", "import platform; print(platform.python_version())"])
+    (CONDA_ENV / "conda-meta").mkdir()
+    (CONDA_ENV / "conda-meta" / "history").write_text(
+        render("conda-history", prefix=CONDA_ENV, python_version=version.strip())
+    )
+    hooks = CONDA_ENV / "etc" / "conda"
+    for phase, template in (
+        ("activate", "conda-activate.sh"),
+        ("deactivate", "conda-deactivate.sh"),
+    ):
+        (hooks / f"{phase}.d").mkdir(parents=True)
+        (hooks / f"{phase}.d" / "nodebook-marker.sh").write_text(render(template))
+    # conda lists the environments it made here.
+    dot_conda = Path(f"/home/{ENV_OWNER}/.conda")
+    dot_conda.mkdir(exist_ok=True)
+    (dot_conda / "environments.txt").write_text(f"{CONDA_ENV}\n")
+    for top in (Path(f"/home/{ENV_OWNER}/conda"), dot_conda):
+        give_to(ENV_OWNER, top)
+
+
+def give_to(user: str, top: Path) -> None:
+    """chown -R that never follows a symbolic link (the stdlib links point into /usr)."""
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(top):
+        for name in [".", *dirs, *files]:
+            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def finish_envs(venv_build: subprocess.Popen[bytes]) -> None:
+    """Wait for the venv, then record both environments in <state>/envs.json."""
+    if venv_build.wait(timeout=120) != 0:
+        raise SandboxError(f"building alice's venv failed: see {L.log}/envs.log")
+    envs = {
+        "venv": {"owner": ENV_OWNER, "prefix": str(VENV), "python": str(VENV / "bin" / "python"),
+                 "module": MODULE, "marker": "venv"},
+        "conda": {"owner": ENV_OWNER, "prefix": str(CONDA_ENV),
+                  "python": str(CONDA_ENV / "bin" / "python"), "marker": "conda",
+                  "activate_variable": "NBMARKER_ACTIVATED"},
+    }  # fmt: skip
+    L.envs_json.write_text(json.dumps(envs, indent=2) + "\n")
 
 
 def write_hosts_and_slurm() -> None:
@@ -692,12 +839,15 @@ def up() -> None:
             shutil.rmtree(L.pypi)
             build_index(wheels)
             print("sandbox: package index rebuilt for the new wheelhouse pins")
+        if index_is_off():
+            index(True)
         print("sandbox: already up")
         return
     if L.state.exists() or OPT.exists():
         print("sandbox: found a partial sandbox; removing it first", flush=True)
         down(quiet=True)
     started = time.monotonic()
+    venv_build: subprocess.Popen[bytes] | None = None
     try:
         wheels = wheelhouse()
         for path in (L.state, L.run, L.log, L.etc, L.ssh):
@@ -707,6 +857,8 @@ def up() -> None:
         setup_ssh()
         setup_pam()
         setup_lmod()
+        venv_build = start_venv_build()
+        make_conda_env(wheels)
         write_hosts_and_slurm()
         setup_mariadb()
         build_index(wheels)
@@ -717,9 +869,13 @@ def up() -> None:
         fake_gpu_devices(GPU_HOST)
         fail_point("network")
         start_daemons()
+        finish_envs(venv_build)
         L.marker.write_text(json.dumps({"started": time.time()}) + "\n")
     except BaseException:
         print("sandbox: bring-up failed; cleaning up", file=sys.stderr, flush=True)
+        if venv_build is not None and venv_build.poll() is None:
+            os.killpg(venv_build.pid, signal.SIGKILL)
+            venv_build.wait()
         down(quiet=True)
         raise
     print(f"sandbox: up in {time.monotonic() - started:.1f}s")
@@ -779,6 +935,9 @@ def status() -> int:
         print(f"  {name:16} {'running' if ok else 'DOWN':8} pid {pid}")
     healthy = all(ok for _, _, ok in rows)
     if healthy:
+        off, url = index_is_off(), f"http://login:{PYPI_PORT}/simple/"
+        print(f"  {'package index':16} {'OFF' if off else 'on':8} {url}", end="")
+        print("  (refuses connections: cluster.py index on)" if off else "")
         print(in_host(LOGIN, ["sinfo"], check=False).rstrip())
         print(in_host(LOGIN, ["squeue"], check=False).rstrip())
     print(f"sandbox: {'up' if healthy else 'DEGRADED (make sandbox-down && make sandbox-up)'}")
@@ -827,6 +986,18 @@ def daemon(name: str, action: str) -> None:
     print(f"sandbox: {name} {action} done")
 
 
+def index_is_off() -> bool:
+    return answers(LOGIN, ["nft", "list", "table", "inet", "sandbox_index"])
+
+
+def index(on: bool) -> None:
+    """Login's package index answers again (on) or refuses connections (off), as a site's
+    proxy or mirror that is down; the server itself keeps running."""
+    rules = render("index-on.nft") if on else render("index-off.nft", port=PYPI_PORT)
+    in_host(LOGIN, ["nft", "-f", "-"], input=rules)
+    print(f"sandbox: package index http://login:{PYPI_PORT}/ {'on' if on else 'off'}")
+
+
 def link(state: str) -> None:
     """Cut or restore the laptop's network (its only link, to login), as a dropped Wi-Fi would."""
     in_host(LAPTOP, ["ip", "link", "set", "eth0", state])
@@ -861,6 +1032,8 @@ def main(argv: list[str] | None = None) -> int:
     dmn = sub.add_parser("daemon", help="stop/start/restart a daemon (fault injection)")
     dmn.add_argument("name", help="slurmctld, slurmd-cn01, sshd-login, sshd-cn01, ...")
     dmn.add_argument("action", choices=["stop", "start", "restart"])
+    idx = sub.add_parser("index", help="the package index on login refuses (off) or answers (on)")
+    idx.add_argument("state", choices=["off", "on"])
     lnk = sub.add_parser("link", help="cut (down) or restore (up) the laptop's network")
     lnk.add_argument("state", choices=["down", "up"])
     ex = sub.add_parser("exec", help="run a command inside a host")
@@ -886,6 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
             hide_python(args.state == "on")
         elif args.command == "daemon":
             daemon(args.name, args.action)
+        elif args.command == "index":
+            index(args.state == "on")
         elif args.command == "link":
             link(args.state)
         elif args.command == "exec":

@@ -1,0 +1,2 @@
+# Run by `conda deactivate` for this environment.
+unset NBMARKER_ACTIVATED

@@ -1,0 +1,7 @@
+help([[CUDA $version for the sandbox cluster: its variables only (no toolkit; cn02's GPUs are fakes).]])
+whatis("Name: cuda")
+whatis("Version: $version")
+setenv("CUDA_HOME", "$prefix")
+setenv("CUDA_PATH", "$prefix")
+setenv("NODEBOOK_SANDBOX_CUDA", "$version")
+prepend_path("PATH", "$prefix/bin")
