@@ -7,16 +7,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 from driver.inventory import DEFAULT_INVENTORY, load_cluster
+from driver.options import add_job_options, session_options
 from driver.progress import Renderer, Update
-from driver.resources import Resources
 from driver.tunnel import MODES
-
-if TYPE_CHECKING:
-    from driver.session import SessionOptions
 
 EXAMPLES = f"""\
 examples:
@@ -63,13 +59,6 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--port", type=int, metavar="LOCAL", help="local port (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    p.add_argument(
-        "--heartbeat-timeout",
-        type=int,
-        default=300,
-        metavar="S",
-        help="the job ends itself this long after the driver is gone (default 300)",
-    )
     p.add_argument("--check-interval", type=float, default=5.0, metavar="S", help=argparse.SUPPRESS)
     p.add_argument(
         "--reconnect-bound",
@@ -96,25 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(s)
-    s.add_argument("--partition", metavar="P")
-    s.add_argument("--account", metavar="A")
-    s.add_argument("--qos", metavar="Q")
-    s.add_argument("--time", metavar="HH:MM:SS", help="walltime (Slurm formats, e.g. 01:30:00)")
-    s.add_argument("--cpus", type=int, metavar="N")
-    s.add_argument("--mem", metavar="SIZE", help="memory, e.g. 8G")
-    s.add_argument("--gpus", metavar="N", help="GPUs: a count or TYPE:COUNT")
-    s.add_argument(
-        "--endpoint",
-        choices=("socket", "tcp", "tcp-node"),
-        help="how Jupyter listens on the node (default: setup's choice)",
-    )
-    s.add_argument(
-        "--pending-limit",
-        type=int,
-        default=3600,
-        metavar="S",
-        help="cancel if still PENDING after this long (default 3600)",
-    )
+    add_job_options(s)
     s.add_argument(
         "--allow-second",
         action="store_true",
@@ -144,45 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _session_options(args: argparse.Namespace) -> "SessionOptions":
-    from driver.session import SessionOptions
-
-    resources = Resources(
-        partition=getattr(args, "partition", None),
-        account=getattr(args, "account", None),
-        qos=getattr(args, "qos", None),
-        time=getattr(args, "time", None),
-        cpus=getattr(args, "cpus", None),
-        mem=getattr(args, "mem", None),
-        gpus=getattr(args, "gpus", None),
-    ).validate()
-    if args.port is not None and not 1024 <= args.port <= 65535:
-        raise NodebookError(f"--port {args.port}: pick 1024-65535", ExitCode.USAGE)
-    if args.heartbeat_timeout < 0:
-        raise NodebookError("--heartbeat-timeout: 0 (off) or more seconds", ExitCode.USAGE)
-    endpoint = getattr(args, "endpoint", None)
-    if args.tunnel == "via-login" and endpoint in (None, "socket", "tcp"):
-        endpoint = "tcp-node"
-    return SessionOptions(
-        resources=resources,
-        tunnel=args.tunnel,
-        local_port=args.port,
-        browser=not args.no_browser,
-        allow_second=getattr(args, "allow_second", False),
-        endpoint=endpoint,
-        heartbeat_timeout=args.heartbeat_timeout,
-        check_interval=max(0.5, args.check_interval),
-        pending_limit=getattr(args, "pending_limit", 3600),
-        reconnect_bound=args.reconnect_bound,
-    )
-
-
 def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
     """Dispatch one subcommand."""
     if args.command in ("session", "attach"):
         from driver.session import Session
 
-        opts = _session_options(args)  # validate before touching the network
+        opts = session_options(args)  # checked before anything touches the network
         cluster = load_cluster(args.inventory, args.cluster, args.user)
         session = Session(cluster, opts, out)
         return session.start() if args.command == "session" else session.attach(args.job_id)
@@ -198,7 +136,9 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
     cluster = load_cluster(args.inventory, args.cluster, args.user)
     if args.command == "setup":
         return commands.setup(cluster, list(args.extra))
-    return commands.doctor(cluster, out)
+    from driver.doctor import doctor
+
+    return doctor(cluster, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from driver import inventory_cache
 from driver.errors import ExitCode, NodebookError
+from driver.paths import DATA, rules
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_INVENTORY = REPO / "inventory" / "sandbox" / "hosts.yml"
+DEFAULT_INVENTORY = DATA / "inventory" / "sandbox" / "hosts.yml"
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Cluster:
     identity: str | None = None
     scheduler: str = "slurm"
     tunnel: str = "jump"
-    endpoint: str = "socket"
+    endpoint: str | None = None  # nodebook_job_endpoint from the inventory (None: setup's)
+    base_dir: str = ".nodebook"  # nodebook_environment_base_dir: where setup put the helper
     hostvars: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -113,6 +114,18 @@ def cluster_from_hostvars(
                 f"inventory host {name}: StrictHostKeyChecking=no is refused; pin the host keys",
                 ExitCode.USAGE,
             )
+    if "nodebook_endpoint" in hv:
+        raise NodebookError(
+            f"inventory host {name}: nodebook_endpoint is now nodebook_job_endpoint (the job's "
+            "endpoint, as in roles/nodebook_job); rename it",
+            ExitCode.USAGE,
+        )
+    scheduler = str(hv.get("nodebook_scheduler", rules().default("nodebook_scheduler")))
+    problems = rules().invalid(
+        {k: hv[k] for k in ("nodebook_scheduler", "nodebook_job_endpoint") if k in hv}
+    )
+    if problems:
+        raise NodebookError(f"inventory host {name}: {'; '.join(problems)}", ExitCode.USAGE)
     port = hv.get("ansible_port", hv.get("ansible_ssh_port"))
     key = hv.get("ansible_ssh_private_key_file", hv.get("ansible_private_key_file"))
     ansible_user = hv.get("ansible_user", hv.get("ansible_ssh_user"))
@@ -124,56 +137,73 @@ def cluster_from_hostvars(
         port=int(str(port)) if port is not None else None,
         ssh_args=tuple(args),
         identity=str(Path(str(key)).expanduser()) if key else None,
-        scheduler=str(hv.get("nodebook_scheduler", "slurm")),
-        tunnel=str(
-            hv.get(
-                "nodebook_tunnel", "direct" if hv.get("nodebook_scheduler") == "none" else "jump"
-            )
+        scheduler=scheduler,
+        tunnel=str(hv.get("nodebook_tunnel", "direct" if scheduler == "none" else "jump")),
+        endpoint=str(hv["nodebook_job_endpoint"]) if hv.get("nodebook_job_endpoint") else None,
+        base_dir=str(
+            hv.get("nodebook_environment_base_dir")
+            or rules().default("nodebook_environment_base_dir")
         ),
-        endpoint=str(hv.get("nodebook_endpoint", "socket")),
         hostvars=hv,
     )
 
 
-def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> Cluster:
-    """Read one host from the inventory (one ansible-inventory call).
-
-    With no name, the inventory must hold exactly one host with a scheduler (hosts marked
-    ``nodebook_same_as: OTHER`` do not count: they are a second way into OTHER).
-    """
+def _hostvars(inventory: Path) -> dict[str, dict[str, object]]:
     if not inventory.exists():
         raise NodebookError(f"inventory {inventory} does not exist: pass -i PATH", ExitCode.USAGE)
     listing = _listing(inventory)
     meta = listing.get("_meta", {}) if isinstance(listing, dict) else {}
     allvars = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
-    hosts = sorted(allvars) if isinstance(allvars, dict) else []
+    hosts = (
+        {h: v for h, v in allvars.items() if isinstance(v, dict)}
+        if isinstance(allvars, dict)
+        else {}
+    )
     if not hosts:
         raise NodebookError(
             f"inventory {inventory} defines no hosts: add your cluster's login node "
-            "(see inventory/example/hosts.yml)",
+            "(`nodebook init NAME --host HOST` writes one)",
             ExitCode.USAGE,
         )
+    return hosts
+
+
+def default_host(hostvars: dict[str, dict[str, object]]) -> str | None:
+    """The host to use without --cluster: the only one that is not a second way into another
+    (``nodebook_same_as``), else the only Slurm one; None when that is ambiguous."""
+    own = sorted(h for h, hv in hostvars.items() if not hv.get("nodebook_same_as"))
+    if len(own) == 1:
+        return own[0]
+    slurm = [h for h in own if hostvars[h].get("nodebook_scheduler", "slurm") != "none"]
+    return slurm[0] if len(slurm) == 1 else None
+
+
+def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> Cluster:
+    """Read one host from the inventory (one ansible-inventory call, or its cache)."""
+    hostvars = _hostvars(inventory)
+    hosts = sorted(hostvars)
     if name is None:
-        slurm = [
-            h
-            for h in hosts
-            if allvars[h].get("nodebook_scheduler", "slurm") != "none"
-            and not allvars[h].get("nodebook_same_as")
-        ]
-        if len(slurm) != 1:
+        name = default_host(hostvars)
+        if name is None:
             raise NodebookError(
-                f"inventory {inventory} has hosts {', '.join(hosts) or 'none'}: pick one with "
-                "--cluster NAME",
+                f"inventory {inventory} has hosts {', '.join(hosts)}: pick one with --cluster NAME",
                 ExitCode.USAGE,
             )
-        name = slurm[0]
-    elif name not in hosts:
+    elif name not in hostvars:
         raise NodebookError(
-            f"no host {name!r} in {inventory}: pick one of {', '.join(hosts) or 'none'} "
-            "with --cluster NAME",
+            f"no host {name!r} in {inventory}: pick one of {', '.join(hosts)} with --cluster NAME",
             ExitCode.USAGE,
         )
-    hv = allvars[name]
-    if not isinstance(hv, dict):
-        raise NodebookError(f"inventory host {name}: unexpected ansible-inventory output")
-    return cluster_from_hostvars(name, inventory, hv, user)
+    return cluster_from_hostvars(name, inventory, hostvars[name], user)
+
+
+def all_clusters(inventory: Path, name: str | None, user: str | None = None) -> list[Cluster]:
+    """One cluster (--cluster), else every host that is not a second way into another."""
+    if name:
+        return [load_cluster(inventory, name, user)]
+    hostvars = _hostvars(inventory)
+    return [
+        cluster_from_hostvars(h, inventory, hv, user)
+        for h, hv in sorted(hostvars.items())
+        if not hv.get("nodebook_same_as")
+    ]

@@ -1,9 +1,9 @@
 """ansible-runner events -> progress updates -> live lines (human) or JSON lines (--json).
 
-The playbooks report through structured data only: the raw tasks' one-line JSON
-(``{"nodebook": "submitted" | "status" | "connection", ...}``: job id; state, reason, estimated
-start; node and endpoint) and ``set_stats`` results (job id, node, endpoint). Nothing here
-scrapes Ansible's display output.
+The playbooks' remote steps are calls of the remote helper, whose JSON lines come back in the
+tasks' results (``{"nodebook": "submitted" | "status" | "connection" | "stopped" | "error", ...}``):
+job id; state, reason, estimated start; node and endpoint. A retry of the wait is an event of its
+own, so each change of state is shown as it happens. Nothing here scrapes Ansible's display.
 """
 
 import contextlib
@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from driver.errors import ExitCode
+from driver.remote import error_for, parse_lines
 
-# A failing task's message may start with one of these tags; it picks the exit code.
+# A failing task's own message (not the helper's) may start with one of these tags.
 FAIL_TAGS = {
     "[not-set-up]": ExitCode.NOT_SET_UP,
     "[usage]": ExitCode.USAGE,
@@ -22,13 +23,14 @@ FAIL_TAGS = {
     "[duplicate]": ExitCode.DUPLICATE,
     "[job-ended]": ExitCode.JOB_ENDED,
 }
+WAITING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN")
 
 
 @dataclass
 class Update:
     """One step of a session's progress."""
 
-    kind: str  # submitted | pending | running | ready | ended | error | info
+    kind: str  # submitted | pending | running | ready | stopped | ended | error | info
     job_id: str | None = None
     state: str | None = None
     reason: str | None = None
@@ -50,17 +52,27 @@ def carries_secret(event: dict[str, Any]) -> bool:
     return "token" in json.dumps(data.get("res", {})) if isinstance(data, dict) else False
 
 
-def _status_line(res: dict[str, Any]) -> dict[str, Any] | None:
-    stdout = res.get("stdout")
-    if not isinstance(stdout, str):
-        return None
-    for line in reversed(stdout.splitlines()):
-        if line.startswith('{"nodebook":'):
-            try:
-                parsed = json.loads(line)
-            except ValueError:
-                return None
-            return parsed if isinstance(parsed, dict) else None
+def _from_line(line: dict[str, Any]) -> Update | None:
+    kind = line.get("nodebook")
+    data = {k: v for k, v in line.items() if k != "nodebook"}
+    job_id = str(line.get("job_id") or "") or None
+    if kind == "submitted":
+        return Update("submitted", job_id=job_id, data=data)
+    if kind == "status":
+        state = str(line.get("state") or "")
+        return Update(
+            "pending" if state in WAITING else "running" if state == "RUNNING" else "info",
+            job_id=job_id,
+            state=state,
+            reason=line.get("reason") or None,
+            start=line.get("start") or None,
+            node=line.get("node") or None,
+            data={"start_known": bool(line.get("start"))},
+        )
+    if kind == "connection" and line.get("node"):
+        return Update("ready", job_id=job_id, node=str(line["node"]), data=data)
+    if kind in ("stopped", "gone"):
+        return Update("stopped", job_id=job_id, data={"cancelled": kind == "stopped"})
     return None
 
 
@@ -71,51 +83,25 @@ def parse_event(event: dict[str, Any]) -> list[Update]:
     res = data.get("res") if isinstance(data, dict) else None
     if not isinstance(res, dict):
         return []
-    updates: list[Update] = []
+    lines = parse_lines(res["stdout"]) if isinstance(res.get("stdout"), str) else []
     if kind in ("runner_on_ok", "runner_retry"):
-        stats = res.get("ansible_stats", {}).get("data", {}) if kind == "runner_on_ok" else {}
-        if "nodebook_job_id" in stats and "nodebook_node" not in stats:
-            updates.append(Update("submitted", job_id=str(stats["nodebook_job_id"])))
-        if "nodebook_node" in stats and "nodebook_endpoint" in stats:
-            updates.append(
-                Update(
-                    "ready",
-                    job_id=str(stats.get("nodebook_job_id")),
-                    node=str(stats["nodebook_node"]),
-                    data={k.removeprefix("nodebook_"): v for k, v in stats.items()},
-                )
-            )
-        status = _status_line(res)
-        if status and status.get("nodebook") == "submitted" and status.get("job_id"):
-            updates.append(Update("submitted", job_id=str(status["job_id"])))
-        if status and status.get("nodebook") == "connection" and "node" in status:
-            # The wait task's own result: the driver connects before the play's last tasks.
-            data = {k: v for k, v in status.items() if k != "nodebook"}
-            updates.append(
-                Update("ready", job_id=str(data.get("job_id")), node=str(data["node"]), data=data)
-            )
-        if status and status.get("nodebook") == "status":
-            state = str(status.get("state") or "")
-            updates.append(
-                Update(
-                    "pending"
-                    if state in ("PENDING", "CONFIGURING", "REQUEUED")
-                    else "running"
-                    if state == "RUNNING"
-                    else "info",
-                    job_id=str(status.get("job_id") or "") or None,
-                    state=state,
-                    reason=status.get("reason") or None,
-                    start=status.get("start") or None,
-                    node=status.get("node") or None,
-                )
-            )
-    elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-        msg = str(res.get("msg") or res.get("stderr") or "task failed").strip()
-        code = ExitCode.SSH if kind == "runner_on_unreachable" else ExitCode.ERROR
-        for tag, tag_code in FAIL_TAGS.items():
-            if msg.startswith(tag):
-                msg, code = msg[len(tag) :].strip(), tag_code
+        return [u for u in map(_from_line, lines) if u is not None]
+    if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+        updates = [u for u in map(_from_line, lines) if u is not None and u.kind != "ready"]
+        errors = [line for line in lines if line.get("nodebook") == "error"]
+        if errors:
+            err = error_for(errors[-1])
+            msg, code = err.message, err.code
+        else:
+            msg = str(res.get("msg") or res.get("stderr") or "task failed").strip()
+            code = ExitCode.SSH if kind == "runner_on_unreachable" else ExitCode.ERROR
+            for tag, tag_code in FAIL_TAGS.items():
+                if tag in msg:
+                    msg, code = msg[msg.index(tag) + len(tag) :].strip(), tag_code
+            stderr = str(res.get("stderr", ""))
+            if "nodebook-remote" in stderr and "No such file or directory" in stderr:
+                msg = "nodebook is not set up here (no helper installed): run `nodebook setup`"
+                code = ExitCode.NOT_SET_UP
         updates.append(
             Update(
                 "error",
@@ -124,16 +110,20 @@ def parse_event(event: dict[str, Any]) -> list[Update]:
                 data={"detail": msg},
             )
         )
-    return updates
+        return updates
+    return []
 
 
 def pending_line(update: Update) -> str:
-    """'PENDING (Resources), estimated start 2026-01-01T12:00:00'."""
+    """'PENDING (Resources), estimated start 2026-01-01T12:00:00' (or 'no estimate yet')."""
     text = f"{update.state or 'PENDING'}"
-    if update.reason and update.reason != "None":
+    if update.reason:
         text += f" ({update.reason})"
-    if update.start and update.start not in ("N/A", "Unknown", "None"):
-        text += f", estimated start {update.start}"
+    if update.state == "UNKNOWN":
+        return "state unknown: Slurm did not answer, asking again"
+    text += (
+        f", estimated start {update.start}" if update.start else ", no estimate of the start yet"
+    )
     return text
 
 

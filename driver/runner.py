@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from driver.errors import ExitCode, NodebookError
-from driver.inventory import REPO, Cluster
+from driver.inventory import Cluster
+from driver.paths import ANSIBLE_CFG, DATA, PLAYBOOKS
 from driver.progress import Update, carries_secret, parse_event
 
 
@@ -55,7 +56,7 @@ class PlaybookRun:
         venv_bin = str(Path(sys.executable).parent)
         envvars = {
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
             "ANSIBLE_NOCOLOR": "1",
             # ansible-runner defaults this to False, which makes Ansible pass
             # -o StrictHostKeyChecking=no to ssh (over the inventory's ssh config): keep it on.
@@ -65,8 +66,8 @@ class PlaybookRun:
         try:
             thread, runner = ansible_runner.run_async(
                 private_data_dir=str(private),
-                project_dir=str(REPO),
-                playbook=str(REPO / "playbooks" / self.playbook),
+                project_dir=str(DATA),
+                playbook=str(PLAYBOOKS / self.playbook),
                 inventory=str(self.cluster.inventory),
                 limit=self.cluster.name,
                 extravars=self.extravars,

@@ -125,7 +125,8 @@ class Master:
         timeout: float = 30,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a shell command on the login host over the master (one round trip)."""
+        """Run a command line on the login host over the master (one round trip). Only
+        driver.remote calls this, with the helper's command lines."""
         return subprocess.run(
             [*self.client_argv("-T"), command],
             capture_output=True,
@@ -149,16 +150,6 @@ class Master:
         if proc.returncode != 0 and not cancel:
             why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise NodebookError(f"cannot forward {spec}: {why}", ExitCode.TUNNEL_LOST)
-
-    def responsive(self, timeout: float = 5) -> bool:
-        """One round trip to the login host over the master (a hung master still answers
-        ``-O check`` locally; this asks the other end)."""
-        if not self.control_path.exists():
-            return False
-        try:
-            return self.run("true", timeout=timeout).returncode == 0
-        except (subprocess.SubprocessError, OSError):
-            return False
 
     def close(self) -> None:
         """Ask the master to exit (it closes every forwarding it holds); kill it if it hangs."""
@@ -291,13 +282,6 @@ def ssh_hint(why: str, cluster: Cluster) -> str:
         if re.search(pattern, why):
             return hint.format(target=target, host=cluster.host)
     return f"run `ssh {target}` by hand to see why"
-
-
-def remote_home_path(relative: str) -> str:
-    """A shell word for ``~/relative`` that the remote shell expands safely."""
-    if not re.fullmatch(r"[A-Za-z0-9_./-]+", relative):
-        raise NodebookError(f"unsafe remote path {relative!r}")
-    return f'"$HOME"/{relative}'
 
 
 def cleanup_dir(path: Path) -> None:

@@ -5,15 +5,15 @@ Modes (``--tunnel``):
              the local port to the unix socket (or loopback port) there. The ssh session ends on
              the node, which is what a unix-socket forward needs. Default.
   hops       the classic nested form: the master forwards the local port to a 0600 unix socket
-             on login, held by an inner ``ssh -L`` from login to the node. The inner ssh runs
-             ``cat`` with its stdin tied to the driver, so it ends with the driver (no orphan).
+             on login, held by an inner ``ssh -L`` from login to the node (the helper's ``hop``).
+             Its remote end is the helper's ``hold``, with stdin tied to the driver, so it ends
+             with the driver (no orphan).
   via-login  the master forwards local port -> node:port (TCP endpoint bound to the node's
              cluster address), for clusters that forbid ssh to compute nodes.
   direct     the master forwards to the endpoint on the login host itself (standalone server).
 """
 
 import contextlib
-import shlex
 import socket
 import subprocess
 import time
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from driver.errors import ExitCode, NodebookError
+from driver.remote import Remote
 from driver.ssh import Master
 
 MODES = ("jump", "hops", "via-login", "direct")
@@ -92,74 +93,45 @@ def node_argv(master: Master, node: str, options: list[str], command: str | None
     return argv
 
 
-def hold_command(job_id: str) -> str:
-    """The remote command that holds a tunnel open while its stdin (the driver) lives.
-
-    ``env NODEBOOK_TUNNEL=<job>`` tags the process with its job (any login shell runs it), so a
-    tunnel's remote end can be told apart from other sessions' on a shared node.
-    """
-    return f"exec env NODEBOOK_TUNNEL={shlex.quote(job_id)} cat >/dev/null"
-
-
-def jump_argv(master: Master, endpoint: Endpoint, local_port: int, job_id: str = "") -> list[str]:
-    """The jump-mode tunnel: the ssh session ends on the node that holds the socket."""
+def jump_argv(master: Master, endpoint: Endpoint, local_port: int, hold: str) -> list[str]:
+    """The jump-mode tunnel: the ssh session ends on the node that holds the socket; its remote
+    command (``hold``) keeps it open while the driver lives."""
     spec = f"127.0.0.1:{local_port}:{endpoint.target()}"
-    return node_argv(master, endpoint.node, ["-L", spec], hold_command(job_id))
-
-
-def hop_socket(user: str, job_id: str) -> str:
-    return f"/tmp/nodebook-{user}-{job_id}-hop.sock"
-
-
-def hops_inner_command(endpoint: Endpoint, hop: str, job_id: str = "") -> str:
-    """The command run on login: ssh -L hop.sock:<target> node, alive while its stdin is open."""
-    inner = [
-        "env",
-        f"NODEBOOK_TUNNEL={job_id}",
-        "ssh",
-        "-T",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-o",
-        "StreamLocalBindUnlink=yes",
-        "-o",
-        "ServerAliveInterval=5",
-        "-o",
-        "ServerAliveCountMax=3",
-        "-L",
-        f"{hop}:{endpoint.target()}",
-        endpoint.node,
-        hold_command(job_id),
-    ]
-    # umask 077: the hop socket on the shared login node is the user's alone. ssh does not
-    # remove a unix socket it listened on: the shell does, once the inner ssh has ended.
-    return f"umask 077; {' '.join(shlex.quote(w) for w in inner)}; rm -f {shlex.quote(hop)}"
+    return node_argv(master, endpoint.node, ["-L", spec], hold)
 
 
 @dataclass
 class Tunnel:
     """A running tunnel in one of the four modes; ``alive()`` is cheap, ``close()`` idempotent."""
 
-    master: Master
+    remote: Remote
     mode: str
     endpoint: Endpoint
     local_port: int
-    user: str
     job_id: str
+    hop_socket: str | None = None  # hops: the login node's socket (from the connection info)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     forward_spec: str | None = None
+
+    @property
+    def master(self) -> Master:
+        return self.remote.master
 
     def start(self) -> None:
         if self.mode not in MODES:
             raise NodebookError(f"unknown tunnel mode {self.mode!r}", ExitCode.USAGE)
         local = f"127.0.0.1:{self.local_port}"
         if self.mode == "jump":
-            self._spawn(jump_argv(self.master, self.endpoint, self.local_port, self.job_id))
+            hold = self.remote.hold_command(self.job_id)
+            self._spawn(jump_argv(self.master, self.endpoint, self.local_port, hold))
         elif self.mode == "hops":
-            hop = hop_socket(self.user, self.job_id)
-            inner = hops_inner_command(self.endpoint, hop, self.job_id)
+            if not self.hop_socket:
+                raise NodebookError("--tunnel hops: the cluster's helper named no hop socket")
+            inner = self.remote.hop_command(self.job_id, self.endpoint.node, self.endpoint.target())
             self._spawn([*self.master.client_argv("-T"), inner])
-            self.forward_spec = f"{local}:{hop}"
+            # A forward to a socket the inner ssh has not made yet fails per connection, not
+            # here: the driver's HTTP check retries until it answers.
+            self.forward_spec = f"{local}:{self.hop_socket}"
             self.master.forward(self.forward_spec)
         elif self.mode == "via-login":
             if self.endpoint.socket or self.endpoint.host.startswith("127."):

@@ -2,10 +2,11 @@
 """A fake Slurm for the helper's unit tests: sbatch, squeue, scancel, sacct and sinfo in one file.
 
 Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
-($FAKE_SLURM_STATE, else slurm.json beside the bin dir): {"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true,
-"sbatch_error": null}. Every call is appended to "calls" (argv and, for sbatch, the environment),
-so tests count scheduler queries and see exactly what was submitted. Only the options the helper
-uses are understood; anything else fails loudly.
+($FAKE_SLURM_STATE, else slurm.json beside the bin dir):
+{"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true, "sbatch_error": null}.
+Every call is appended to "calls" (argv and, for sbatch, the environment), so tests count
+scheduler queries and see exactly what was submitted. Only the options the helper uses are
+understood; anything else fails loudly.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def opts(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 def main() -> int:
     name = Path(sys.argv[0]).name
     # sbatch runs under `env -i`: then the state is found beside the bin dir of the fakes.
-    path = Path(os.environ.get("FAKE_SLURM_STATE") or Path(sys.argv[0]).parent.parent / "slurm.json")
+    path = Path(
+        os.environ.get("FAKE_SLURM_STATE") or Path(sys.argv[0]).parent.parent / "slurm.json"
+    )
     with open(str(path) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = load(path)
@@ -88,7 +91,9 @@ def main() -> int:
 
 def run(name: str, state: dict) -> int:
     if state.get("down") and name in ("squeue", "sbatch", "scancel", "sinfo"):
-        print(f"{name}: error: Unable to contact slurm controller (connect failure)", file=sys.stderr)
+        print(
+            f"{name}: error: Unable to contact slurm controller (connect failure)", file=sys.stderr
+        )
         return 1
     o, rest = opts(sys.argv[1:])
     jobs = state["jobs"]

@@ -1,4 +1,5 @@
-"""Inventory hosts marked nodebook_same_as: never the default host (real ansible-inventory)."""
+"""The default host: hosts marked nodebook_same_as never are; a lone host of any kind is
+(real ansible-inventory)."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 
 from driver.errors import NodebookError
 from driver.inventory import load_cluster
-from driver.session import Session
+from driver.session import endpoint_of
 
 INVENTORY = """\
 all:
@@ -37,9 +38,20 @@ def test_two_real_clusters_need_a_choice(tmp_path: Path) -> None:
         load_cluster(inv, None)
 
 
-def test_endpoint_from_stats_and_from_the_ready_event() -> None:
-    stats = {"nodebook_node": "cn01", "nodebook_socket": "/tmp/s", "nodebook_port": ""}
-    event = {"node": "cn02", "socket": "", "port": "4242"}
-    a, b = Session._endpoint_from(stats), Session._endpoint_from(event)
+def test_a_lone_standalone_server_is_the_default(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    ws:\n      nodebook_scheduler: none\n")
+    assert load_cluster(inv, None).name == "ws"
+
+
+def test_a_server_beside_one_cluster_leaves_the_cluster_the_default(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(INVENTORY + "        ws:\n          nodebook_scheduler: none\n")
+    assert load_cluster(inv, None).name == "hpc"
+
+
+def test_endpoint_from_the_connection_info() -> None:
+    a = endpoint_of({"node": "cn01", "socket": "/tmp/s", "port": None})
+    b = endpoint_of({"node": "cn02", "socket": None, "port": 4242, "host": "10.0.0.2"})
     assert (a.node, a.socket, a.port) == ("cn01", "/tmp/s", None)
-    assert (b.node, b.socket, b.port) == ("cn02", None, 4242)
+    assert (b.node, b.socket, b.port, b.host) == ("cn02", None, 4242, "10.0.0.2")

@@ -24,9 +24,13 @@ def status(**kw):
     return ok({"stdout": json.dumps(base)}, "runner_retry")
 
 
-def test_submitted_from_set_stats():
-    (u,) = parse_event(ok({"ansible_stats": {"data": {"nodebook_job_id": "42"}}}))
-    assert (u.kind, u.job_id) == ("submitted", "42")
+def test_submitted_line_of_the_submit_task():
+    line = {"nodebook": "submitted", "job_id": "42", "heartbeat_timeout": 600, "socket": "/s"}
+    updates = parse_event(ok({"stdout": json.dumps(line) + "\n" + json.dumps(
+        {"nodebook": "status", "job_id": "42", "state": "PENDING", "reason": "Priority",
+         "start": ""})}))  # fmt: skip
+    assert [u.kind for u in updates] == ["submitted", "pending"]
+    assert updates[0].data["heartbeat_timeout"] == 600 and updates[0].data["socket"] == "/s"
 
 
 def test_pending_retry_carries_reason_and_estimate():
@@ -41,26 +45,34 @@ def test_pending_retry_carries_reason_and_estimate():
     assert line == "job 12: PENDING (Resources), estimated start 2026-01-01T12:00:00"
 
 
-def test_running_and_ready_from_stats():
-    # the node alone is reported by the wait task's status line, not twice
-    assert parse_event(ok({"ansible_stats": {"data": {"nodebook_node": "cn01"}}})) == []
-    (run,) = parse_event(status(state="RUNNING", node="cn01", reason="None"))
+def test_no_estimate_is_said_in_words():
+    (u,) = parse_event(status(start=""))
+    line = Renderer(False, io.StringIO()).human(u)
+    assert line == "job 12: PENDING (Resources), no estimate of the start yet"
+    assert "N/A" not in line
+
+
+def test_running_and_ready_from_the_helpers_lines():
+    (run,) = parse_event(status(state="RUNNING", node="cn01", reason=""))
     assert (run.kind, run.node, run.job_id) == ("running", "cn01", "12")
-    (ready,) = parse_event(
-        ok(
-            {
-                "ansible_stats": {
-                    "data": {
-                        "nodebook_job_id": "7",
-                        "nodebook_node": "cn02",
-                        "nodebook_endpoint": "socket",
-                        "nodebook_socket": "/tmp/nodebook-alice-7/jupyter.sock",
-                    }
-                }
-            }
-        )
-    )
+    conn = {"nodebook": "connection", "job_id": "7", "node": "cn02", "endpoint": "socket",
+            "socket": "/tmp/nodebook-alice-7/jupyter.sock"}  # fmt: skip
+    (ready,) = parse_event(ok({"stdout": json.dumps(conn)}))
     assert ready.kind == "ready" and ready.data["socket"].endswith("jupyter.sock")
+
+
+def test_helper_error_line_gives_message_and_exit_code():
+    err = {"nodebook": "error", "error": "duplicate", "message": "a session is already running"}
+    ev = {"event": "runner_on_failed", "event_data": {"res": {"stdout": json.dumps(err), "rc": 8}}}
+    (u,) = parse_event(ev)
+    assert (u.kind, u.code, u.message) == ("error", ExitCode.DUPLICATE, err["message"])
+
+
+def test_missing_helper_means_not_set_up():
+    res = {"rc": 127, "stdout": "", "stderr": "bash: /home/a/.nodebook/bin/nodebook-remote: "
+           "No such file or directory", "msg": "non-zero return code"}  # fmt: skip
+    (u,) = parse_event({"event": "runner_on_failed", "event_data": {"res": res}})
+    assert u.code == ExitCode.NOT_SET_UP and "nodebook setup" in (u.message or "")
 
 
 def test_tagged_failure_maps_exit_code():

@@ -84,7 +84,9 @@ class Cluster:
         }
         setup.update(changes)
         # As the role writes it: to_nice_json(indent=2) is json.dumps(indent=2, sort_keys=True).
-        text = json.dumps({k: v for k, v in setup.items() if v is not None}, indent=2, sort_keys=True)
+        text = json.dumps(
+            {k: v for k, v in setup.items() if v is not None}, indent=2, sort_keys=True
+        )
         (self.base / "setup.json").write_text(text + "\n")
 
     def save(self) -> None:
@@ -160,7 +162,9 @@ def test_not_set_up_names_the_user_and_the_fix(cluster: Cluster) -> None:
     res = cluster.run("--protocol", str(helper_protocol()), "submit")
     assert res.rc == 3
     assert res.one("error")["error"] == "not-set-up"
-    assert "tester" in res.one("error")["message"] and "nodebook setup" in res.one("error")["message"]
+    assert (
+        "tester" in res.one("error")["message"] and "nodebook setup" in res.one("error")["message"]
+    )
     assert not cluster.calls("sbatch")
 
 
@@ -310,9 +314,10 @@ def test_pending_limit_gives_up_with_a_fix(cluster: Cluster) -> None:
     (cluster.base / "jobs/10.seen").write_text(f"{t}|{t}|PENDING|Resources||\n")
     res = cluster.run("wait", "10", "--window", "5", "--pending-limit", "60")
     assert res.rc == 5
-    assert "after 60 s" in res.one("error")["message"] and "--pending-limit" in res.one("error")[
-        "message"
-    ]
+    assert (
+        "after 60 s" in res.one("error")["message"]
+        and "--pending-limit" in res.one("error")["message"]
+    )
 
 
 def test_scheduler_hiccup_keeps_waiting(cluster: Cluster) -> None:
@@ -464,7 +469,8 @@ def test_environment_without_modules_finds_python(cluster: Cluster) -> None:
 def test_environment_with_a_missing_module_offers_close_matches(cluster: Cluster) -> None:
     fake_module = (
         'module() { case $1 in -t) printf "%s\\n" "/opt/mf:" "python/3.10" "python/3.12(default)"'
-        ' "gcc/12" >&2 ;; is-avail) [ "$2" = python/3.12 ] ;; load) [ "$2" = python/3.12 ] ;; esac; }'
+        ' "gcc/12" >&2 ;; is-avail) [ "$2" = python/3.12 ] ;;'
+        ' load) [ "$2" = python/3.12 ] ;; esac; }'
     )
     script = f'{fake_module}; export -f module; exec "$0" environment python/3.99'
     proc = subprocess.run(
@@ -540,7 +546,8 @@ class S(HTTPServer):
         conn, _ = self.socket.accept()
         return conn, ("local", 0)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-open(os.environ["FAKE_ARGV"], "w").write(" ".join(sys.argv) + "\\n" + os.environ["JUPYTER_TOKEN_FILE"])
+with open(os.environ["FAKE_ARGV"], "w") as f:
+    f.write(" ".join(sys.argv) + "\\n" + os.environ["JUPYTER_TOKEN_FILE"])
 S(sock, H).serve_forever()
 """
 

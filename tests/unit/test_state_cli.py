@@ -7,7 +7,8 @@ import pytest
 
 from driver.cli import build_parser, main
 from driver.errors import ExitCode
-from driver.session import ended_reason, job_url
+from driver.monitor import describe_end
+from driver.session import job_url
 from driver.state import SessionRecord, StateDir, pid_alive
 
 
@@ -44,18 +45,25 @@ def test_job_url():
 
 
 @pytest.mark.parametrize(
-    ("state", "code"),
+    ("ended", "code", "words"),
     [
-        ("COMPLETED", ExitCode.OK),
-        ("", ExitCode.OK),
-        ("CANCELLED", ExitCode.JOB_ENDED),
-        ("TIMEOUT", ExitCode.JOB_ENDED),
-        ("FAILED", ExitCode.JOB_ENDED),
+        ({"state": "COMPLETED"}, ExitCode.OK, "shut down"),
+        ({"state": ""}, ExitCode.OK, "shut down"),
+        ({"state": "CANCELLED", "by": "alice"}, ExitCode.JOB_ENDED, "by you"),
+        ({"state": "CANCELLED", "by": "root"}, ExitCode.JOB_ENDED, "by root"),
+        ({"state": "TIMEOUT"}, ExitCode.JOB_ENDED, "--time"),
+        ({"state": "OUT_OF_MEMORY"}, ExitCode.JOB_ENDED, "--mem"),
+        ({"state": "NODE_FAIL"}, ExitCode.JOB_ENDED, "node failed"),
+        (
+            {"state": "FAILED", "exit_code": "1:0", "log": ["boom"]},
+            ExitCode.JOB_ENDED,
+            "(exit code 1:0); last lines of the job log: boom",
+        ),
     ],
 )
-def test_ended_reason(state, code):
-    text, got = ended_reason(state, "None")
-    assert got == code and text
+def test_why_a_job_ended_with_a_fix(ended, code, words):
+    text, got = describe_end(ended, "alice", "01:00:00")
+    assert got == code and words in text
 
 
 def test_help_teaches_with_examples(capsys):

@@ -7,15 +7,10 @@ import pytest
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, cluster_from_hostvars
+from driver.paths import helper_protocol
+from driver.remote import Remote
 from driver.ssh import Master
-from driver.tunnel import (
-    Endpoint,
-    Tunnel,
-    free_port,
-    hops_inner_command,
-    jump_argv,
-    port_is_free,
-)
+from driver.tunnel import Endpoint, Tunnel, free_port, jump_argv, port_is_free
 
 CLUSTER = Cluster(
     name="c",
@@ -30,6 +25,13 @@ CLUSTER = Cluster(
 
 def master():
     return Master(CLUSTER, Path("/tmp/nb-x"))
+
+
+def remote():
+    return Remote(master(), CLUSTER)
+
+
+HELPER = f"\"$HOME\"/'.nodebook/bin/nodebook-remote' --protocol {helper_protocol()}"
 
 
 def test_master_client_uses_control_path_and_inventory_settings():
@@ -49,8 +51,8 @@ def test_master_start_detaches_and_persists_bounded():
 
 def test_jump_argv_forwards_to_socket_on_node_through_master():
     ep = Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock")
-    argv = jump_argv(master(), ep, 18000)
-    assert argv[-2] == "cn01"
+    argv = jump_argv(master(), ep, 18000, "HOLD")
+    assert argv[-2] == "cn01" and argv[-1] == "HOLD"
     assert "-L" in argv and "127.0.0.1:18000:/tmp/nodebook-alice-7/jupyter.sock" in argv
     assert "ExitOnForwardFailure=yes" in argv and "-N" not in argv
     proxy = next(a for a in argv if a.startswith("ProxyCommand="))
@@ -60,9 +62,16 @@ def test_jump_argv_forwards_to_socket_on_node_through_master():
     assert argv.index("-l") and "2222" not in argv
 
 
-def test_tunnels_are_tagged_with_their_job():
-    ep = Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock")
-    assert jump_argv(master(), ep, 18000, "7")[-1] == "exec env NODEBOOK_TUNNEL=7 cat >/dev/null"
+def test_tunnels_hold_with_the_helper_and_their_job():
+    # the helper's `hold` tags the remote end with its job (NODEBOOK_TUNNEL) and keeps it open
+    assert remote().hold_command("7") == f"{HELPER} hold 7"
+    hop = remote().hop_command("7", "cn01", "/tmp/x y.sock")
+    assert hop == f"{HELPER} hop 7 cn01 '/tmp/x y.sock'"
+
+
+def test_helper_under_an_absolute_base_dir():
+    cl = cluster_from_hostvars("c", Path("i"), {"nodebook_environment_base_dir": "/scratch/a/nb"})
+    assert Remote(master(), cl).command("list").startswith("'/scratch/a/nb/bin/nodebook-remote' ")
 
 
 @pytest.mark.parametrize(
@@ -73,7 +82,7 @@ def test_tunnels_are_tagged_with_their_job():
     ],
 )
 def test_via_login_refuses_endpoints_login_cannot_reach(ep):
-    tunnel = Tunnel(master(), "via-login", ep, 18000, "alice", "7")
+    tunnel = Tunnel(remote(), "via-login", ep, 18000, "7")
     with pytest.raises(NodebookError, match="tcp-node") as exc:
         tunnel.start()
     assert exc.value.code == ExitCode.USAGE and tunnel.forward_spec is None
@@ -81,7 +90,7 @@ def test_via_login_refuses_endpoints_login_cannot_reach(ep):
 
 def test_jump_tcp_endpoint():
     ep = Endpoint(node="cn02", port=45678)
-    assert "127.0.0.1:1:127.0.0.1:45678" in jump_argv(master(), ep, 1)
+    assert "127.0.0.1:1:127.0.0.1:45678" in jump_argv(master(), ep, 1, "HOLD")
 
 
 def test_proxy_command_escapes_percent():
@@ -90,14 +99,10 @@ def test_proxy_command_escapes_percent():
     assert "/a%%b" in cmd and "%h:%p" in cmd
 
 
-def test_hops_inner_command_has_no_orphan_risk():
-    ep = Endpoint(node="cn01", socket="/tmp/nodebook-alice-7/jupyter.sock")
-    cmd = hops_inner_command(ep, "/tmp/nodebook-alice-7-hop.sock", "7")
-    assert cmd.startswith("umask 077; env NODEBOOK_TUNNEL=7 ssh")
-    assert " -N " not in cmd and "cat >/dev/null" in cmd
-    assert "/tmp/nodebook-alice-7-hop.sock:/tmp/nodebook-alice-7/jupyter.sock" in cmd
-    # ssh leaves the socket file behind: the shell removes it once the inner ssh has ended
-    assert cmd.endswith("; rm -f /tmp/nodebook-alice-7-hop.sock")
+def test_hops_needs_the_hop_socket():
+    tunnel = Tunnel(remote(), "hops", Endpoint(node="cn01", port=1), 18000, "7")
+    with pytest.raises(NodebookError, match="hop socket"):
+        tunnel.start()
 
 
 def test_endpoint_needs_socket_or_port():
@@ -138,3 +143,11 @@ def test_inventory_settings_are_honoured():
     assert c.tunnel == "jump" and not c.standalone
     s = cluster_from_hostvars("srv", Path("i"), {"nodebook_scheduler": "none"}, user="bob")
     assert s.standalone and s.tunnel == "direct" and s.user == "bob" and s.host == "srv"
+    assert c.base_dir == ".nodebook" and c.endpoint is None  # setup's endpoint
+
+
+def test_inventory_old_and_bad_settings_are_refused_with_the_fix():
+    with pytest.raises(NodebookError, match="nodebook_job_endpoint"):
+        cluster_from_hostvars("c", Path("i"), {"nodebook_endpoint": "tcp"})
+    with pytest.raises(NodebookError, match="nodebook_scheduler"):
+        cluster_from_hostvars("c", Path("i"), {"nodebook_scheduler": "pbs"})

@@ -1,0 +1,183 @@
+"""Holding a running session: the heartbeat, the tunnel's health, reconnecting, why it ended.
+
+``Monitor.hold`` returns when the job ended normally (Jupyter shut down from its UI or by idle
+culling) and raises a NodebookError for every other end: the job ended on its own (walltime,
+memory, a node failure, scancel elsewhere), or the tunnel could not be re-established.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from driver.errors import ExitCode, NodebookError
+from driver.progress import Renderer, Update
+from driver.remote import Remote
+from driver.tunnel import Tunnel, wait_http
+
+
+@dataclass
+class Job:
+    """The job a session submitted (or attached to), and what is known about it."""
+
+    tag: str
+    id: str | None = None
+    submitted: bool = False  # a submission may have happened (cancel by tag while no id)
+    gone: bool = False  # it ended on its own: nothing left to cancel
+    cancel_sent: bool = False  # scancel went out over the master
+    heartbeat_timeout: int | None = None  # the dead-man's switch the job runs with
+    socket: str | None = None  # where its unix socket will be (from the submission)
+    endpoint: str | None = None  # how Jupyter listens (from the submission)
+    last_heartbeat: float = field(default_factory=time.time)  # wall clock of the last touch
+
+
+def describe_end(
+    ended: dict[str, Any], user: str | None, time_limit: str | None
+) -> tuple[str, ExitCode]:
+    """Why a job left the queue, in words with a fix, and the exit code for it."""
+    state = str(ended.get("state") or "")
+    by = str(ended.get("by") or "")
+    exit_code = str(ended.get("exit_code") or "")
+    log = [str(x) for x in ended.get("log") or []]
+    tail = f"; last lines of the job log: {' | '.join(log)}" if log else ""
+    if state in ("COMPLETED", "GONE", ""):
+        return (
+            "Jupyter was shut down (from its menu, or idle culling) and the job ended",
+            ExitCode.OK,
+        )
+    if state == "TIMEOUT":
+        limit = f" ({time_limit})" if time_limit else ""
+        return (
+            f"the job reached its time limit{limit}; ask for more with --time next time "
+            "(`sinfo -s` shows each partition's maximum)",
+            ExitCode.JOB_ENDED,
+        )
+    if state == "OUT_OF_MEMORY":
+        return (
+            "the job ran out of memory and Slurm ended it; ask for more with --mem next time, "
+            "or load less data at once",
+            ExitCode.JOB_ENDED,
+        )
+    if state == "NODE_FAIL":
+        return (
+            "the job's node failed; start a new session (the cluster's admins can say why)" + tail,
+            ExitCode.JOB_ENDED,
+        )
+    if state == "CANCELLED":
+        if by and user and by == user:
+            who = "by you, outside this session (scancel or `nodebook stop`)"
+        elif by:
+            who = f"by {by} (an administrator?)"
+        else:
+            who = "outside this session (scancel)"
+        return (
+            f"the job was cancelled {who}; start a new one with `nodebook session`",
+            ExitCode.JOB_ENDED,
+        )
+    if state == "PREEMPTED":
+        return (
+            "the job was preempted by a higher-priority job; start a new session, or use a "
+            "partition or QOS without preemption",
+            ExitCode.JOB_ENDED,
+        )
+    if state == "FAILED":
+        code = f" (exit code {exit_code})" if exit_code else ""
+        return (
+            f"the job failed{code}{tail}; fix what the log names, then start a new session",
+            ExitCode.JOB_ENDED,
+        )
+    return f"the job ended ({state}){tail}", ExitCode.JOB_ENDED
+
+
+@dataclass
+class Monitor:
+    """Keeps one connected session alive until it ends."""
+
+    remote: Remote
+    job: Job
+    tunnel: Tunnel
+    api_url: str
+    token: str
+    out: Renderer
+    check_interval: float
+    reconnect_bound: float
+    time_limit: str | None = None
+    unreachable: bool = False  # the cluster stopped answering: the job cannot be cancelled
+    sleep: Callable[[float], None] = time.sleep
+
+    def hold(self) -> ExitCode:
+        next_check = 0.0
+        job_id = self.job.id or ""
+        while True:
+            now = time.monotonic()
+            if now >= next_check:
+                status = self.remote.heartbeat(job_id)
+                next_check = now + self.check_interval
+                if status == "alive":
+                    self.job.last_heartbeat = time.time()
+                elif status == "gone":
+                    return self._ended()
+                elif not self.reconnect():
+                    raise self.lost()
+            if not self.tunnel.alive() and not self.reconnect():
+                raise self.lost()
+            self.sleep(0.5)
+
+    def _ended(self) -> ExitCode:
+        self.job.gone = True
+        ended = self.remote.ended(self.job.id or "")
+        text, code = describe_end(ended, self.remote.cluster.user or None, self.time_limit)
+        self.out.emit(
+            Update(
+                "ended",
+                job_id=self.job.id,
+                state=str(ended.get("state") or "") or None,
+                message=text,
+                code=int(code),
+                data={k: v for k, v in ended.items() if k != "nodebook"},
+            )
+        )
+        if code != ExitCode.OK:
+            raise NodebookError(text, code)
+        return code
+
+    def reconnect(self) -> bool:
+        """Re-establish master and tunnel with backoff within the bound; False if it failed.
+
+        Re-established means Jupyter answers through the new tunnel again, not that an ssh
+        process runs: a master hung on a dead link still answers ``-O check`` locally.
+        """
+        deadline = time.monotonic() + self.reconnect_bound
+        delay = 1.0
+        master = self.remote.master
+        self.out.emit(Update("info", job_id=self.job.id, message="tunnel lost, reconnecting"))
+        while time.monotonic() < deadline:
+            self.tunnel.close()
+            try:
+                if not self.remote.responsive():
+                    master.close()
+                    master.start(timeout=max(5.0, min(30.0, deadline - time.monotonic())))
+                self.tunnel.start()
+                wait_http(
+                    self.api_url,
+                    self.token,
+                    max(2.0, min(15.0, deadline - time.monotonic())),
+                    self.tunnel.alive,
+                )
+                self.out.emit(Update("info", job_id=self.job.id, message="tunnel re-established"))
+                return True
+            except NodebookError:
+                pass
+            self.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 10.0)
+        self.unreachable = not self.remote.responsive()
+        return False
+
+    def lost(self) -> NodebookError:
+        text = (
+            f"the tunnel was lost and could not be re-established within "
+            f"{self.reconnect_bound:.0f} s"
+        )
+        return NodebookError(text, ExitCode.TUNNEL_LOST)

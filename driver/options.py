@@ -1,0 +1,158 @@
+"""A session's options: defined, documented and checked once.
+
+The job's options (``--time``, ``--cpus`` ...) are the nodebook_job role's variables: a value
+given here is passed to playbooks/session.yml as that variable, so it overrides the inventory,
+which overrides what setup recorded from the role's defaults. Nothing here has a default of its
+own. Their rules are nodebook's filter plugin (plugins/filter/nodebook.py), which the roles and
+the playbooks use too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from driver.errors import ExitCode, NodebookError
+from driver.paths import rules
+
+
+@dataclass(frozen=True)
+class JobOption:
+    """One command-line option that sets a nodebook_job variable for this session."""
+
+    flag: str
+    variable: str
+    metavar: str
+    help: str
+    type: type = str
+    choices: tuple[str, ...] | None = None
+
+
+JOB_OPTIONS: tuple[JobOption, ...] = (
+    JobOption(
+        "--partition",
+        "nodebook_job_partition",
+        "NAME",
+        "Slurm partition (default: setup's nodebook_job_partition, else the cluster's default; "
+        "`sinfo -s` on the login node lists them)",
+    ),
+    JobOption("--account", "nodebook_job_account", "NAME", "account to charge (sbatch --account)"),
+    JobOption("--qos", "nodebook_job_qos", "NAME", "quality of service (sbatch --qos)"),
+    JobOption(
+        "--time",
+        "nodebook_job_time",
+        "TIME",
+        "walltime: HH:MM:SS, MM, D-HH or D-HH:MM:SS (default: setup's nodebook_job_time)",
+    ),
+    JobOption(
+        "--cpus",
+        "nodebook_job_cpus",
+        "N",
+        "CPUs for Jupyter and its kernels (sbatch --cpus-per-task)",
+        int,
+    ),
+    JobOption("--mem", "nodebook_job_mem", "SIZE", "memory, for example 16G or 4000M"),
+    JobOption(
+        "--gpus",
+        "nodebook_job_gpus",
+        "N|TYPE:N",
+        "GPUs, a count or TYPE:COUNT (for example 1 or a100:2)",
+    ),
+    JobOption(
+        "--endpoint",
+        "nodebook_job_endpoint",
+        "KIND",
+        "how Jupyter listens on the node: socket (a 0600 unix socket), tcp (127.0.0.1) or "
+        "tcp-node (the node's cluster address, for --tunnel via-login); default: setup's",
+        choices=("socket", "tcp", "tcp-node"),
+    ),
+    JobOption(
+        "--heartbeat-timeout",
+        "nodebook_job_heartbeat_timeout",
+        "S",
+        "the job ends itself this long after this command is gone (dead-man's switch; "
+        "0: never; default: setup's nodebook_job_heartbeat_timeout)",
+        int,
+    ),
+    JobOption(
+        "--pending-limit",
+        "nodebook_job_pending_limit",
+        "S",
+        "give up (and cancel) when the job is still pending after this long "
+        "(default: setup's nodebook_job_pending_limit)",
+        int,
+    ),
+)
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The JOB_OPTIONS as argparse options (every default None: not given)."""
+    group = parser.add_argument_group("the job (override setup's and the inventory's values)")
+    for opt in JOB_OPTIONS:
+        group.add_argument(
+            opt.flag,
+            dest=opt.variable,
+            metavar=opt.metavar,
+            help=opt.help,
+            type=opt.type,
+            choices=opt.choices,
+            default=None,
+        )
+
+
+def check_job(values: Mapping[str, Any]) -> dict[str, str]:
+    """The given job options as playbook variables; NodebookError (usage) for the first bad one."""
+    checked: dict[str, str] = {}
+    for opt in JOB_OPTIONS:
+        value = values.get(opt.variable)
+        if value is None:
+            continue
+        why = rules().reason(rules().VARIABLES[opt.variable], value)
+        if why:
+            raise NodebookError(f"{opt.flag} {value!r}: {why}", ExitCode.USAGE)
+        checked[opt.variable] = str(value)
+    return checked
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Everything ``session`` and ``attach`` take from the command line, checked."""
+
+    job: dict[str, str] = field(default_factory=dict)  # nodebook_job_* variables given
+    tunnel: str | None = None
+    local_port: int | None = None
+    browser: bool = True
+    allow_second: bool = False
+    check_interval: float = 5.0
+    reconnect_bound: float = 60.0
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.job.get("nodebook_job_endpoint")
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    """Check the command line once, before anything touches the network."""
+    values = {opt.variable: getattr(args, opt.variable, None) for opt in JOB_OPTIONS}
+    if args.tunnel == "via-login" and values.get("nodebook_job_endpoint") in (
+        None,
+        "socket",
+        "tcp",
+    ):
+        values["nodebook_job_endpoint"] = "tcp-node"  # the node's address: what login forwards to
+    job = check_job(values)
+    if args.port is not None and not 1024 <= args.port <= 65535:
+        raise NodebookError(f"--port {args.port}: pick 1024-65535", ExitCode.USAGE)
+    if args.reconnect_bound <= 0:
+        raise NodebookError("--reconnect-bound: more than 0 seconds", ExitCode.USAGE)
+    return SessionOptions(
+        job=job,
+        tunnel=args.tunnel,
+        local_port=args.port,
+        browser=not args.no_browser,
+        allow_second=getattr(args, "allow_second", False),
+        check_interval=max(0.5, args.check_interval),
+        reconnect_bound=args.reconnect_bound,
+    )

@@ -1,0 +1,189 @@
+"""The remote helper's commands, called over the session's ssh master: one round trip each.
+
+Every command the driver runs on the cluster goes through ``Remote``: the installed helper
+(``<base dir>/bin/nodebook-remote``, found through the inventory's nodebook_environment_base_dir)
+with argv, or, before setup exists (doctor, init), the same helper file piped into ``bash -s``.
+The helper answers in JSON lines; an error line becomes a NodebookError with its exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from driver.errors import ExitCode, NodebookError
+from driver.inventory import Cluster
+from driver.paths import HELPER, rules
+from driver.ssh import Master
+
+# The helper's error kinds and the exit codes they mean.
+ERROR_CODES: dict[str, ExitCode] = {
+    "usage": ExitCode.USAGE,
+    "not-set-up": ExitCode.NOT_SET_UP,
+    "version": ExitCode.NOT_SET_UP,
+    "missing-module": ExitCode.NOT_SET_UP,
+    "no-module-command": ExitCode.NOT_SET_UP,
+    "no-python": ExitCode.NOT_SET_UP,
+    "scheduler": ExitCode.SCHEDULER,
+    "refused": ExitCode.SCHEDULER,
+    "pending-limit": ExitCode.SCHEDULER,
+    "job-ended": ExitCode.JOB_ENDED,
+    "duplicate": ExitCode.DUPLICATE,
+    "not-found": ExitCode.NOT_FOUND,
+}
+# What a shell says when the installed helper is not there (setup never ran, or an older one).
+MISSING = ("No such file or directory", "command not found", "Permission denied")
+
+
+@dataclass
+class Reply:
+    """The helper's answer: its JSON lines, exit status and stderr."""
+
+    rc: int
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    stderr: str = ""
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("nodebook") == kind]
+
+    def first(self, kind: str) -> dict[str, Any] | None:
+        found = self.of(kind)
+        return found[0] if found else None
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.first("error")
+
+
+def parse_lines(text: str) -> list[dict[str, Any]]:
+    """The helper's JSON lines in some output (a login shell may print other things first)."""
+    lines = []
+    for raw in text.splitlines():
+        if raw.startswith('{"nodebook":'):
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                lines.append(parsed)
+    return lines
+
+
+def error_for(line: dict[str, Any]) -> NodebookError:
+    """The NodebookError an error line stands for."""
+    kind = str(line.get("error") or "")
+    return NodebookError(str(line.get("message") or kind), ERROR_CODES.get(kind, ExitCode.ERROR))
+
+
+@dataclass
+class Remote:
+    """The helper on one cluster, reached through one master."""
+
+    master: Master
+    cluster: Cluster
+
+    @property
+    def helper(self) -> str:
+        """The shell words that start the installed helper (protocol included)."""
+        return str(rules().helper_command(self.cluster.base_dir))
+
+    def command(self, *args: str) -> str:
+        """The remote command line for a helper command (argv, quoted)."""
+        return f"{self.helper} {shlex.join(args)}"
+
+    def call(self, *args: str, timeout: float = 30, check: bool = True) -> Reply:
+        """Run a helper command over the master; with ``check`` an error line raises."""
+        proc = self.master.run(self.command(*args), timeout=timeout)
+        reply = Reply(proc.returncode, parse_lines(proc.stdout), proc.stderr)
+        if check:
+            self.raise_for(reply)
+        return reply
+
+    def raise_for(self, reply: Reply) -> None:
+        if reply.error is not None:
+            raise error_for(reply.error)
+        if reply.rc == 255:
+            raise NodebookError(
+                f"lost the ssh connection to {self.cluster.host}: "
+                f"{(reply.stderr.strip().splitlines() or ['no answer'])[-1]}",
+                ExitCode.SSH,
+            )
+        if reply.rc != 0 and not reply.lines:
+            if any(text in reply.stderr for text in MISSING):
+                raise NodebookError(
+                    f"nodebook is not set up on {self.cluster.name} (no helper in "
+                    f"{self.cluster.base_dir}/bin, or one from an older nodebook): run "
+                    "`nodebook setup`",
+                    ExitCode.NOT_SET_UP,
+                )
+            raise NodebookError(
+                f"the nodebook helper on {self.cluster.name} failed (exit {reply.rc}): "
+                f"{(reply.stderr.strip().splitlines() or ['no output'])[-1]}"
+            )
+
+    def piped(self, *args: str, login: bool = True, timeout: float = 60) -> Reply:
+        """The helper of this installation, piped into ``bash -s`` (works before setup)."""
+        argv = ["bash", "-l", "-s"] if login else ["bash", "-s"]
+        argv += ["--", "--base", self.cluster.base_dir, *args]
+        if not self.cluster.base_dir.startswith("/"):
+            argv[argv.index("--base") + 1] = "$HOME/" + self.cluster.base_dir
+        command = " ".join(f'"{a}"' if a.startswith("$HOME/") else shlex.quote(a) for a in argv)
+        proc = self.master.run(command, timeout=timeout, input=HELPER.read_text())
+        return Reply(proc.returncode, parse_lines(proc.stdout), proc.stderr)
+
+    # -- the session's steps ------------------------------------------------------------------
+    def connection(self, job_id: str) -> dict[str, Any]:
+        """connection.json of a running job, with its token (never through Ansible)."""
+        reply = self.call("connection", job_id, "--token", "--timeout", "0", *self._sched())
+        line = reply.first("connection")
+        if line is None:
+            raise NodebookError(f"job {job_id}: the helper returned no connection")
+        return {k: v for k, v in line.items() if k != "nodebook"}
+
+    def heartbeat(self, job_id: str) -> str:
+        """Touch the heartbeat: 'alive', 'gone' (Jupyter's connection file is gone) or 'lost'."""
+        try:
+            reply = self.call("heartbeat", job_id, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return "lost"
+        line = reply.first("heartbeat")
+        if reply.rc == 255 or line is None:
+            return "lost"
+        return "alive" if line.get("alive") else "gone"
+
+    def ended(self, job_id: str) -> dict[str, Any]:
+        """How the job ended: state, exit code, who cancelled it, the last lines of its log."""
+        reply = self.call("ended", job_id, *self._sched(), timeout=40)
+        return reply.first("ended") or {}
+
+    def cancel_now(self, job_id: str) -> bool:
+        """scancel at once, no confirmation (cleanup.yml confirms); True if it was sent."""
+        reply = self.call("cancel", "--job", job_id, "--no-wait", *self._sched(), check=False)
+        return reply.rc == 0 and reply.first("cancelling") is not None
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self.call("list", *self._sched()).of("session")
+
+    def responsive(self, timeout: float = 5) -> bool:
+        """One round trip to the login node (a master hung on a dead link still answers
+        ``ssh -O check`` locally; this asks the other end)."""
+        if not self.master.control_path.exists():
+            return False
+        try:
+            return self.call("version", timeout=timeout, check=False).rc == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+    def hold_command(self, job_id: str) -> str:
+        """The remote command that holds a tunnel's ssh session open (on a node or login)."""
+        return self.command("hold", job_id)
+
+    def hop_command(self, job_id: str, node: str, target: str) -> str:
+        """The login node's inner ssh of ``--tunnel hops``."""
+        return self.command("hop", job_id, node, target)
+
+    def _sched(self) -> list[str]:
+        return ["--scheduler", self.cluster.scheduler]
