@@ -7,7 +7,8 @@ Four hosts, each a set of namespaces held open by an "anchor" process:
                                                            \\-- cn02 (10.251.0.12)
 
 The laptop reaches only login's sshd; compute nodes are reachable only from login. Real munge,
-slurmctld, slurmd, sshd and Lmod run inside; users alice and bob have homes every host sees.
+slurmctld, slurmdbd (with MariaDB), slurmd, sshd and Lmod run inside; cn02 has two fake GPUs;
+users alice and bob have homes every host sees, and alice a venv and a conda-layout env.
 
     python3 sandbox/cluster.py up | down | status
     python3 sandbox/cluster.py exec HOST [--user U [--login]] -- CMD...
@@ -180,7 +181,8 @@ class Layout:
         self.munge = state / "munge"
         self.slurm = state / "slurm"
         self.pypi = state / "pypi"
-        self.mariadb = state / "run" / "mariadb"  # its socket and own pid file (owned by mysql)
+        self.mariadb = self.run / "mariadb"  # its socket and own pid file (owned by mysql)
+        self.mariadb_socket = self.mariadb / "mariadb.sock"
         self.marker = state / "up.json"
         self.envs = state / "envs"  # the marker wheel
         self.envs_json = state / "envs.json"
@@ -440,7 +442,8 @@ def start_venv_build() -> subprocess.Popen[bytes]:
     script = (
         f"mkdir -p {shlex.quote(str(VENV.parent))} && "
         f"{shlex.quote(str(MODULE_PYTHON.with_name('python3')))} -m venv {shlex.quote(str(VENV))}"
-        f" && {shlex.quote(str(VENV / 'bin' / 'python'))} -m pip install {quiet} {wheel}"
+        f" && {shlex.quote(str(VENV / 'bin' / 'python'))} -m pip install {quiet}"
+        f" {shlex.quote(str(wheel))}"
     )
     argv = ["runuser", "-u", ENV_OWNER, "--", "sh", "-c", script]
     return spawn(argv, L.log / "envs.log")
@@ -545,7 +548,7 @@ def setup_mariadb() -> None:
     L.mariadb.mkdir(mode=0o755)
     run(["chown", "mysql:mysql", str(L.mariadb)])
     cnf = L.etc / "mariadb.cnf"
-    cnf.write_text(render("mariadb.cnf", datadir=MARIADB_DATA, socket=L.mariadb / "mariadb.sock",
+    cnf.write_text(render("mariadb.cnf", datadir=MARIADB_DATA, socket=L.mariadb_socket,
                           pid_file=L.mariadb / "mariadbd.pid"))  # fmt: skip
     version = run(["mariadbd", "--version"]).strip()
     stamp = MARIADB_DATA / ".nodebook-sandbox"
@@ -565,7 +568,7 @@ def setup_mariadb() -> None:
 
 def mariadb(argv: list[str], *, input: str | None = None) -> str:
     """A MariaDB client (mariadb, mariadb-dump) on login, as root over the socket."""
-    return in_host(LOGIN, [argv[0], f"--socket={L.mariadb / 'mariadb.sock'}", *argv[1:]],
+    return in_host(LOGIN, [argv[0], f"--socket={L.mariadb_socket}", *argv[1:]],
                    input=input)  # fmt: skip
 
 
@@ -598,7 +601,7 @@ def setup_accounting() -> None:
     proc = subprocess.run(ns_argv(LOGIN, ["sacctmgr", "-i"]), input="\n".join(commands) + "\n",
                           capture_output=True, text=True, check=False)  # fmt: skip
     if proc.stderr.strip():
-        raise SandboxError(f"sacctmgr failed: {' / '.join(proc.stderr.split())}")
+        raise SandboxError(f"sacctmgr failed: {' / '.join(proc.stderr.strip().splitlines())}")
     snapshot = accounting_snapshot()
     dump = mariadb(["mariadb-dump", "--single-transaction", "--routines", "--databases", ACCT_DB])
     partial = snapshot.with_suffix(".partial")
@@ -739,7 +742,7 @@ def daemons() -> dict[str, Daemon]:
     )  # fmt: skip
     # slurmdbd finds MariaDB's socket through libmariadb's MYSQL_UNIX_PORT (StorageHost=localhost).
     table["slurmdbd"] = Daemon(
-        LOGIN, ["env", f"MYSQL_UNIX_PORT={L.mariadb / 'mariadb.sock'}", "slurmdbd"],
+        LOGIN, ["env", f"MYSQL_UNIX_PORT={L.mariadb_socket}", "slurmdbd"],
         ready=slurmdbd_answers,
     )  # fmt: skip
     # A restart of slurmctld keeps its state: jobs survive it.
@@ -801,7 +804,7 @@ def slurm_answers() -> bool:
 
 
 def mariadb_answers() -> bool:
-    return answers(LOGIN, ["mariadb-admin", f"--socket={L.mariadb / 'mariadb.sock'}", "ping"])
+    return answers(LOGIN, ["mariadb-admin", f"--socket={L.mariadb_socket}", "ping"])
 
 
 def slurmdbd_answers() -> bool:
@@ -1030,7 +1033,9 @@ def main(argv: list[str] | None = None) -> int:
     hide = sub.add_parser("hide-python", help="hide /usr/bin/python3* on the login node")
     hide.add_argument("state", choices=["on", "off"])
     dmn = sub.add_parser("daemon", help="stop/start/restart a daemon (fault injection)")
-    dmn.add_argument("name", help="slurmctld, slurmd-cn01, sshd-login, sshd-cn01, ...")
+    dmn.add_argument(
+        "name", help="slurmctld, slurmdbd, mariadbd, slurmd-cn01, sshd-login, pypi, ..."
+    )
     dmn.add_argument("action", choices=["stop", "start", "restart"])
     idx = sub.add_parser("index", help="the package index on login refuses (off) or answers (on)")
     idx.add_argument("state", choices=["off", "on"])

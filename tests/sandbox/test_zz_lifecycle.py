@@ -57,6 +57,11 @@ def assert_nothing_left(sandbox, nets: set[str], munged: int) -> None:
         assert not Path(f"/home/{user}").exists()
     assert not sandbox.state.exists()
     assert not Path("/opt/nodebook-sandbox").exists()
+    assert not Path("/dev/nvidia0").exists()
+    # The cache stays: wheels, MariaDB's data directory and the accounting snapshot.
+    cache = Path(os.environ.get("NODEBOOK_SANDBOX_CACHE", "/var/cache/nodebook-sandbox"))
+    assert (cache / "mariadb" / ".nodebook-sandbox").exists()
+    assert list(cache.glob("accounting-*.sql"))
 
 
 def test_up_is_idempotent_when_warm(sandbox):
@@ -77,6 +82,11 @@ def test_down_leaves_nothing_behind_and_up_restores(sandbox):
     assert sandbox.cluster("status", check=False).returncode == 3
     sandbox.cluster("up", timeout=600)
     assert sandbox.ssh("alice", "hostname").stdout.strip() == "login"
+    # A new cluster: accounting restored from the cache, but no jobs from the old one.
+    assocs = sandbox.host("login", ["sacctmgr", "-n", "-P", "show", "assoc", "format=account,user"])
+    assert "chemistry|alice" in assocs.stdout.split()
+    assert sandbox.host("login", ["sacct", "-n", "-a", "-X", "-S", "2000-01-01"]).stdout == ""
+    assert sandbox.host("cn02", ["test", "-c", "/dev/nvidia1"]).returncode == 0
 
 
 def test_failed_up_cleans_up_after_itself(sandbox):
