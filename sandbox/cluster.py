@@ -41,6 +41,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -432,28 +433,32 @@ def build_marker_wheel() -> Path:
     return wheel
 
 
-def start_venv_build() -> subprocess.Popen[bytes]:
-    """alice builds her venv (as `python -m venv` does, with pip) and installs nbmarker.
+def seed_pip(prefix: Path, wheels: Path, installer: str) -> None:
+    """pip from the wheelhouse, unpacked into prefix's site-packages with its entry points (as
+    virtualenv seeds a venv, or conda installs its pip package): no pip run, no network."""
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    with zipfile.ZipFile(next(wheels.glob("pip-*.whl"))) as whl:
+        whl.extractall(site)
+    for info in site.glob("pip-*.dist-info"):
+        (info / "INSTALLER").write_text(f"{installer}\n")
+    for name in ("pip", "pip3", "pip3.11"):
+        script = prefix / "bin" / name
+        script.write_text(render("pip-script", python=prefix / "bin" / "python"))
+        script.chmod(0o755)
 
-    It runs while the daemons start; `finish_envs` waits for it.
-    """
-    wheel = build_marker_wheel()
-    quiet = "--disable-pip-version-check --no-cache-dir --no-index --no-deps -q"
-    script = (
-        f"mkdir -p {shlex.quote(str(VENV.parent))} && "
-        f"{shlex.quote(str(MODULE_PYTHON.with_name('python3')))} -m venv {shlex.quote(str(VENV))}"
-        f" && {shlex.quote(str(VENV / 'bin' / 'python'))} -m pip install {quiet}"
-        f" {shlex.quote(str(wheel))}"
-    )
-    argv = ["runuser", "-u", ENV_OWNER, "--", "sh", "-c", script]
-    return spawn(argv, L.log / "envs.log")
+
+def make_venv(wheels: Path) -> None:
+    """A venv on the module's Python (`python -m venv`), pip seeded from the wheelhouse."""
+    VENV.parent.mkdir()
+    run([str(MODULE_PYTHON.with_name("python3")), "-m", "venv", "--without-pip", str(VENV)])
+    seed_pip(VENV, wheels, installer="pip")
 
 
 def make_conda_env(wheels: Path) -> None:
     """A prefix laid out as `conda create` makes one (conda itself cannot be installed here).
 
-    Its python is a copy of the module's; its site-packages holds nbmarker and pip (unpacked
-    from the wheelhouse, as conda's pip package is), not ipykernel.
+    Its python is a copy of the module's; its site-packages holds nbmarker and pip, not
+    ipykernel.
     """
     (CONDA_ENV / "bin").mkdir(parents=True)
     shutil.copy2(MODULE_PYTHON, CONDA_ENV / "bin" / "python3.11")
@@ -466,19 +471,10 @@ def make_conda_env(wheels: Path) -> None:
     for entry in os.scandir("/usr/lib/python3.11"):
         if entry.name not in ("site-packages", "dist-packages", "EXTERNALLY-MANAGED"):
             (lib / entry.name).symlink_to(entry.path)
-    site = lib / "site-packages"
     for path, text in marker_files("conda", installer="conda").items():
-        (site / path).parent.mkdir(parents=True, exist_ok=True)
-        (site / path).write_text(text)
-    pip_wheel = next(wheels.glob("pip-*.whl"))
-    with zipfile.ZipFile(pip_wheel) as whl:
-        whl.extractall(site)
-    for info in site.glob("pip-*.dist-info"):
-        (info / "INSTALLER").write_text("conda\n")
-    for name in ("pip", "pip3"):
-        script = CONDA_ENV / "bin" / name
-        script.write_text(render("conda-pip", python=CONDA_ENV / "bin" / "python"))
-        script.chmod(0o755)
+        (lib / "site-packages" / path).parent.mkdir(parents=True, exist_ok=True)
+        (lib / "site-packages" / path).write_text(text)
+    seed_pip(CONDA_ENV, wheels, installer="conda")
     # Debian's python3.11 reads lib/python3.11/dist-packages where conda's reads site-packages.
     (lib / "dist-packages").symlink_to("site-packages")
     version = run([str(MODULE_PYTHON), "-c", "import platform; print(platform.python_version())"])
@@ -497,8 +493,21 @@ def make_conda_env(wheels: Path) -> None:
     dot_conda = Path(f"/home/{ENV_OWNER}/.conda")
     dot_conda.mkdir(exist_ok=True)
     (dot_conda / "environments.txt").write_text(f"{CONDA_ENV}\n")
-    for top in (Path(f"/home/{ENV_OWNER}/conda"), dot_conda):
+
+
+def make_envs(wheels: Path) -> subprocess.Popen[bytes]:
+    """alice's venv and conda env; her pip installs nbmarker into the venv while the daemons
+    start (`finish_envs` waits for it)."""
+    make_venv(wheels)
+    make_conda_env(wheels)
+    home = Path(f"/home/{ENV_OWNER}")
+    for top in (VENV.parent, home / "conda", home / ".conda"):
         give_to(ENV_OWNER, top)
+    wheel = build_marker_wheel()
+    argv = ["runuser", "-u", ENV_OWNER, "--", str(VENV / "bin" / "python"), "-m", "pip",
+            "install", "--disable-pip-version-check", "--no-cache-dir", "--no-index",
+            "--no-deps", "-q", str(wheel)]  # fmt: skip
+    return spawn(argv, L.log / "envs.log")
 
 
 def give_to(user: str, top: Path) -> None:
@@ -509,10 +518,10 @@ def give_to(user: str, top: Path) -> None:
             os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
-def finish_envs(venv_build: subprocess.Popen[bytes]) -> None:
-    """Wait for the venv, then record both environments in <state>/envs.json."""
-    if venv_build.wait(timeout=120) != 0:
-        raise SandboxError(f"building alice's venv failed: see {L.log}/envs.log")
+def finish_envs(marker_install: subprocess.Popen[bytes]) -> None:
+    """Wait for nbmarker's install, then record both environments in <state>/envs.json."""
+    if marker_install.wait(timeout=120) != 0:
+        raise SandboxError(f"installing nbmarker into alice's venv failed: see {L.log}/envs.log")
     envs = {
         "venv": {"owner": ENV_OWNER, "prefix": str(VENV), "python": str(VENV / "bin" / "python"),
                  "module": MODULE, "marker": "venv"},
@@ -850,35 +859,38 @@ def up() -> None:
         print("sandbox: found a partial sandbox; removing it first", flush=True)
         down(quiet=True)
     started = time.monotonic()
-    venv_build: subprocess.Popen[bytes] | None = None
+    envs: Future[subprocess.Popen[bytes]] | None = None
     try:
-        wheels = wheelhouse()
-        for path in (L.state, L.run, L.log, L.etc, L.ssh):
-            path.mkdir(mode=0o755, parents=True, exist_ok=True)
-        L.secrets.mkdir(mode=0o700)
-        create_users()
-        setup_ssh()
-        setup_pam()
-        setup_lmod()
-        venv_build = start_venv_build()
-        make_conda_env(wheels)
-        write_hosts_and_slurm()
-        setup_mariadb()
-        build_index(wheels)
-        start_munge()
-        for host in HOSTS:
-            start_anchor(host)
-        setup_network()
-        fake_gpu_devices(GPU_HOST)
-        fail_point("network")
-        start_daemons()
-        finish_envs(venv_build)
+        # alice's envs are made on a thread while the hosts and daemons start (about 1 s).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            wheels = wheelhouse()
+            for path in (L.state, L.run, L.log, L.etc, L.ssh):
+                path.mkdir(mode=0o755, parents=True, exist_ok=True)
+            L.secrets.mkdir(mode=0o700)
+            create_users()
+            setup_lmod()
+            envs = pool.submit(make_envs, wheels)
+            setup_ssh()
+            setup_pam()
+            write_hosts_and_slurm()
+            setup_mariadb()
+            build_index(wheels)
+            start_munge()
+            for host in HOSTS:
+                start_anchor(host)
+            setup_network()
+            fake_gpu_devices(GPU_HOST)
+            fail_point("network")
+            start_daemons()
+            finish_envs(envs.result())
         L.marker.write_text(json.dumps({"started": time.time()}) + "\n")
     except BaseException:
         print("sandbox: bring-up failed; cleaning up", file=sys.stderr, flush=True)
-        if venv_build is not None and venv_build.poll() is None:
-            os.killpg(venv_build.pid, signal.SIGKILL)
-            venv_build.wait()
+        # The pool has waited for make_envs; its pip may still run.
+        if envs is not None and envs.done() and envs.exception() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(envs.result().pid, signal.SIGKILL)
+            envs.result().wait()
         down(quiet=True)
         raise
     print(f"sandbox: up in {time.monotonic() - started:.1f}s")
