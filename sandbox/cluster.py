@@ -68,7 +68,7 @@ OTP_PORT = 2222
 REQUIRED_TOOLS = (
     "unshare", "nsenter", "ip", "nft", "sshd", "ssh-keygen", "munged", "slurmctld", "slurmd",
     "sinfo", "useradd", "userdel", "runuser", "gcc", "slurmdbd", "sacctmgr", "mariadbd",
-    "mariadb-install-db", "mariadb-admin", "mariadb",
+    "mariadb-install-db", "mariadb-admin", "mariadb", "mariadb-dump",
 )  # fmt: skip
 
 

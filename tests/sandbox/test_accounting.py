@@ -126,8 +126,9 @@ def test_over_memory_job_is_killed(sandbox):
         sandbox.ssh("alice", f"rm -f ~/{name}.py ~/{name}.out", check=False)
 
 
-def test_slurmdbd_restart_keeps_accounting(sandbox):
-    sandbox.cluster("daemon", "slurmdbd", "restart")
+@pytest.mark.parametrize("daemon", ["mariadbd", "slurmdbd"])
+def test_restarts_keep_accounting(sandbox, daemon):
+    sandbox.cluster("daemon", daemon, "restart")
     job = submit(sandbox, "bob", "--wrap true").stdout.strip()
     rows = wait_for_sacct(sandbox, job, lambda r: r[0]["State"] == "COMPLETED")
     assert rows[0]["User"] == "bob" and rows[0]["Account"] == "physics"
