@@ -6,6 +6,7 @@ same tree as package data. Everything else finds them through this module, never
 """
 
 import importlib.util
+import os
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +32,19 @@ HELPER = ROLES / "nodebook_job" / "files" / "nodebook-remote"
 
 
 RULES_FILE = PLUGINS / "filter" / "nodebook.py"
+# The sandbox's inventory: the default of `make demo` and the tests only (they pass it).
+SANDBOX_INVENTORY = DATA / "inventory" / "sandbox" / "hosts.yml"
+
+
+def config_dir() -> Path:
+    """The user's nodebook configuration: $XDG_CONFIG_HOME/nodebook, usually ~/.config/nodebook."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "nodebook"
+
+
+def user_inventory_dir() -> Path:
+    """The user's inventory: a directory with one file per cluster (`nodebook init` writes them)."""
+    return config_dir() / "inventory"
 
 
 @cache
