@@ -136,3 +136,4 @@ def test_sandbox_wheelhouse_carries_the_pins() -> None:
     assert f"jupyterlab=={d['nodebook_jupyter_jupyterlab_version']}" in lines
     assert f"notebook=={d['nodebook_jupyter_notebook_version']}" in lines
     assert f"jupyter-server=={d['nodebook_jupyter_server_version']}" in lines
+    assert f"jupyter-server-proxy=={d['nodebook_jupyter_server_proxy_version']}" in lines
