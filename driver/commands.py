@@ -56,7 +56,7 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
                 continue
             where = f"port {rec.local_port}" if attached and rec else "no tunnel here"
             extra = f" ({s['reason']})" if state == "PENDING" and s.get("reason") else ""
-            gres = f" {s['gres']}" if s.get("gres") else ""
+            gres = f" GPUs {s['gpus']}" if s.get("gpus") else ""
             used, limit = s.get("elapsed") or "-", s.get("time_limit") or "-"
             out.emit(
                 Update(

@@ -15,7 +15,10 @@ from typing import Any
 from driver.errors import ExitCode, NodebookError
 from driver.progress import Renderer, Update
 from driver.remote import Remote
-from driver.tunnel import Tunnel, wait_http
+from driver.tunnel import Tunnel, http_ok, wait_http
+
+# Scheduler states in which the job may still hold Jupyter (the tunnel is what broke).
+LIVE = ("RUNNING", "COMPLETING", "CONFIGURING", "UNKNOWN")
 
 
 @dataclass
@@ -42,6 +45,13 @@ def describe_end(
     exit_code = str(ended.get("exit_code") or "")
     log = [str(x) for x in ended.get("log") or []]
     tail = f"; last lines of the job log: {' | '.join(log)}" if log else ""
+    if state == "OUT_OF_MEMORY" or any("memory limit" in line.lower() for line in log):
+        # Without cgroups Slurm's memory watch kills the job (FAILED, signal 9) and says so.
+        return (
+            "the job ran out of memory (--mem) and Slurm ended it; ask for more with --mem next "
+            "time, or load less data at once",
+            ExitCode.JOB_ENDED,
+        )
     if state in ("COMPLETED", "GONE", ""):
         return (
             "Jupyter was shut down (from its menu, or idle culling) and the job ended",
@@ -52,12 +62,6 @@ def describe_end(
         return (
             f"the job reached its time limit{limit}; ask for more with --time next time "
             "(`sinfo -s` shows each partition's maximum)",
-            ExitCode.JOB_ENDED,
-        )
-    if state == "OUT_OF_MEMORY":
-        return (
-            "the job ran out of memory and Slurm ended it; ask for more with --mem next time, "
-            "or load less data at once",
             ExitCode.JOB_ENDED,
         )
     if state == "NODE_FAIL":
@@ -117,6 +121,13 @@ class Monitor:
                 next_check = now + self.check_interval
                 if status == "alive":
                     self.job.last_heartbeat = time.time()
+                    if not http_ok(self.api_url, self.token):
+                        # Jupyter stopped answering: a job killed outright (its connection file
+                        # is still there), or the tunnel broke. One query tells them apart.
+                        if self.remote.state(job_id) not in LIVE:
+                            return self._ended()
+                        if not self.reconnect():
+                            raise self.lost()
                 elif status == "gone":
                     return self._ended()
                 elif not self.reconnect():
@@ -128,6 +139,8 @@ class Monitor:
     def _ended(self) -> ExitCode:
         self.job.gone = True
         ended = self.remote.ended(self.job.id or "")
+        if ended.get("stale"):  # killed outright: its runtime dir is still on the node
+            self.remote.tidy_node(self.tunnel.endpoint.node, self.job.id or "")
         text, code = describe_end(ended, self.remote.cluster.user or None, self.time_limit)
         self.out.emit(
             Update(

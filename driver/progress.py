@@ -163,7 +163,10 @@ class Renderer:
             where = f" on {update.node}" if update.node else ""
             return f"job {update.job_id}: RUNNING{where}, starting Jupyter"
         if update.kind == "ready":
-            return f"Jupyter is ready: {update.url or update.data.get('url', '')}".rstrip()
+            where = f" on {update.node}" if update.node else ""
+            gpus = update.data.get("gpus")
+            where += f" (GPUs {gpus})" if gpus else ""
+            return f"Jupyter is ready{where}: {update.url or update.data.get('url', '')}".rstrip()
         if update.kind in ("error", "ended", "info"):
             return update.message
         return None

@@ -143,6 +143,17 @@ class Remote:
             raise NodebookError(f"job {job_id}: the helper returned no connection")
         return {k: v for k, v in line.items() if k != "nodebook"}
 
+    def state(self, job_id: str) -> str:
+        """The scheduler's state of the job now (one query), touching the heartbeat too."""
+        reply = self.call("heartbeat", job_id, "--check", *self._sched(), timeout=15, check=False)
+        line = reply.first("heartbeat")
+        return str(line.get("state") or "UNKNOWN") if line else "UNKNOWN"
+
+    def tidy_node(self, node: str, job_id: str) -> None:
+        """Remove what a job killed outright left in the node's runtime dir (best effort)."""
+        argv = self.master.node_argv(node, ["-o", "BatchMode=yes"], self.command("tidy", job_id))
+        subprocess.run(argv, capture_output=True, timeout=30, check=False, stdin=subprocess.DEVNULL)
+
     def heartbeat(self, job_id: str) -> str:
         """Touch the heartbeat: 'alive', 'gone' (Jupyter's connection file is gone) or 'lost'."""
         try:

@@ -319,6 +319,7 @@ class Session:
                     "local_port": port,
                     "tunnel": connected.tunnel.mode,
                     "driver_pid": os.getpid(),
+                    "gpus": connected.info.get("gpus"),
                 },
             )
         )

@@ -180,6 +180,35 @@ class Master:
         # ssh expands % tokens in ProxyCommand; keep literal ones literal, then restore ours.
         return " ".join(w.replace("%", "%%") for w in words).replace("%%h:%%p", "%h:%p")
 
+    def node_argv(self, node: str, options: list[str], command: str | None) -> list[str]:
+        """ssh argv that reaches a compute node through this master (honours -F, -i, -l)."""
+        cluster = self.cluster
+        argv = ["ssh", *cluster.ssh_args]
+        if cluster.identity:
+            argv += ["-i", cluster.identity]
+        if cluster.user:
+            argv += ["-l", cluster.user]
+        argv += [
+            "-o",
+            f"ProxyCommand={self.proxy_command()}",
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-T",
+            *options,
+            node,
+        ]
+        if command:
+            argv.append(command)
+        return argv
+
     def ansible_env(self) -> dict[str, str]:
         """Environment that makes Ansible a client of this master."""
         return {

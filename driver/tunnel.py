@@ -63,41 +63,11 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def node_argv(master: Master, node: str, options: list[str], command: str | None) -> list[str]:
-    """ssh argv that reaches a compute node through the master (honours -F, -i, -l)."""
-    cluster = master.cluster
-    argv = ["ssh", *cluster.ssh_args]
-    if cluster.identity:
-        argv += ["-i", cluster.identity]
-    if cluster.user:
-        argv += ["-l", cluster.user]
-    argv += [
-        "-o",
-        f"ProxyCommand={master.proxy_command()}",
-        "-o",
-        "ControlMaster=no",
-        "-o",
-        "ControlPath=none",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-o",
-        "ServerAliveInterval=5",
-        "-o",
-        "ServerAliveCountMax=3",
-        "-T",
-        *options,
-        node,
-    ]
-    if command:
-        argv.append(command)
-    return argv
-
-
 def jump_argv(master: Master, endpoint: Endpoint, local_port: int, hold: str) -> list[str]:
     """The jump-mode tunnel: the ssh session ends on the node that holds the socket; its remote
     command (``hold``) keeps it open while the driver lives."""
     spec = f"127.0.0.1:{local_port}:{endpoint.target()}"
-    return node_argv(master, endpoint.node, ["-L", spec], hold)
+    return master.node_argv(endpoint.node, ["-L", spec], hold)
 
 
 @dataclass
@@ -179,6 +149,16 @@ class Tunnel:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)
+
+
+def http_ok(url: str, token: str, timeout: float = 5) -> bool:
+    """One request through the tunnel: True when Jupyter answers 200."""
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def wait_http(

@@ -36,6 +36,28 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"jobs": {}, "next_id": 100}
 
 
+LONG_FIELDS = {
+    "JobID": "id",
+    "State": "state",
+    "NodeList": "node",
+    "TimeUsed": "elapsed",
+    "TimeLimit": "time_limit",
+    "Reason": "reason",
+    "tres-alloc": "tres",
+    "Comment": "comment",
+    "Name": "name",
+}
+
+
+def long_line(spec: str, job: dict) -> str:
+    """squeue -O 'Field:|,Field:|': each field followed by its suffix ('|')."""
+    out = ""
+    for item in spec.split(","):
+        name, _, suffix = item.partition(":")
+        out += str(job.get(LONG_FIELDS[name], "")) + suffix
+    return out
+
+
 def fmt_line(fmt: str, job: dict) -> str:
     out, i = "", 0
     while i < len(fmt):
@@ -132,7 +154,7 @@ def run(name: str, state: dict) -> int:
         if o.get("-t") != "all":
             selected = [j for j in selected if j["state"] in ACTIVE]
         for job in selected:
-            print(fmt_line(o.get("-o", "%i"), job))
+            print(long_line(o["-O"], job) if "-O" in o else fmt_line(o.get("-o", "%i"), job))
         return 0
     if name == "scancel":
         for job_id in rest:

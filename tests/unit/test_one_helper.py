@@ -160,10 +160,12 @@ def test_every_remote_command_starts_the_helper(monkeypatch: pytest.MonkeyPatch)
     remote.ended("7")
     remote.cancel_now("7")
     remote.call("list", check=False)
+    remote.state("7")
+    remote.tidy_node("cn01", "7")
     for mode, ep in (("jump", Endpoint("cn01", socket="/s")), ("hops", Endpoint("cn01", port=9))):
         Tunnel(remote, mode, ep, 18000, "7", hop_socket="/tmp/h.sock").start()
     helper = str(rules().helper_command(CLUSTER.base_dir))
     commands = [argv[-1] for argv in seen if argv[0] == "ssh" and "-O" not in argv]
-    assert len(commands) == 6
+    assert len(commands) == 8
     for command in commands:
         assert command.startswith(helper + " "), command

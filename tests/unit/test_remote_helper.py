@@ -225,6 +225,27 @@ def test_second_session_is_refused_unless_allowed(cluster: Cluster) -> None:
     assert cluster.run("submit", "--allow-second").rc == 0
 
 
+@pytest.mark.parametrize(
+    ("slurm_says", "fix"),
+    [
+        ("Invalid account or account/partition combination specified", "sacctmgr"),
+        (
+            "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)",
+            "--time",
+        ),  # fmt: skip
+        ("Invalid qos specification", "--qos"),
+        ("Requested node configuration is not available", "--gpus"),
+        ("Memory required by task is not available", "--mem"),
+    ],
+)
+def test_each_kind_of_refusal_gets_its_fix(cluster: Cluster, slurm_says: str, fix: str) -> None:
+    cluster.slurm["sbatch_error"] = slurm_says
+    cluster.save()
+    res = cluster.run("submit")
+    assert res.rc == 5 and slurm_says in res.one("error")["message"]
+    assert fix in res.one("error")["message"].split(slurm_says)[1]
+
+
 def test_sbatch_refusal_is_its_last_line_with_a_fix(cluster: Cluster) -> None:
     cluster.slurm["sbatch_error"] = "invalid partition specified: nope"
     cluster.save()
@@ -392,6 +413,37 @@ def test_ended_reads_sacct(cluster: Cluster, fields, state, by, exit_code) -> No
     assert ended["source"] == "sacct" and ended["log"] == ["line one", "line two"]
 
 
+def test_heartbeat_check_asks_the_scheduler_once(cluster: Cluster) -> None:
+    cluster.job("32", state="RUNNING", node="cn01")
+    assert "state" not in cluster.run("heartbeat", "32").one("heartbeat")
+    assert not cluster.calls("squeue")
+    beat = cluster.run("heartbeat", "32", "--check").one("heartbeat")
+    assert beat["state"] == "RUNNING" and len(cluster.calls("squeue")) == 1
+
+
+def test_ended_tidies_what_a_killed_job_left(cluster: Cluster) -> None:
+    """A job killed outright (no trap) leaves its connection file: `ended` removes it."""
+    write_conn(cluster, "42")
+    cluster.job("42", state="FAILED", exit_code="0:9")
+    ended = cluster.run("ended", "42").one("ended")
+    assert ended["stale"] is True
+    assert not (cluster.base / "jobs/42").exists()
+    run_dir = cluster.tmp / "node-tmp/nodebook-tester-42"
+    run_dir.mkdir(parents=True)
+    (run_dir / "token").write_text("x")
+    assert cluster.run("tidy", "42").one("tidied")["removed"] is True
+    assert not run_dir.exists()
+
+
+def test_ended_leaves_a_running_jobs_files_alone(cluster: Cluster) -> None:
+    write_conn(cluster, "43")
+    cluster.slurm["accounting"] = False
+    cluster.job("43", state="RUNNING")
+    cluster.save()
+    ended = cluster.run("ended", "43", timeout=60).one("ended")
+    assert ended["stale"] is False and (cluster.base / "jobs/43/connection.json").exists()
+
+
 def test_ended_without_accounting_asks_squeue(cluster: Cluster) -> None:
     cluster.slurm["accounting"] = False
     cluster.save()
@@ -445,8 +497,9 @@ def test_cancel_all_and_a_job_that_stays(cluster: Cluster) -> None:
     assert res.rc == 5 and "56" in res.one("error")["message"]
 
 
-def test_list_shows_sessions_only(cluster: Cluster) -> None:
-    cluster.job("60", state="RUNNING", node="cn01", user="tester", elapsed="1:00")
+def test_list_shows_sessions_only_with_their_gpus(cluster: Cluster) -> None:
+    tres = "cpu=1,mem=4G,node=1,billing=1,gres/gpu=2"
+    cluster.job("60", state="RUNNING", node="cn01", user="tester", elapsed="1:00", tres=tres)
     cluster.job("61", state="PENDING", reason="Resources", user="tester")
     cluster.job("62", state="RUNNING", user="tester", name="other")
     res = cluster.run("list")
@@ -455,6 +508,7 @@ def test_list_shows_sessions_only(cluster: Cluster) -> None:
         "61": "PENDING",
     }
     assert res.one("listed")["count"] == 2
+    assert {s["job_id"]: s["gpus"] for s in res.kind("session")} == {"60": "2", "61": ""}
 
 
 # ------------------------------------------------------------------------------- probes
