@@ -232,7 +232,7 @@ def test_second_session_is_refused_unless_allowed(cluster: Cluster) -> None:
         (
             "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)",
             "--time",
-        ),  # fmt: skip
+        ),
         ("Invalid qos specification", "--qos"),
         ("Requested node configuration is not available", "--gpus"),
         ("Memory required by task is not available", "--mem"),
