@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 from driver.inventory import DEFAULT_INVENTORY, load_cluster
@@ -16,6 +17,7 @@ from driver.tunnel import MODES
 
 EXAMPLES = f"""\
 examples:
+  python -m driver init mycluster --host login.example.org   describe a cluster (once)
   python -m driver setup                         one-time: install Jupyter, set a password
   python -m driver session                       a notebook on a compute node (Ctrl-C ends it)
   python -m driver session --time 02:00:00 --cpus 4 --mem 16G --partition long
@@ -29,6 +31,50 @@ examples:
 exit codes:
 {EXIT_CODE_HELP}
 """
+
+# Each subcommand's --help ends with its own examples.
+SUB_EXAMPLES = {
+    "session": """\
+examples:
+  python -m driver session                       a notebook, default partition (Ctrl-C ends it)
+  python -m driver session --time 02:00:00 --cpus 4 --mem 16G --partition long
+  python -m driver session --gpus a100:1 --no-browser
+  python -m driver session --cluster sandbox-server     a standalone server (no Slurm)
+  python -m driver session --tunnel via-login --endpoint tcp-node   no ssh to compute nodes
+  python -m driver session --json                one JSON object per line (for scripts)
+""",
+    "attach": """\
+examples:
+  python -m driver attach 1234                   reconnect to job 1234 and take it over
+  python -m driver attach 1234 --port 8888       on a chosen local port
+""",
+    "list": """\
+examples:
+  python -m driver list                          your sessions on every cluster
+  python -m driver list --cluster hpc2 --json    one cluster, as JSON lines
+""",
+    "stop": """\
+examples:
+  python -m driver stop 1234                     cancel job 1234 and confirm it left the queue
+  python -m driver stop --all --cluster hpc2     every nodebook session of yours on hpc2
+""",
+    "setup": """\
+examples:
+  python -m driver setup                         asks the Jupyter password (no echo, twice)
+  python -m driver setup --cluster hpc2 -v       the full Ansible output as it runs
+  python -m driver setup -e @vault.yml           the password from an Ansible Vault file
+  python -m driver setup -e nodebook_password_mode=token   no password: token only
+  python -m driver setup --check --diff          what it would change, changing nothing
+
+other options go to ansible-playbook (-e, --check, --diff, --tags ...). Progress is one line
+per phase; the full output is kept in a log file (named when setup fails).
+""",
+    "doctor": """\
+examples:
+  python -m driver doctor                        ssh, module, Slurm, setup state, local ports
+  python -m driver doctor --cluster hpc2 --json
+""",
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -46,6 +92,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--user", metavar="USER", help="remote user (overrides ansible_user)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _sub(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its examples."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=SUB_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _tunnel_opts(p: argparse.ArgumentParser) -> None:
@@ -67,6 +124,16 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="give up re-establishing a lost tunnel after this long (default 60)",
     )
+    p.add_argument(
+        "--forward",
+        action="append",
+        metavar="NODEPORT[:LOCALPORT]",
+        help=(
+            "also forward a web app's port on the node (TensorBoard, a Dask dashboard) to "
+            "127.0.0.1:LOCALPORT (default: a free port), over the same connection; repeatable. "
+            "Apps are also reachable through Jupyter at /proxy/NODEPORT/"
+        ),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,12 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser(
-        "session",
-        help="start Jupyter on a compute node and connect to it",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    s = _sub(sub, "session", "start Jupyter on a compute node and connect to it")
     _common(s)
     add_job_options(s)
     s.add_argument(
@@ -93,25 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _tunnel_opts(s)
 
-    a = sub.add_parser("attach", help="reconnect to a running session and take it over")
+    a = _sub(sub, "attach", "reconnect to a running session and take it over")
     _common(a)
-    a.add_argument("job_id", metavar="JOBID")
+    a.add_argument("job_id", metavar="JOBID", help="the session's job id (`list` shows it)")
     _tunnel_opts(a)
 
-    ls = sub.add_parser("list", help="your sessions on each cluster of the inventory")
+    ls = _sub(sub, "list", "your sessions on each cluster of the inventory")
     _common(ls)
 
-    st = sub.add_parser("stop", help="cancel a session (or all of them)")
+    st = _sub(sub, "stop", "cancel a session (or all of them)")
     _common(st)
-    st.add_argument("job_id", nargs="?", metavar="JOBID")
+    st.add_argument("job_id", nargs="?", metavar="JOBID", help="the session's job id")
     st.add_argument("--all", action="store_true", help="every nodebook session of yours")
 
-    se = sub.add_parser("setup", help="one-time setup on the cluster (runs playbooks/setup.yml)")
+    se = _sub(sub, "setup", "one-time setup on the cluster (runs playbooks/setup.yml)")
     _common(se)
-    se.epilog = "other options go to ansible-playbook, e.g. -e nodebook_password_mode=token"
+    se.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show the full Ansible output as it runs (-vv and more: also ansible-playbook's -v)",
+    )
 
-    d = sub.add_parser("doctor", help="check ssh, module, Slurm, setup state and ports")
+    d = _sub(sub, "doctor", "check ssh, module, Slurm, setup state and ports")
     _common(d)
+
+    from driver.init import add_parser as add_init
+
+    add_init(sub)
     return parser
 
 
@@ -124,6 +196,10 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
         cluster = load_cluster(args.inventory, args.cluster, args.user)
         session = Session(cluster, opts, out)
         return session.start() if args.command == "session" else session.attach(args.job_id)
+    if args.command == "init":
+        from driver.init import init
+
+        return init(args, out)
     from driver import commands
 
     if args.command == "list":
@@ -135,7 +211,7 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
         return commands.stop(cluster, args.job_id, out)
     cluster = load_cluster(args.inventory, args.cluster, args.user)
     if args.command == "setup":
-        return commands.setup(cluster, list(args.extra))
+        return commands.setup(cluster, list(args.extra), out, args.verbose)
     from driver.doctor import doctor
 
     return doctor(cluster, out)

@@ -127,6 +127,7 @@ class SessionOptions:
     allow_second: bool = False
     check_interval: float = 5.0
     reconnect_bound: float = 60.0
+    forwards: tuple[tuple[int, int | None], ...] = ()  # --forward: (node port, local port)
 
     @property
     def endpoint(self) -> str | None:
@@ -147,6 +148,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         raise NodebookError(f"--port {args.port}: pick 1024-65535", ExitCode.USAGE)
     if args.reconnect_bound <= 0:
         raise NodebookError("--reconnect-bound: more than 0 seconds", ExitCode.USAGE)
+    forwards = tuple(parse_forward(spec) for spec in getattr(args, "forward", None) or ())
     return SessionOptions(
         job=job,
         tunnel=args.tunnel,
@@ -155,4 +157,21 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         allow_second=getattr(args, "allow_second", False),
         check_interval=max(0.5, args.check_interval),
         reconnect_bound=args.reconnect_bound,
+        forwards=forwards,
     )
+
+
+def parse_forward(spec: str) -> tuple[int, int | None]:
+    """``NODEPORT[:LOCALPORT]`` -> (node port, local port or None)."""
+    node, _, local = spec.partition(":")
+    try:
+        node_port, local_port = int(node), int(local) if local else None
+    except ValueError:
+        node_port, local_port = 0, None
+    if not 1 <= node_port <= 65535 or (local_port is not None and not 1024 <= local_port <= 65535):
+        raise NodebookError(
+            f"--forward {spec!r}: NODEPORT[:LOCALPORT], for example 6006 or 6006:16006 "
+            "(local ports 1024-65535)",
+            ExitCode.USAGE,
+        )
+    return node_port, local_port

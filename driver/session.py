@@ -33,7 +33,7 @@ from driver.remote import Remote
 from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import SessionRecord, StateDir
-from driver.tunnel import Endpoint, Tunnel, free_port, port_is_free, wait_http
+from driver.tunnel import Endpoint, Forward, Tunnel, free_port, port_is_free, wait_http
 
 
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
@@ -119,6 +119,7 @@ class Session:
         self.tunnel: Tunnel | None = None  # opened early (jump to a socket) or at ready
         self.connected: Connected | None = None
         self.monitor: Monitor | None = None
+        self.forwards: tuple[Forward, ...] = ()  # --forward, local ports chosen at the start
         self._ready: dict[str, Any] | None = None  # the play's connection line (runner thread)
         self._running_on: str | None = None  # the node, once the play reports RUNNING
         self._wake = threading.Event()  # set by the runner thread when the main thread has work
@@ -174,6 +175,7 @@ class Session:
         """``attach``: reconnect to a running job and take the session over."""
         with exit_signals():
             try:
+                self._check_local_port()
                 self.master.start()
                 self.job.id, self.job.submitted = job_id, True
                 try:
@@ -231,16 +233,29 @@ class Session:
             if self._mode() != "jump" or self.job.endpoint != "socket":
                 return
             guess = Endpoint(node=self._running_on, socket=self.job.socket)
-            self.tunnel = Tunnel(self.remote, "jump", guess, self._local_port(), self.job.id)
+            self.tunnel = Tunnel(
+                self.remote, "jump", guess, self._local_port(), self.job.id, forwards=self.forwards
+            )
             self.tunnel.start()
 
     def _check_local_port(self) -> None:
+        """The local ports asked for are free (before anything is submitted); pick the others."""
         if self.opts.local_port and not port_is_free(self.opts.local_port):
             raise NodebookError(
                 f"local port {self.opts.local_port} is in use: pick another "
                 "with --port or leave it out",
                 ExitCode.USAGE,
             )
+        forwards = []
+        for node_port, local_port in self.opts.forwards:
+            if local_port is not None and not port_is_free(local_port):
+                raise NodebookError(
+                    f"--forward {node_port}:{local_port}: local port {local_port} is in use; "
+                    "pick another or leave it out",
+                    ExitCode.USAGE,
+                )
+            forwards.append(Forward(node_port, local_port or free_port()))
+        self.forwards = tuple(forwards)
 
     def _mode(self) -> str:
         mode = self.opts.tunnel or ("direct" if self.cluster.standalone else self.cluster.tunnel)
@@ -278,6 +293,7 @@ class Session:
                 port,
                 self.job.id or "",
                 hop_socket=str(info.get("hop_socket") or "") or None,
+                forwards=self.forwards,
             )
             self.tunnel.start()
         connected = Connected(endpoint, info, token, self.tunnel)
@@ -320,9 +336,21 @@ class Session:
                     "tunnel": connected.tunnel.mode,
                     "driver_pid": os.getpid(),
                     "gpus": connected.info.get("gpus"),
+                    "forwards": [
+                        {"node_port": f.node_port, "local_port": f.local_port, "url": f.url}
+                        for f in connected.tunnel.forwards
+                    ],
                 },
             )
         )
+        for fw in connected.tunnel.forwards:
+            self.out.emit(
+                Update(
+                    "info",
+                    job_id=self.job.id,
+                    message=f"node port {fw.node_port} forwarded to {fw.url}",
+                )
+            )
         if self.opts.browser:
             with contextlib.suppress(Exception):
                 webbrowser.open(url)

@@ -63,11 +63,31 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def jump_argv(master: Master, endpoint: Endpoint, local_port: int, hold: str) -> list[str]:
+@dataclass(frozen=True)
+class Forward:
+    """``--forward NODEPORT[:LOCALPORT]``: a web app's port on the node, on a local port."""
+
+    node_port: int
+    local_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.local_port}/"
+
+
+def jump_argv(
+    master: Master,
+    endpoint: Endpoint,
+    local_port: int,
+    hold: str,
+    forwards: tuple[Forward, ...] = (),
+) -> list[str]:
     """The jump-mode tunnel: the ssh session ends on the node that holds the socket; its remote
-    command (``hold``) keeps it open while the driver lives."""
-    spec = f"127.0.0.1:{local_port}:{endpoint.target()}"
-    return master.node_argv(endpoint.node, ["-L", spec], hold)
+    command (``hold``) keeps it open while the driver lives. --forward ports ride along."""
+    specs = ["-L", f"127.0.0.1:{local_port}:{endpoint.target()}"]
+    for fw in forwards:
+        specs += ["-L", f"127.0.0.1:{fw.local_port}:127.0.0.1:{fw.node_port}"]
+    return master.node_argv(endpoint.node, specs, hold)
 
 
 @dataclass
@@ -80,8 +100,10 @@ class Tunnel:
     local_port: int
     job_id: str
     hop_socket: str | None = None  # hops: the login node's socket (from the connection info)
+    forwards: tuple[Forward, ...] = ()  # --forward: more node ports, over the same master
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     forward_spec: str | None = None
+    extra_specs: list[str] = field(default_factory=list)  # --forward held by the master
 
     @property
     def master(self) -> Master:
@@ -93,7 +115,7 @@ class Tunnel:
         local = f"127.0.0.1:{self.local_port}"
         if self.mode == "jump":
             hold = self.remote.hold_command(self.job_id)
-            self._spawn(jump_argv(self.master, self.endpoint, self.local_port, hold))
+            self._spawn(jump_argv(self.master, self.endpoint, self.local_port, hold, self.forwards))
         elif self.mode == "hops":
             if not self.hop_socket:
                 raise NodebookError("--tunnel hops: the cluster's helper named no hop socket")
@@ -115,6 +137,14 @@ class Tunnel:
         else:  # direct
             self.forward_spec = f"{local}:{self.endpoint.target()}"
             self.master.forward(self.forward_spec)
+        if self.mode != "jump":
+            # Through the login node, as the tunnel goes: the app must listen on the node's
+            # address (or, on a standalone server, on its loopback).
+            host = "127.0.0.1" if self.mode == "direct" else self.endpoint.node
+            for fw in self.forwards:
+                spec = f"127.0.0.1:{fw.local_port}:{host}:{fw.node_port}"
+                self.master.forward(spec)
+                self.extra_specs.append(spec)
 
     def _spawn(self, argv: list[str]) -> None:
         # Own session: Ctrl-C on the driver's terminal does not reach it; the driver closes it.
@@ -133,6 +163,10 @@ class Tunnel:
         return self.forward_spec is None or self.master.alive()
 
     def close(self) -> None:
+        for spec in self.extra_specs:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self.master.forward(spec, cancel=True)
+        self.extra_specs = []
         if self.forward_spec is not None:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 self.master.forward(self.forward_spec, cancel=True)

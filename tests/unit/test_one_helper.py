@@ -33,7 +33,9 @@ YAML_FILES = sorted(
         *DATA.glob("roles/*/vars/*.yml"),
     ]
 )
-SHELL_WORDS = re.compile(r"\b(then|fi|done|esac|elif)\b|\$\(|\$\{|\bdo\b")
+# Shell structure (not English words): "...; then", "...; do", a line that is "fi"/"done"/"esac",
+# command substitution or parameter expansion.
+SHELL_WORDS = re.compile(r";\s*(then|do)\b|^\s*(fi|done|esac)\s*;?$|\$\(|\$\{", re.MULTILINE)
 CHAINED = re.compile(
     r";\s*(then|do|done|fi|rm|kill|exec|cat|echo|printf|touch|if|for|while|umask)\b"
 )
@@ -128,6 +130,7 @@ def test_only_the_remote_module_runs_commands_over_the_master() -> None:
 def test_the_checks_catch_what_they_look_for() -> None:
     assert CHAINED.search('d="$HOME/x"; touch "$d/heartbeat"')
     assert SHELL_WORDS.search("for i in 1 2; do\n echo $i\ndone")
+    assert not SHELL_WORDS.search("examples:\n  nodebook init\n\nthen: nodebook setup")
     assert len(tasks([{"hosts": "all", "tasks": [{"name": "a", "block": [{"name": "b"}]}]}])) == 1
     assert is_expression("{{ [1,\n 2]\n + [3] }}") and not is_expression("a=1\nb=2")
 

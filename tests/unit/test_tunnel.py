@@ -10,7 +10,8 @@ from driver.inventory import Cluster, cluster_from_hostvars
 from driver.paths import helper_protocol
 from driver.remote import Remote
 from driver.ssh import Master
-from driver.tunnel import Endpoint, Tunnel, free_port, jump_argv, port_is_free
+from driver.options import parse_forward
+from driver.tunnel import Endpoint, Forward, Tunnel, free_port, jump_argv, port_is_free
 
 CLUSTER = Cluster(
     name="c",
@@ -151,3 +152,28 @@ def test_inventory_old_and_bad_settings_are_refused_with_the_fix():
         cluster_from_hostvars("c", Path("i"), {"nodebook_endpoint": "tcp"})
     with pytest.raises(NodebookError, match="nodebook_scheduler"):
         cluster_from_hostvars("c", Path("i"), {"nodebook_scheduler": "pbs"})
+
+
+def test_forwards_ride_in_the_jump_tunnels_ssh():
+    ep = Endpoint(node="cn01", socket="/s")
+    argv = jump_argv(master(), ep, 18000, "HOLD", (Forward(6006, 16006), Forward(8787, 18787)))
+    specs = [argv[i + 1] for i, a in enumerate(argv) if a == "-L"]
+    assert specs == [
+        "127.0.0.1:18000:/s",
+        "127.0.0.1:16006:127.0.0.1:6006",
+        "127.0.0.1:18787:127.0.0.1:8787",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "parsed"), [("6006", (6006, None)), ("6006:16006", (6006, 16006))]
+)
+def test_forward_specs(spec, parsed):
+    assert parse_forward(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["", "x", "0", "70000", "6006:80", "6006:x", "6006:16006:1"])
+def test_bad_forward_specs_are_usage_errors(spec):
+    with pytest.raises(NodebookError) as exc:
+        parse_forward(spec)
+    assert exc.value.code == ExitCode.USAGE and "--forward" in exc.value.message
