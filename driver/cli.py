@@ -69,6 +69,16 @@ examples:
 other options go to ansible-playbook (-e, --check, --diff, --tags ...). Progress is one line
 per phase; the full output is kept in a log file (named when setup fails).
 """,
+    "ssh-config": """\
+examples:
+  python -m driver ssh-config 1234                print a Host block for job 1234's node
+  python -m driver ssh-config 1234 > ~/.ssh/nodebook-1234.conf
+  ssh -F ~/.ssh/nodebook-1234.conf nodebook-1234  a shell on the node (or VS Code Remote-SSH)
+
+The block goes through the login node with the inventory's ssh options and pinned host keys,
+and through this machine's running session (its ssh master) when there is one, so no second
+password or one-time code is asked. It is valid while the job runs.
+""",
     "doctor": """\
 examples:
   python -m driver doctor                        ssh, module, Slurm, setup state, local ports
@@ -181,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = _sub(sub, "doctor", "check ssh, module, Slurm, setup state and ports")
     _common(d)
 
+    sc = _sub(sub, "ssh-config", "an ssh Host block for a session's node (VS Code Remote-SSH)")
+    _common(sc)
+    sc.add_argument("job_id", metavar="JOBID", help="the session's job id (`nodebook list`)")
+
     from driver.init import add_parser as add_init
 
     add_init(sub)
@@ -210,6 +224,10 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
         cluster = load_cluster(args.inventory, args.cluster, args.user)
         return commands.stop(cluster, args.job_id, out)
     cluster = load_cluster(args.inventory, args.cluster, args.user)
+    if args.command == "ssh-config":
+        from driver.sshconfig import ssh_config
+
+        return ssh_config(cluster, args.job_id, out)
     if args.command == "setup":
         return commands.setup(cluster, list(args.extra), out, args.verbose)
     from driver.doctor import doctor

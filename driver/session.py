@@ -320,6 +320,7 @@ class Session:
                 tunnel=connected.tunnel.mode,
                 driver_pid=os.getpid(),
                 user=self.cluster.user,
+                control_path=str(self.master.control_path),
             )
         )
         url = connected.url

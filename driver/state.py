@@ -36,6 +36,7 @@ class SessionRecord:
     driver_pid: int
     user: str | None = None
     started: float = 0.0
+    control_path: str | None = None  # the session's ssh master, reused by `nodebook ssh-config`
 
 
 class StateDir:

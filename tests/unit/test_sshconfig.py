@@ -1,0 +1,48 @@
+"""`nodebook ssh-config`: the Host block (pure logic; the sandbox test runs ssh with it)."""
+
+from pathlib import Path
+
+import pytest
+
+from driver.errors import ExitCode, NodebookError
+from driver.inventory import Cluster
+from driver.progress import Renderer
+from driver.sshconfig import host_block, proxy_command, ssh_config
+
+CLUSTER = Cluster(name="hpc", inventory=Path("i"), host="login", user="jdoe")
+
+
+def test_block_keeps_host_keys_identity_and_checking_on():
+    config = {
+        "user": ["jdoe"],
+        "identityfile": ["~/.ssh/id_ed25519"],
+        "userknownhostsfile": ["~/.ssh/known_hosts"],
+        "stricthostkeychecking": ["false"],  # never copied: the block says yes
+        "port": ["2222"],  # the login's port is not the node's
+    }
+    text = host_block(CLUSTER, "123", "cn07", "ssh -W %h:%p login", config)
+    lines = text.splitlines()
+    assert "Host nodebook-123" in lines and "  HostName cn07" in lines
+    assert "  ProxyCommand ssh -W %h:%p login" in lines
+    assert "  userknownhostsfile ~/.ssh/known_hosts" in lines
+    assert "  StrictHostKeyChecking yes" in lines
+    assert not [ln for ln in lines if "false" in ln or "2222" in ln]
+
+
+def test_without_a_session_master_the_proxy_logs_in_itself():
+    proxy = proxy_command(CLUSTER, "/nonexistent/m")
+    assert proxy.endswith("-W %h:%p login") and "ControlPath" not in proxy
+
+
+@pytest.mark.parametrize(
+    ("cluster", "job", "words"),
+    [
+        (CLUSTER, "12x", "not a Slurm job id"),
+        (Cluster(name="ws", inventory=Path("i"), host="ws", scheduler="none"), "1", "standalone"),
+        (Cluster(name="c", inventory=Path("i"), host="l", tunnel="via-login"), "1", "forbids ssh"),
+    ],
+)
+def test_refusals_say_why(cluster, job, words):
+    with pytest.raises(NodebookError, match=words) as exc:
+        ssh_config(cluster, job, Renderer(False))
+    assert exc.value.code == ExitCode.USAGE
