@@ -9,6 +9,8 @@ own, so each change of state is shown as it happens. Nothing here scrapes Ansibl
 import contextlib
 import json
 import sys
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -127,14 +129,129 @@ def pending_line(update: Update) -> str:
     return text
 
 
-class Renderer:
-    """Prints updates once each: human lines, or one JSON object per line with --json."""
+class _Quiet:
+    """A stream whose writes never raise: a closed terminal (SIGHUP) must not stop the cleanup."""
 
-    def __init__(self, json_mode: bool, out: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return self.stream.write(text)
+        return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            return self.stream.isatty()
+        return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def elapsed(seconds: float) -> str:
+    """0:07, 1:02:03."""
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _StatusLine:
+    """The renderable of a live status line: a spinner, the text, the time since ``since``."""
+
+    def __init__(self, text: str, since: float) -> None:
+        from rich.spinner import Spinner
+
+        self.text, self.since = text, since
+        self.spinner = Spinner("dots", style="cyan")
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(self.spinner, self.text, f"[dim]{elapsed(time.monotonic() - self.since)}[/]")
+        return grid
+
+
+class Renderer:
+    """Prints updates once each: human lines, or one JSON object per line with --json.
+
+    On a terminal (``live``) a waiting job is one status line that changes in place (spinner,
+    state, reason, estimated start, time waited), drawn with rich; elsewhere plain lines, one per
+    change. ``--json`` is never live.
+    """
+
+    def __init__(
+        self, json_mode: bool, out: IO[str] | None = None, live: bool | None = None
+    ) -> None:
         self.json_mode = json_mode
         self.out = out or sys.stdout
         self.err = sys.stderr if out is None else out
         self._last: str | None = None
+        if live is None:
+            live = out is None and not json_mode and _Quiet(self.out).isatty()
+        self.live = bool(live) and not json_mode
+        self._lock = threading.RLock()
+        self._status: Any = None  # rich.live.Live while a status line shows
+        self._line: _StatusLine | None = None
+        self._since: dict[str, float] = {}  # job id -> when its wait began
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        """A rich Console on ``out`` (terminal features only when live)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                file=_Quiet(self.out),
+                force_terminal=self.live,
+                no_color=not self.live,
+                highlight=False,
+                soft_wrap=not self.live,
+            )
+        return self._console
+
+    def status(self, text: str, since: float | None = None) -> None:
+        """Show (or change) the live status line; on a plain stream this does nothing."""
+        if not self.live:
+            return
+        from rich.live import Live
+
+        with self._lock:
+            if self._line is None or self._status is None:
+                self._line = _StatusLine(text, since or time.monotonic())
+                self._status = Live(
+                    self._line, console=self.console, refresh_per_second=8, transient=True
+                )
+                with contextlib.suppress(OSError, ValueError):
+                    self._status.start()
+            else:
+                self._line.text = text
+                if since is not None:
+                    self._line.since = since
+
+    def clear_status(self) -> None:
+        """Remove the live status line (before a permanent line, and at the end)."""
+        with self._lock:
+            if self._status is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._status.stop()
+            self._status, self._line = None, None
+
+    def print(self, text: str, error: bool = False) -> None:
+        """A permanent line (above the status line, which stays)."""
+        with self._lock:
+            if self._status is not None and not error:
+                self._status.console.print(text, markup=False, highlight=False)
+                return
+            # A closed terminal (SIGHUP) must not stop the cleanup: drop the line.
+            with contextlib.suppress(OSError, ValueError):
+                print(text, file=self.err if error else self.out, flush=True)
 
     def emit(self, update: Update) -> None:
         if self.json_mode:
@@ -143,16 +260,28 @@ class Renderer:
             line = json.dumps(obj, sort_keys=True)
         else:
             line = self.human(update)
-        if line is None or line == self._last:
+        if line is None:
             return
-        self._last = line
-        # A closed terminal (SIGHUP) must not stop the cleanup: drop the line.
-        with contextlib.suppress(OSError):
-            print(
-                line,
-                file=self.err if update.kind == "error" and not self.json_mode else self.out,
-                flush=True,
-            )
+        with self._lock:
+            if self.live and update.kind in ("submitted", "pending") and update.job_id:
+                since = self._since.setdefault(update.job_id, time.monotonic())
+                if update.kind == "submitted":
+                    self.status(f"job {update.job_id}: submitted, waiting for Slurm", since)
+                else:
+                    self.status(f"job {update.job_id}: {pending_line(update)}", since)
+                if update.kind == "pending":
+                    return
+            if line == self._last:
+                return
+            self._last = line
+            if update.kind != "submitted":
+                self.clear_status()
+            error = update.kind == "error" and not self.json_mode
+            if self.json_mode or not self.live:
+                with contextlib.suppress(OSError, ValueError):
+                    print(line, file=self.err if error else self.out, flush=True)
+            else:
+                self.print(line, error=error)
 
     def human(self, update: Update) -> str | None:
         if update.kind == "submitted":
