@@ -4,13 +4,12 @@ Errors are NodebookError exceptions with a one-line message; they are caught her
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
-from driver.inventory import DEFAULT_INVENTORY, load_cluster
+from driver.inventory import load_cluster
 from driver.options import add_job_options, session_options
 from driver.progress import Renderer, Update
 from driver.tunnel import MODES
@@ -92,8 +91,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         "-i",
         "--inventory",
         type=Path,
-        default=Path(os.environ.get("NODEBOOK_INVENTORY", DEFAULT_INVENTORY)),
-        help="Ansible inventory (default: $NODEBOOK_INVENTORY or the sandbox's)",
+        default=None,
+        help=(
+            "Ansible inventory: a file or a directory (default: $NODEBOOK_INVENTORY, else "
+            "the clusters `nodebook init` wrote in ~/.config/nodebook/inventory/)"
+        ),
     )
     p.add_argument(
         "--cluster",

@@ -10,9 +10,36 @@ from pathlib import Path
 
 from driver import inventory_cache
 from driver.errors import ExitCode, NodebookError
-from driver.paths import DATA, rules
+from driver.paths import rules, user_inventory_dir, user_inventory_file
 
-DEFAULT_INVENTORY = DATA / "inventory" / "sandbox" / "hosts.yml"
+INVENTORY_ENV = "NODEBOOK_INVENTORY"
+NO_INVENTORY = "no inventory: run `nodebook init NAME --host LOGIN-HOST` (or pass -i PATH)"
+
+
+def _holds_inventory(directory: Path) -> bool:
+    """True when the directory has a YAML file (one per cluster) that is not hidden."""
+    if not directory.is_dir():
+        return False
+    return any(
+        p.is_file() and not p.name.startswith(".") and p.suffix in (".yml", ".yaml")
+        for p in directory.iterdir()
+    )
+
+
+def resolve_inventory(given: Path | None) -> Path:
+    """The inventory to use: ``-i PATH``, else ``$NODEBOOK_INVENTORY``, else the user's inventory
+    directory (``$XDG_CONFIG_HOME/nodebook/inventory/``, one file per cluster, written by
+    ``nodebook init``) when it holds a YAML file, else ``$XDG_CONFIG_HOME/nodebook/inventory.yml``.
+    No default beyond these: the sandbox's inventory is passed explicitly where it is meant."""
+    if given is not None:
+        return given
+    if os.environ.get(INVENTORY_ENV):
+        return Path(os.environ[INVENTORY_ENV]).expanduser()
+    if _holds_inventory(user_inventory_dir()):
+        return user_inventory_dir()
+    if user_inventory_file().is_file():
+        return user_inventory_file()
+    raise NodebookError(NO_INVENTORY, ExitCode.USAGE)
 
 
 @dataclass(frozen=True)
@@ -178,8 +205,10 @@ def default_host(hostvars: dict[str, dict[str, object]]) -> str | None:
     return slurm[0] if len(slurm) == 1 else None
 
 
-def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> Cluster:
-    """Read one host from the inventory (one ansible-inventory call, or its cache)."""
+def load_cluster(inventory: Path | None, name: str | None, user: str | None = None) -> Cluster:
+    """Read one host from the inventory (None: resolve_inventory's; one ansible-inventory call,
+    or its cache)."""
+    inventory = resolve_inventory(inventory)
     hostvars = _hostvars(inventory)
     hosts = sorted(hostvars)
     if name is None:
@@ -197,8 +226,11 @@ def load_cluster(inventory: Path, name: str | None, user: str | None = None) -> 
     return cluster_from_hostvars(name, inventory, hostvars[name], user)
 
 
-def all_clusters(inventory: Path, name: str | None, user: str | None = None) -> list[Cluster]:
+def all_clusters(
+    inventory: Path | None, name: str | None, user: str | None = None
+) -> list[Cluster]:
     """One cluster (--cluster), else every host that is not a second way into another."""
+    inventory = resolve_inventory(inventory)
     if name:
         return [load_cluster(inventory, name, user)]
     hostvars = _hostvars(inventory)

@@ -1,8 +1,13 @@
 """Where nodebook's own files are: the playbooks, roles, plugins and Ansible settings it runs.
 
-In a checkout they are the repository's top-level directories; an installed wheel carries the
-same tree as package data. Everything else finds them through this module, never through
-``__file__`` of its own.
+Installed (a wheel, ``pipx install``), they are the Ansible collection ``nodebook.jupyter`` next
+to this package, ``site-packages/ansible_collections/nodebook/jupyter/``, where Ansible finds
+collections on ``sys.path`` (the roles call the filter plugins as ``nodebook.jupyter.*``). In a
+checkout (or an editable install) they are the repository's top-level directories, and
+``collections/ansible_collections/nodebook/jupyter`` (a link to the checkout, named by
+ansible.cfg's ``collections_path``) makes the same names resolve. Both trees have one shape:
+``playbooks/``, ``roles/``, ``plugins/`` and ``ansible.cfg`` side by side. Everything else finds
+them through this module, never through ``__file__`` of its own.
 """
 
 import importlib.util
@@ -12,11 +17,14 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent
+# The installed collection (a wheel puts it beside this package) and the checkout's root.
+INSTALLED = PACKAGE.parent / "ansible_collections" / "nodebook" / "jupyter"
+CHECKOUT = PACKAGE.parent
 
 
 def _data_root() -> Path:
     """The directory holding playbooks/, roles/, plugins/ and ansible.cfg."""
-    for candidate in (PACKAGE / "_data", PACKAGE.parent):
+    for candidate in (INSTALLED, CHECKOUT):
         if (candidate / "playbooks").is_dir() and (candidate / "roles").is_dir():
             return candidate
     raise RuntimeError(f"nodebook's playbooks and roles are missing next to {PACKAGE}")
@@ -32,8 +40,9 @@ HELPER = ROLES / "nodebook_job" / "files" / "nodebook-remote"
 
 
 RULES_FILE = PLUGINS / "filter" / "nodebook.py"
-# The sandbox's inventory: the default of `make demo` and the tests only (they pass it).
-SANDBOX_INVENTORY = DATA / "inventory" / "sandbox" / "hosts.yml"
+# The sandbox's inventory, in a checkout only: `make demo`, the tests and the benchmarks pass it
+# (-i or $NODEBOOK_INVENTORY); it is never a default.
+SANDBOX_INVENTORY = CHECKOUT / "inventory" / "sandbox" / "hosts.yml"
 
 
 def config_dir() -> Path:
@@ -45,6 +54,11 @@ def config_dir() -> Path:
 def user_inventory_dir() -> Path:
     """The user's inventory: a directory with one file per cluster (`nodebook init` writes them)."""
     return config_dir() / "inventory"
+
+
+def user_inventory_file() -> Path:
+    """A single inventory file in the config dir, accepted when the inventory dir is empty."""
+    return config_dir() / "inventory.yml"
 
 
 @cache

@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTER = [sys.executable, str(REPO / "sandbox" / "cluster.py")]
 STATE = Path(os.environ.get("NODEBOOK_SANDBOX_STATE", "/var/lib/nodebook-sandbox"))
 VENV_BIN = REPO / ".venv" / "bin"
+# The sandbox's inventory, passed explicitly: the driver has no default inventory.
+INVENTORY = REPO / "inventory" / "sandbox" / "hosts.yml"
 
 
 def step(text: str) -> None:
@@ -49,7 +51,7 @@ def run_setup() -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump({"nodebook_password_secret": password}, fh)
         argv = [*CLUSTER, "exec", "laptop", "--", str(VENV_BIN / "ansible-playbook"),
-                "-i", "inventory/sandbox/hosts.yml", "--limit", "sandbox", "-e", f"@{extra}",
+                "-i", str(INVENTORY), "--limit", "sandbox", "-e", f"@{extra}",
                 "playbooks/setup.yml"]  # fmt: skip
         subprocess.run(argv, cwd=REPO, check=True)
 
@@ -83,8 +85,8 @@ def describe(obj: dict[str, object]) -> str:
 
 
 def run_session() -> int:
-    argv = [*CLUSTER, "exec", "laptop", "--", str(VENV_BIN / "python"), "-m", "driver",
-            "session", "--cluster", "sandbox", "--no-browser", "--json"]  # fmt: skip
+    session = ["session", "-i", str(INVENTORY), "--cluster", "sandbox", "--no-browser", "--json"]
+    argv = [*CLUSTER, "exec", "laptop", "--", str(VENV_BIN / "python"), "-m", "driver", *session]
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     driver = subprocess.Popen(
         argv, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
