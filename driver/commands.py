@@ -2,15 +2,15 @@
 
 import contextlib
 import os
-import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, all_clusters
-from driver.paths import ANSIBLE_CFG, DATA, PLAYBOOKS
 from driver.progress import Renderer, Update
 from driver.remote import Remote
 from driver.runner import PlaybookRun
@@ -103,38 +103,182 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     return ExitCode.OK
 
 
-def setup(cluster: Cluster, extra: list[str]) -> ExitCode:
-    """Run playbooks/setup.yml in the foreground (it may prompt for a password)."""
-    with connected(cluster) as remote:
-        argv = [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(cluster.inventory),
-            "--limit",
-            cluster.name,
-            str(PLAYBOOKS / "setup.yml"),
-        ]
-        if cluster.user:
-            argv += ["-e", f"ansible_user={cluster.user}"]
-        env = {**os.environ, **remote.master.ansible_env(), "ANSIBLE_CONFIG": str(ANSIBLE_CFG)}
-        child = subprocess.Popen([*argv, *extra], env=env, cwd=DATA)
-        try:
-            child.wait()
-        except KeyboardInterrupt:
-            # Ctrl-C reached ansible-playbook too (same process group): let it stop its tasks.
+# What ansible-runner answers when setup.yml asks for the Jupyter password (and its "confirm").
+PASSWORD_PROMPT = r"Jupyter password[^\r\n]*:\s*$"
+# Setup logs kept per cluster (older ones are removed).
+KEEP_LOGS = 10
+
+
+def _prog() -> str:
+    return "nodebook" if Path(sys.argv[0]).name == "nodebook" else "python -m driver"
+
+
+def extra_var_names(extra: list[str]) -> set[str] | None:
+    """The variables ``-e``/``--extra-vars`` options set (None: a file nodebook cannot read,
+    such as an Ansible Vault file, which may set anything)."""
+    import yaml
+
+    names: set[str] = set()
+    values: list[str] = []
+    it = iter(extra)
+    for arg in it:
+        if arg in ("-e", "--extra-vars"):
+            values.append(next(it, ""))
+        elif arg.startswith("--extra-vars="):
+            values.append(arg.split("=", 1)[1])
+        elif arg.startswith("-e") and len(arg) > 2:
+            values.append(arg[2:])
+    for value in values:
+        text = value
+        if value.startswith("@"):
             try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            raise NodebookError(
-                f"setup was interrupted on {cluster.name}; it is safe to run "
-                "`nodebook setup` again (it picks up where it stopped)",
-                ExitCode.INTERRUPTED,
-            ) from None
-    if child.returncode != 0:
-        raise NodebookError(
-            f"setup failed on {cluster.name} (ansible-playbook exit "
-            f"{child.returncode}); see the output above"
+                text = Path(value[1:]).expanduser().read_text()
+            except OSError:
+                return None
+            if text.lstrip().startswith("$ANSIBLE_VAULT"):
+                return None
+        if text.lstrip().startswith(("{", "---")) or value.startswith("@"):
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError:
+                return None
+            names |= set(data) if isinstance(data, dict) else set()
+        else:
+            names |= {w.split("=", 1)[0] for w in shlex_split(text) if "=" in w}
+    return names
+
+
+def shlex_split(text: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def ask_password(cluster: Cluster, extra: list[str]) -> str:
+    """The Jupyter password for setup.yml's prompt: asked here (no echo, twice), or "" (keep the
+    stored one) when it comes from -e, in token mode, or when there is no terminal to ask on."""
+    import getpass
+
+    names = extra_var_names(extra)
+    token = cluster.hostvars.get("nodebook_password_mode") == "token" or any(
+        "nodebook_password_mode=token" in a for a in extra
+    )
+    if names is None or "nodebook_password_secret" in names or token or not sys.stdin.isatty():
+        return ""
+    prompt = "Jupyter password, not echoed (Enter keeps the stored one): "
+    while True:
+        first = getpass.getpass(prompt)
+        if not first or getpass.getpass("Again, to confirm: ") == first:
+            return first
+        print("The two entries differ; once more.", file=sys.stderr)
+
+
+def setup_log(cluster: Cluster) -> Path:
+    """A new 0600 log file for one setup run, in the user's state dir (old ones pruned)."""
+    from driver.state import private_dir, state_root
+
+    logs = private_dir(state_root() / "logs")
+    old = sorted(logs.glob(f"setup-{cluster.name}-*.log"))
+    for path in old[: max(0, len(old) - KEEP_LOGS + 1)]:
+        path.unlink(missing_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = logs / f"setup-{cluster.name}-{stamp}.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    return path
+
+
+def setup(cluster: Cluster, extra: list[str], out: Renderer, verbose: int = 0) -> ExitCode:
+    """Run playbooks/setup.yml over the cluster's master: one line per phase (the full output
+    with -v, and always in a log file), the password asked here and typed into its prompt."""
+    from driver.progress import SetupProgress
+
+    with connected(cluster) as remote:
+        password = ask_password(cluster, extra)
+        log_path = setup_log(cluster)
+        ev: dict[str, Any] = {"ansible_user": cluster.user} if cluster.user else {}
+        args = [*extra] + (["-" + "v" * (verbose - 1)] if verbose > 1 else [])
+        started = time.monotonic()
+        where = f"{cluster.user + '@' if cluster.user else ''}{cluster.host}"
+        out.emit(Update("info", message=f"setup on {cluster.name} ({where})"))
+        with open(log_path, "a", encoding="utf-8") as log:
+            progress = SetupProgress(out, log, verbose=verbose > 0)
+            run = PlaybookRun(
+                cluster,
+                "setup.yml",
+                ev,
+                remote.master.ansible_env(),
+                lambda _update: None,
+                on_event=progress.event,
+                cmdline=" ".join(shlex_quote(a) for a in args) or None,
+                passwords={PASSWORD_PROMPT: password},
+            )
+            del password
+
+            def wait(thread: threading.Thread) -> None:
+                try:
+                    while thread.is_alive():
+                        thread.join(0.1)
+                except KeyboardInterrupt:
+                    run.cancelled.set()  # ansible-runner stops ansible-playbook
+                    thread.join()
+                    raise
+
+            try:
+                run.run(wait)
+            except KeyboardInterrupt:
+                progress.close(ok=False)
+                raise NodebookError(
+                    f"setup was interrupted on {cluster.name}: run `{_prog()} setup` again "
+                    f"(it picks up where it stopped); log: {log_path}",
+                    ExitCode.INTERRUPTED,
+                ) from None
+            progress.close(ok=run.status == "successful")
+    counts = progress.counts(cluster.name)
+    seconds = time.monotonic() - started
+    if run.status != "successful":
+        first = run.errors[0] if run.errors else None
+        why = str(first.data.get("detail") or first.message) if first else ""
+        why = (
+            " ".join(why.split())
+            or _last_error(log_path)
+            or (f"ansible-playbook ended {run.status} (rc={run.rc})")
         )
+        why = why.rstrip(". ")
+        task = f" at task {progress.failed_task!r}" if progress.failed_task else ""
+        code = ExitCode(first.code) if first and first.code else ExitCode.ERROR
+        raise NodebookError(
+            f"setup failed on {cluster.name}{task}: {why}; full log: {log_path}",
+            ExitCode.SSH if code == ExitCode.SSH else ExitCode.ERROR,
+        )
+    summary = " ".join(f"{k}={counts[k]}" for k in ("ok", "changed", "failed"))
+    out.emit(
+        Update(
+            "info",
+            message=f"{cluster.name}: set up in {seconds:.1f} s ({summary}); log: {log_path}",
+            data={
+                "cluster": cluster.name,
+                "seconds": round(seconds, 1),
+                "log": str(log_path),
+                **counts,
+            },
+        )
+    )
     return ExitCode.OK
+
+
+def _last_error(log: Path) -> str:
+    """Ansible's last [ERROR] line in a log (a failure outside any task: inventory, syntax)."""
+    with contextlib.suppress(OSError):
+        lines = [ln.strip() for ln in log.read_text().splitlines() if "ERROR" in ln]
+        return lines[-1].replace("[ERROR]: ", "") if lines else ""
+    return ""
+
+
+def shlex_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

@@ -171,9 +171,15 @@ class _StatusLine:
 
     def __rich__(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
+        # One line whatever the terminal's width: the text is cut, the time always shows.
         grid = Table.grid(padding=(0, 1))
-        grid.add_row(self.spinner, self.text, f"[dim]{elapsed(time.monotonic() - self.since)}[/]")
+        grid.add_column(no_wrap=True, min_width=1)
+        grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+        grid.add_column(no_wrap=True, min_width=8, justify="right")
+        clock = Text(elapsed(time.monotonic() - self.since), style="dim")
+        grid.add_row(self.spinner, Text.from_markup(self.text), clock)
         return grid
 
 
@@ -268,7 +274,7 @@ class Renderer:
                 if update.kind == "submitted":
                     self.status(f"job {update.job_id}: submitted, waiting for Slurm", since)
                 else:
-                    self.status(f"job {update.job_id}: {pending_line(update)}", since)
+                    self.status(_escape(f"job {update.job_id}: {pending_line(update)}"), since)
                 if update.kind == "pending":
                     return
             if line == self._last:
@@ -299,3 +305,161 @@ class Renderer:
         if update.kind in ("error", "ended", "info"):
             return update.message
         return None
+
+
+# ------------------------------------------------------------------------------- setup
+
+# What a researcher sees of playbooks/setup.yml: one line per phase, in this order.
+SETUP_PHASES = ("checking", "installing Jupyter", "password", "config", "job script")
+
+
+def setup_phase(event_data: dict[str, Any]) -> str | None:
+    """The phase a setup task belongs to, from its role and tasks file (None: the current)."""
+    if "validate_argument_spec" in str(event_data.get("task_action") or ""):
+        return None  # the role's argument check, reported at its import in the playbook
+    role = str(event_data.get("role") or "")
+    path = str(event_data.get("task_path") or "").rsplit(":", 1)[0]
+    tasks_file = path.rsplit("/", 1)[-1]
+    if role == "nodebook_environment" or tasks_file == "validate.yml":
+        return "checking"
+    if role in ("nodebook_jupyter", "nodebook_kernels") and tasks_file == "install.yml":
+        return "installing Jupyter"
+    if role == "nodebook_password":
+        return "password"
+    if role in ("nodebook_jupyter_config", "nodebook_kernels") and tasks_file == "configure.yml":
+        return "config"
+    if role == "nodebook_job":
+        return "job script"
+    return None
+
+
+@dataclass
+class PhaseState:
+    name: str
+    started: float
+    tasks: int = 0
+    changed: int = 0
+
+
+class SetupProgress:
+    """ansible-runner events of a setup run -> phase lines, a live task line, a full log.
+
+    Human, on a terminal: a spinner with the phase, its current task and the time it has taken,
+    and a permanent line when each phase is done. Human elsewhere: the permanent lines only.
+    ``--json``: a ``task`` event per task and a ``phase`` event per finished phase. ``verbose``:
+    Ansible's own output as it comes instead. Every event's text goes to ``log`` either way.
+    """
+
+    def __init__(self, out: Renderer, log: IO[str], verbose: bool = False) -> None:
+        self.out, self.log, self.verbose = out, log, verbose
+        self.phase: PhaseState | None = None
+        self.done: list[PhaseState] = []
+        self.task = ""
+        self.failed_task = ""
+        self.stats: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def event(self, event: dict[str, Any]) -> None:
+        """Called from ansible-runner's thread for every event, in order."""
+        with self._lock:
+            text = event.get("stdout")
+            if isinstance(text, str) and text:
+                with contextlib.suppress(OSError, ValueError):
+                    self.log.write(text.rstrip("\n") + "\n")
+                    self.log.flush()
+                if self.verbose and not self.out.json_mode:
+                    self.out.print(text.rstrip("\n"))
+            kind = event.get("event")
+            data = event.get("event_data") or {}
+            if not isinstance(data, dict):
+                return
+            if kind == "playbook_on_task_start":
+                self._task(data)
+            elif kind == "runner_on_ok" and self.phase is not None:
+                res = data.get("res") or {}
+                if isinstance(res, dict) and res.get("changed"):
+                    self.phase.changed += 1
+            elif kind in ("runner_on_failed", "runner_on_unreachable"):
+                if not data.get("ignore_errors"):
+                    self.failed_task = str(data.get("task") or self.task)
+            elif kind == "playbook_on_stats":
+                self.stats = data
+
+    def _task(self, data: dict[str, Any]) -> None:
+        name = str(data.get("task") or data.get("name") or "")
+        role = str(data.get("role") or "")
+        wanted = setup_phase(data)
+        current = self.phase.name if self.phase else None
+        if wanted and wanted != current:
+            order = SETUP_PHASES.index
+            if current is None or order(wanted) > order(current):
+                self._finish()
+                self.phase = PhaseState(wanted, time.monotonic())
+        if self.phase is None:
+            self.phase = PhaseState("checking", time.monotonic())
+        if "validate_argument_spec" in str(data.get("task_action") or ""):
+            return  # the role's own argument check: not a step worth showing
+        self.phase.tasks += 1
+        self.task = name
+        if self.out.json_mode:
+            self.out.emit(
+                Update(
+                    "task",
+                    message=f"TASK [{role + ' : ' if role else ''}{name}]",
+                    data={"phase": self.phase.name, "task": name, "role": role},
+                )
+            )
+        elif not self.verbose:
+            self.out.status(f"{self.phase.name}: [dim]{_escape(name)}[/]", self.phase.started)
+
+    def _finish(self, ok: bool = True) -> None:
+        """The current phase is over: its permanent line."""
+        phase = self.phase
+        if phase is None:
+            return
+        self.phase = None
+        seconds = time.monotonic() - phase.started
+        self.done.append(phase)
+        if self.out.json_mode:
+            self.out.emit(
+                Update(
+                    "phase",
+                    message=phase.name,
+                    data={
+                        "phase": phase.name,
+                        "ok": ok,
+                        "seconds": round(seconds, 1),
+                        "tasks": phase.tasks,
+                        "changed": phase.changed,
+                    },
+                )
+            )
+            return
+        if self.verbose:
+            return
+        mark = ("✓" if ok else "✗") if self.out.live else ("ok" if ok else "FAILED")
+        changed = f"  {phase.changed} changed" if phase.changed else ""
+        self.out.print(f"{mark} {phase.name:<20} {seconds:6.1f} s{changed}")
+
+    def close(self, ok: bool) -> None:
+        """The run is over: the last phase's line, and no status line left behind."""
+        with self._lock:
+            self._finish(ok)
+            self.out.clear_status()
+
+    def counts(self, host: str) -> dict[str, int]:
+        """ok/changed/failed/unreachable/skipped of one host, from the run's stats."""
+        keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable"}
+        found = {}
+        for key, name in {**keys, "skipped": "skipped"}.items():
+            per_host = self.stats.get(key) or {}
+            found[name] = int(per_host.get(host, 0)) if isinstance(per_host, dict) else 0
+        return found
+
+
+def _escape(text: str) -> str:
+    """Text shown inside rich markup."""
+    from rich.markup import escape
+
+    return escape(text)

@@ -36,8 +36,15 @@ class PlaybookRun:
     stats: dict[str, Any] = field(default_factory=dict)
     status: str | None = None
     rc: int | None = None
+    # setup: every raw event (its progress and log), ansible-playbook's own options, and the
+    # answers to its prompts (kept in memory: ansible-runner types them into its pty).
+    on_event: Callable[[dict[str, Any]], None] | None = None
+    cmdline: str | None = None
+    passwords: dict[str, str] | None = None
 
     def _event(self, event: dict[str, Any]) -> bool:
+        if self.on_event is not None:
+            self.on_event(event)
         for update in parse_event(event):
             if update.kind == "error":
                 self.errors.append(update)
@@ -68,7 +75,7 @@ class PlaybookRun:
                 private_data_dir=str(private),
                 project_dir=str(DATA),
                 playbook=str(PLAYBOOKS / self.playbook),
-                inventory=str(self.cluster.inventory),
+                inventory=str(Path(self.cluster.inventory).resolve()),
                 limit=self.cluster.name,
                 extravars=self.extravars,
                 envvars=envvars,
@@ -78,6 +85,8 @@ class PlaybookRun:
                 quiet=True,
                 rotate_artifacts=1,
                 timeout=None,
+                **({"cmdline": self.cmdline} if self.cmdline else {}),
+                **({"passwords": self.passwords} if self.passwords is not None else {}),
             )
             if wait is not None:
                 wait(thread)
