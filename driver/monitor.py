@@ -17,8 +17,10 @@ from driver.progress import Renderer, Update
 from driver.remote import Remote
 from driver.tunnel import Tunnel, http_ok, wait_http
 
-# Scheduler states in which the job may still hold Jupyter (the tunnel is what broke).
-LIVE = ("RUNNING", "COMPLETING", "CONFIGURING", "UNKNOWN")
+# Scheduler states in which the job may still hold Jupyter (the tunnel is what broke). Not
+# COMPLETING: a cancelled job is COMPLETING while its trap stops Jupyter (reconnecting to it
+# would only time out, and end the session with the tunnel's exit code instead of the job's).
+LIVE = ("RUNNING", "CONFIGURING", "UNKNOWN")
 
 
 @dataclass
