@@ -81,10 +81,10 @@ demo: deps venv
 	$(PY) sandbox/demo.py
 
 chaos: deps venv
-	$(PY) bench/chaos.py
+	$(PY) -m bench.chaos
 
 bench: deps venv
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

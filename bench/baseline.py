@@ -19,7 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import BASELINE_JOB_NAME, BenchMaster, ssh_base
+from bench.common import BASELINE_JOB_NAME, close_master, open_master
+from driver.ssh import Master, target_argv
 from driver.tunnel import free_port
 
 POLL = (
@@ -45,12 +46,13 @@ def http_ok(url: str, token: str, timeout: float = 60) -> None:
     raise RuntimeError(f"baseline: {url} did not answer 200 within {timeout} s")
 
 
-def tunnel_argv(master: BenchMaster, conn: dict[str, Any], port: int) -> list[str]:
+def tunnel_argv(master: Master, conn: dict[str, Any], port: int) -> list[str]:
     """A single `ssh -L` to the Jupyter endpoint, jumping through login over the master."""
+    ssh = ["ssh", *target_argv(master.cluster)]  # the inventory's -F config and user
     if conn.get("socket"):
         target = str(conn["socket"])
         return [
-            *ssh_base(master.user),
+            *ssh,
             "-o",
             f"ProxyCommand={master.proxy_command()}",
             "-o",
@@ -62,7 +64,7 @@ def tunnel_argv(master: BenchMaster, conn: dict[str, Any], port: int) -> list[st
         ]
     # TCP on the node's cluster address: one plain `ssh -L` to login (what via-login forwards).
     return [
-        *ssh_base(master.user),
+        *ssh,
         "-o",
         "ControlPath=none",
         "-o",
@@ -77,7 +79,7 @@ def tunnel_argv(master: BenchMaster, conn: dict[str, Any], port: int) -> list[st
 @dataclass
 class BaselineSession:
     user: str = "alice"
-    master: BenchMaster | None = None
+    master: Master | None = None
     job_id: str | None = None
     tunnel: subprocess.Popen[bytes] | None = None
     port: int = 0
@@ -85,8 +87,7 @@ class BaselineSession:
 
     def start(self) -> float:
         """Run the steps; returns the time of the first HTTP 200 (epoch seconds)."""
-        self.master = BenchMaster(self.user, persist=60)
-        self.master.start()
+        self.master = open_master(self.user)
         out = self.master.run(
             f'sbatch --parsable --job-name={BASELINE_JOB_NAME} "$HOME/.nodebook/job.sbatch"'
         )
@@ -124,5 +125,5 @@ class BaselineSession:
         if self.master is not None:
             if self.job_id:
                 self.master.run(f"scancel {shlex.quote(self.job_id)}")
-            self.master.close()
+            close_master(self.master)
         self.master = None

@@ -1,6 +1,6 @@
 """Exit-path chaos: start sessions on the sandbox and end them every way there is, many times.
 
-    python bench/chaos.py [--rounds N] [--paths sigint,sigterm,...] [--user alice] [--json FILE]
+    python -m bench.chaos [--rounds N] [--paths sigint,sigterm,...] [--user alice] [--json FILE]
 
 Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tunnel's ssh is
 killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
@@ -9,10 +9,12 @@ must exit after its ControlPersist), slurmctld-restart (mid-session; the session
 Ctrl-C), network-cut (the laptop's only link is cut until the driver gives up; the job ends
 itself by the dead-man's switch).
 
-After each round it looks for what that round left: its job in the queue, its processes on any
-host (job, Jupyter, tunnel ends), its ssh master and tunnels on the laptop, its local port. It
-prints a table per path and exits 1 if anything was left (or an exit code was wrong).
-Everything is scoped to the rounds' own jobs and temp dirs: other sessions may run alongside.
+After each round it looks for what that round left (tests/harness/leftovers.py): its job in the
+queue, its processes on any host (job, Jupyter, tunnel ends), its ssh master and tunnels on the
+laptop, its local port, its files on the cluster at the paths the helper reports and its local
+temp files. It prints a table per path and exits 1 if anything was left (or an exit code was
+wrong). Everything is scoped to the rounds' own jobs and temp dirs: other sessions may run
+alongside.
 """
 
 from __future__ import annotations
@@ -28,21 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench import host  # noqa: E402
-from tests.fixtures.driver_run import (  # noqa: E402
-    Driver,
-    kill_laptop_processes,
-    laptop_processes,
-    scancel_jobs,
-    wait_nothing_left,
-)
-from tests.fixtures.sandbox import STATE, Sandbox  # noqa: E402
+from bench import host
+from driver.ssh import MASTER_PERSIST  # an orphaned master outlives its last client this long
+from tests.harness import leftovers
+from tests.harness.driver import DriverProcess, NoEvent
+from tests.harness.sandbox import Sandbox
 
 HEARTBEAT = 10  # --heartbeat-timeout for every round: the dead-man window
-MASTER_PERSIST = 120  # driver/ssh.py: an orphaned master outlives its last client this long
 PATHS = (
     "sigkill",
     "sigint",
@@ -78,7 +72,7 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return bool(self.bad_exit or self.jobs or self.processes or self.errors)
+        return bool(self.bad_exit or self.jobs or self.processes or self.files or self.errors)
 
 
 class NotStarted(Exception):
@@ -90,17 +84,25 @@ class Deferred:
     """A check that must wait (a SIGKILLed driver's master outlives it by ControlPersist)."""
 
     result: Result
-    driver: Driver
+    driver: DriverProcess
     deadline: float
 
 
-def _tunnel_pids(d: Driver) -> list[int]:
+def _tunnel_pids(d: DriverProcess) -> list[int]:
     """The session's tunnel ssh (jump mode: `ssh ... -L ...` with the master as ProxyCommand)."""
     return [
         int(line.split()[0])
-        for line in laptop_processes(str(d.work))
-        if " -L 127.0.0.1:" in line and "ControlMaster=yes" not in line
+        for line in leftovers.local_processes([d.tmp])
+        if line.split()[1] == "ssh" and " -L 127.0.0.1:" in line and "ControlMaster=yes" not in line
     ]
+
+
+def _record(res: Result, left: dict[str, list[str]]) -> None:
+    res.jobs += left.get("jobs", [])
+    res.processes += left.get("remote_processes", []) + left.get("laptop_processes", [])
+    res.processes += [f"port {p}" for p in left.get("port", [])]
+    res.files += left.get("remote_files", []) + left.get("local_files", [])
+    res.errors += [f"unknown paths: {p}" for p in left.get("unknown_paths", [])]
 
 
 def _kill(pids: list[int], sig: int) -> None:
@@ -146,24 +148,22 @@ class Chaos:
                 res.retried.append(str(exc)[:300])
                 time.sleep(5)
 
-    def _start_or_raise(self, res: Result) -> Driver:
-        args = self.args()
-        d = Driver(self.sandbox, args)
+    def _start_or_raise(self, res: Result) -> DriverProcess:
+        d = DriverProcess(self.args())
         try:
             d.wait_event("ready", timeout=180)
-        except AssertionError as exc:
+        except NoEvent as exc:
             d.kill()
-            left = wait_nothing_left(self.sandbox, self.user, d.job_ids, d.work, timeout=60)
+            scope = leftovers.scope_of([d], self.user)
+            left = leftovers.wait_clean(self.sandbox, scope, timeout=60, files=False)
             res.jobs += left.get("jobs", [])
-            res.processes += left.get("remote_processes", []) + left.get("laptop_processes", [])
+            res.processes += left.get("remote_processes", [])
             self._cleanup(d)
             raise NotStarted(str(exc)) from None
         return d
 
     def _round(self, path: str, res: Result) -> None:
         d = self._start_or_raise(res)
-        port = next(e["data"]["local_port"] for e in d.events if e.get("event") == "ready")
-        files = True
         check_local = True
         timeout = 30.0
         try:
@@ -175,12 +175,12 @@ class Chaos:
                 pids = _tunnel_pids(d)
                 if not pids:
                     raise AssertionError(
-                        f"no tunnel process found: {laptop_processes(str(d.work))}"
+                        f"no tunnel process found: {leftovers.local_processes([d.tmp])}"
                     )
                 _kill(pids, signal.SIGKILL)
                 d.wait_event("info", timeout=30)  # "tunnel lost, reconnecting"
                 deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and d.proc.poll() is None:
+                while time.monotonic() < deadline and d.poll() is None:
                     if any("re-established" in str(e.get("message")) for e in d.events):
                         break
                     d.drain(0.5)
@@ -189,14 +189,15 @@ class Chaos:
                 d.signal(signal.SIGINT)
             elif path == "sigkill":
                 d.signal(signal.SIGKILL)  # the driver only: its children live on, as they would
-                d.proc.wait(timeout=30)  # the namespace wrapper ends with it
-                files = False  # a SIGKILLed process cannot remove its temp dir
-                check_local = False  # the master lingers up to ControlPersist: checked later
+                d.wait(timeout=30)
+                # the master lingers up to ControlPersist (checked later), and a SIGKILLed
+                # process cannot remove its temp dir
+                check_local = False
                 timeout = HEARTBEAT + 60  # dead-man window + the job's poll + scheduler
             elif path == "slurmctld-restart":
                 self.sandbox.cluster("daemon", "slurmctld", "restart", timeout=120)
                 time.sleep(3)
-                if d.proc.poll() is not None:
+                if d.poll() is not None:
                     raise AssertionError(f"session ended on slurmctld restart: {d.events}")
                 d.signal(signal.SIGINT)
             elif path == "network-cut":
@@ -209,39 +210,26 @@ class Chaos:
             rc = d.wait(timeout=120) if path != "sigkill" else -9
             if rc not in EXPECTED[path]:
                 res.bad_exit.append(f"exit {rc}: {d.output[-600:]}")
-            left = wait_nothing_left(
-                self.sandbox,
-                self.user,
-                d.job_ids,
-                d.work if check_local else None,
-                port if check_local else None,
-                timeout=timeout,
-                files=files,
-            )
-            res.jobs += left.get("jobs", [])
-            res.processes += left.get("remote_processes", []) + left.get("laptop_processes", [])
-            res.processes += [f"port {p}" for p in left.get("port", [])]
-            res.files += left.get("files", [])
+            scope = leftovers.scope_of([d], self.user)
+            # (without the laptop, the cluster's files are still checked)
+            left = leftovers.wait_clean(self.sandbox, scope, timeout=timeout, local=check_local)
+            _record(res, left)
             if path == "sigkill":
                 self.deferred.append(Deferred(res, d, time.monotonic() + MASTER_PERSIST + 60))
         finally:
             if path != "sigkill":
                 self._cleanup(d)
 
-    def _cleanup(self, d: Driver) -> None:
-        d.kill()
-        scancel_jobs(self.sandbox, d.job_ids)
-        kill_laptop_processes(str(d.work))
-        d.remove_work()
+    def _cleanup(self, d: DriverProcess) -> None:
+        leftovers.tidy(self.sandbox, [d])
 
     def finish_deferred(self) -> None:
         """Wait (up to each deadline) for SIGKILLed drivers' masters and tunnels to exit."""
         for item in self.deferred:
-            marker = str(item.driver.work)
-            while laptop_processes(marker) and time.monotonic() < item.deadline:
+            tmp = [item.driver.tmp]
+            while leftovers.local_processes(tmp) and time.monotonic() < item.deadline:
                 time.sleep(2)
-            left = laptop_processes(marker)
-            item.result.processes += left
+            item.result.processes += leftovers.local_processes(tmp)
             self._cleanup(item.driver)
         self.deferred.clear()
 
@@ -284,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    chaos = Chaos(Sandbox(STATE), args.user, log)
+    chaos = Chaos(Sandbox(), args.user, log)
     results = [Result(path) for path in paths]
     for n in range(args.rounds):
         for res in results:
@@ -306,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r.path} retried (start broken by something else): {item}")
     bad = [r for r in results if r.failed]
     for r in bad:
-        for what in ("bad_exit", "jobs", "processes", "errors"):
+        for what in ("bad_exit", "jobs", "processes", "files", "errors"):
             for item in getattr(r, what)[:5]:
                 print(f"  {r.path} {what}: {item}")
     if args.json:

@@ -1,20 +1,27 @@
-"""Shared bits of the benchmarks: paths, the sandbox's ssh, a small ControlMaster, statistics."""
+"""Shared bits of the benchmarks: job names, the observers' ssh masters, statistics.
+
+Paths, commands on the sandbox's hosts, driver processes and the leftover check are the test
+harness's (tests/harness/); an ssh master is the driver's own (driver.ssh.Master), built for
+the sandbox's inventory host.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from functools import cache
 
-REPO = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("NODEBOOK_SANDBOX_STATE", "/var/lib/nodebook-sandbox"))
-SSH_CONFIG = STATE / "ssh" / "config"
-VENV_PY = REPO / ".venv" / "bin" / "python"
+from driver.errors import NodebookError
+from driver.inventory import Cluster, load_cluster
+from driver.ssh import Master, cleanup_dir, make_control_dir
+from tests.harness.sandbox import INVENTORY
+
 # Job name of the hand-written baseline's jobs (not "nodebook": the driver's duplicate guard
 # and other users of the sandbox must not mistake them for sessions).
 BASELINE_JOB_NAME = "nb-bench-baseline"
@@ -25,82 +32,58 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def ssh_base(user: str) -> list[str]:
-    """Plain OpenSSH with the sandbox's config (pinned host keys, per-user key)."""
-    return ["ssh", "-F", str(SSH_CONFIG), "-l", user]
+@contextlib.contextmanager
+def _state_dir() -> Iterator[None]:
+    """A throwaway NODEBOOK_STATE_DIR (the inventory cache goes there, not into root's home)."""
+    old = os.environ.get("NODEBOOK_STATE_DIR")
+    with tempfile.TemporaryDirectory(prefix="nbb-inv-") as tmp:
+        os.environ["NODEBOOK_STATE_DIR"] = tmp
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("NODEBOOK_STATE_DIR", None)
+            else:
+                os.environ["NODEBOOK_STATE_DIR"] = old
 
 
-@dataclass
-class BenchMaster:
-    """An OpenSSH ControlMaster to login, as a hand-written session (or an observer) uses."""
+@cache
+def sandbox_cluster(user: str) -> Cluster:
+    """The sandbox's Slurm cluster as the driver reads it from the inventory, as ``user``."""
+    with _state_dir():
+        return load_cluster(INVENTORY, "sandbox", user)
 
-    user: str
-    persist: int = 300
 
-    def __post_init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="nbb-"))
-        self.path = self.dir / "m"
+def open_master(user: str, attempts: int = 12) -> Master:
+    """A ControlMaster to login as ``user`` (driver.ssh.Master); retried 5 s apart while the
+    laptop's link is down (chaos runs cut it)."""
+    master = Master(sandbox_cluster(user), make_control_dir())
+    for i in range(attempts):
+        try:
+            master.start(timeout=60)
+            return master
+        except NodebookError:
+            if i == attempts - 1:
+                close_master(master)
+                raise
+            time.sleep(5)
+    return master
 
-    def start(self, attempts: int = 12) -> None:
-        """Connect; retried (5 s apart) while the laptop's link is down (chaos runs cut it)."""
-        for i in range(attempts):
-            try:
-                self._start()
-                return
-            except subprocess.CalledProcessError:
-                if i == attempts - 1:
-                    self.close()  # leave no empty control dir behind
-                    raise
-                time.sleep(5)
 
-    def _start(self) -> None:
-        argv = [
-            *ssh_base(self.user),
-            "-o",
-            "ControlMaster=yes",
-            "-o",
-            f"ControlPath={self.path}",
-            "-o",
-            f"ControlPersist={self.persist}",
-            "-f",
-            "-N",
-            "login",
-        ]
-        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, timeout=60)
+def close_master(master: Master) -> None:
+    master.close()
+    cleanup_dir(master.control_dir)
 
-    def argv(self, *opts: str) -> list[str]:
-        return [*ssh_base(self.user), "-o", f"ControlPath={self.path}", *opts, "login"]
 
-    def run(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.argv("-T"), command],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def popen(self, command: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*self.argv("-T"), command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-
-    def proxy_command(self) -> str:
-        """ProxyCommand reaching %h:%p through this master (what `-J login` does, reused)."""
-        return " ".join(shlex.quote(w) for w in self.argv("-W", "%h:%p"))
-
-    def close(self) -> None:
-        if self.path.exists():
-            subprocess.run(self.argv("-O", "exit"), capture_output=True, timeout=15, check=False)
-        for child in self.dir.iterdir() if self.dir.exists() else []:
-            child.unlink(missing_ok=True)
-        if self.dir.exists():
-            self.dir.rmdir()
+def popen(master: Master, command: str) -> subprocess.Popen[str]:
+    """A remote command over the master, its stdout read as it comes."""
+    return subprocess.Popen(
+        [*master.client_argv("-T"), command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def watch_gone_command(job_id: str) -> str:
@@ -115,7 +98,3 @@ def watch_gone_command(job_id: str) -> str:
         '[ "$said" = 0 ] && { echo present; said=1; }; '
         'else echo "gone $(date +%s.%N)"; break; fi; sleep 0.05; done'
     )
-
-
-def now() -> float:
-    return time.time()

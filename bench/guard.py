@@ -1,5 +1,6 @@
 """Leave nothing behind: every driver, tunnel, master and job a benchmark starts is registered
-here and undone at the end, also on Ctrl-C, SIGTERM and SIGHUP."""
+here and undone at the end, also on Ctrl-C, SIGTERM and SIGHUP. Before that, what the drivers
+left is looked for (tests/harness/leftovers.py) and reported as the scenario's failure."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import sys
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from bench.common import BenchMaster
-from bench.procs import DriverProc
+from bench.common import close_master, open_master
+from driver.ssh import Master
+from tests.harness import leftovers
+from tests.harness.driver import DriverProcess
+from tests.harness.sandbox import Sandbox
 
 
 class Interrupted(Exception):
@@ -24,26 +28,57 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 class Guard:
     def __init__(self) -> None:
-        self.drivers: list[DriverProc] = []
+        self.sandbox = Sandbox()
+        self.drivers: list[DriverProcess] = []
         self.jobs: dict[str, str] = {}  # job id -> user
-        self.masters: dict[str, BenchMaster] = {}
+        self.masters: dict[str, Master] = {}
         self.undo: list[Callable[[], None]] = []
 
-    def observer(self, user: str) -> BenchMaster:
+    def observer(self, user: str) -> Master:
         """A long-lived master per user for watching and sweeping (not part of any timing)."""
         master = self.masters.get(user)
-        if master is None or not master.path.exists():
-            master = BenchMaster(user, persist=600)
-            master.start()
+        if master is None or not master.control_path.exists():
+            master = open_master(user)
             self.masters[user] = master
         return master
 
-    def driver(self, drv: DriverProc) -> DriverProc:
+    def driver(self, drv: DriverProcess) -> DriverProcess:
         self.drivers.append(drv)
         return drv
 
     def job(self, job_id: str, user: str) -> None:
         self.jobs[job_id] = user
+
+    def left_behind(self, timeout: float = 30) -> list[str]:
+        """What the drivers and jobs left (each user's jobs at the paths of their setup)."""
+        problems: list[str] = []
+        users = sorted(set(self.jobs.values())) or ["alice"]
+        for i, user in enumerate(users):
+            scope = leftovers.Scope(
+                user=user,
+                job_ids={j for j, u in self.jobs.items() if u == user},
+                tmp_dirs=[d.tmp for d in self.drivers] if i == 0 else [],
+                state_dirs=[d.state for d in self.drivers] if i == 0 else [],
+                ports=[d.ready_port for d in self.drivers if d.ready_port] if i == 0 else [],
+            )
+            found = leftovers.wait_clean(self.sandbox, scope, timeout)
+            problems += [f"{kind}: {item}" for kind, items in found.items() for item in items]
+        return problems
+
+    def remove_runtime_dirs(self) -> list[str]:
+        """Remove what the jobs' own cleanup left on the nodes (after it was reported): the
+        benchmark leaves nothing, even when a job's trap was killed."""
+        removed = []
+        for job_id, user in self.jobs.items():
+            try:
+                run_dir = leftovers.job_paths(self.sandbox, user, job_id)["runtime_dir"]
+            except LookupError:
+                continue
+            for node in ("cn01", "cn02"):
+                if leftovers.existing(self.sandbox, node, [run_dir]):
+                    self.sandbox.host(node, ["rm", "-rf", run_dir], check=False)
+                    removed.append(f"{node}:{run_dir}")
+        return removed
 
     def close(self) -> None:
         """Interrupt drivers (they cancel their jobs), then cancel any job left, close masters."""
@@ -64,7 +99,10 @@ class Guard:
                 self.observer(user).run("scancel " + " ".join(shlex.quote(i) for i in ids))
         for master in self.masters.values():
             with contextlib.suppress(Exception):
-                master.close()
+                close_master(master)
+        for drv in self.drivers:
+            leftovers.kill_local(leftovers.Scope(tmp_dirs=[drv.tmp], state_dirs=[drv.state]))
+            drv.remove_work()
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Host-side helpers: run things in the sandbox's hosts, read sdiag, describe the machine."""
+"""Host-side helpers: probes in the laptop namespace, sdiag, the filler job, the machine."""
 
 from __future__ import annotations
 
@@ -7,32 +7,25 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import FILL_JOB_NAME, REPO, VENV_PY
+from bench.common import FILL_JOB_NAME
+from tests.harness.sandbox import REPO, VENV_PY, Sandbox, laptop_argv
+from tests.harness.setup import run_setup, user_password
 
 RUNNER_VERSION = "import importlib.metadata as m; print(m.version('ansible-runner'))"
-CLUSTER = [sys.executable, str(REPO / "sandbox" / "cluster.py")]
+SANDBOX = Sandbox()
 
 
 def on(host: str, argv: Sequence[str], user: str | None = None, timeout: float = 60) -> str:
-    """Run argv on a sandbox host (as root, or as `user` in a login shell); stdout."""
-    opts = ["--user", user, "--login"] if user else []
-    proc = subprocess.run(
-        [*CLUSTER, "exec", host, *opts, "--", *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return proc.stdout
+    """stdout of argv on a sandbox host (as root, or as `user` in a login shell)."""
+    return SANDBOX.out(host, argv, user, timeout=timeout)
 
 
 def probe_argv(*args: str, module: str = "bench.probe") -> list[str]:
-    return [*CLUSTER, "exec", "laptop", "--", str(VENV_PY), "-m", module, *args]
+    return laptop_argv([str(VENV_PY), "-m", module, *args])
 
 
 def run_probe(*args: str, timeout: float = 3600) -> dict[str, Any]:
@@ -153,26 +146,23 @@ def activity() -> dict[str, Any]:
     return {
         "jobs_in_queue": len(jobs),
         "pytest_runs": sum(1 for ln in ps.splitlines() if "pytest" in ln and "python" in ln),
-        "chaos_runs": sum(1 for ln in ps.splitlines() if "bench/chaos.py" in ln),
+        "chaos_runs": sum(
+            1 for ln in ps.splitlines() if "bench.chaos" in ln or "bench/chaos.py" in ln
+        ),
     }
 
 
 def ensure_sandbox() -> None:
-    if subprocess.run([*CLUSTER, "status"], capture_output=True, check=False).returncode:
+    if not SANDBOX.is_up():
         print("bench: starting the sandbox (sandbox/cluster.py up)", flush=True)
-        subprocess.run([*CLUSTER, "up"], check=True)
+        SANDBOX.up()
 
 
 def ensure_setup(users: Sequence[str] = ("alice", "bob")) -> None:
     """Set up the users (idempotent: changed=0 when done), as a fresh sandbox has none."""
-    code = (
-        "import sys\n"
-        "from bench.scen_setup import setup_once, test_password\n"
-        f"for user in {tuple(users)!r}:\n"
-        "    done = setup_once(user, test_password(user))\n"
-        '    print(f\'bench: setup for {user}: rc={done["rc"]} changed={done["changed"]}\')\n'
-        "    if done['rc']:\n"
-        "        sys.exit(done['tail'])\n"
-    )
-    argv = [*CLUSTER, "exec", "laptop", "--", str(VENV_PY), "-c", code]
-    subprocess.run(argv, cwd=REPO, check=True)
+    for user in users:
+        done = run_setup(SANDBOX, user, password=user_password(user))
+        changed = done.recap.get("sandbox", {}).get("changed")
+        print(f"bench: setup for {user}: rc={done.rc} changed={changed}", flush=True)
+        if done.rc:
+            raise SystemExit(done.output[-1500:])

@@ -3,7 +3,9 @@
     python -m bench.probe SCENARIO [--reps N] ...
 
 bench/run.py starts it with `sandbox/cluster.py exec laptop --`; the last stdout line is the
-result. Everything a scenario starts is undone on exit (bench/guard.py).
+result, with what the scenario left behind (`left_behind`: its jobs, processes, files, ports;
+tests/harness/leftovers.py), looked for once its drivers have ended and before everything it
+started is undone (bench/guard.py).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             from bench import scen_setup
 
             result = scen_setup.run(args.reps)
+        if guard.drivers or guard.jobs:
+            result["left_behind"] = guard.left_behind()
+            result["removed_after_check"] = guard.remove_runtime_dirs()
     print(json.dumps(result), flush=True)
     return 0
 

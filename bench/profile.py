@@ -1,17 +1,14 @@
 """Where a session's time goes: one traced driver session (bench/traced_driver.py) with every
-`ssh` invocation logged by a wrapper first on PATH. Runs in the laptop namespace:
+`ssh` invocation logged by a wrapper first on PATH (tests/harness/sshlog.py). Runs in the
+laptop namespace:
 
-    python -m bench.profile [early-scancel]   -> timeline on stderr, summary JSON on stdout
-
-`early-scancel` measures a proposed cleanup order (scancel over the master before cleanup.yml)
-without changing the driver: see bench/traced_driver.py.
+    python -m bench.profile   -> timeline on stderr, summary JSON on stdout
 """
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 import tempfile
 import time
@@ -19,64 +16,51 @@ from pathlib import Path
 from typing import Any
 
 from bench.guard import guarded
-from bench.procs import DriverProc
 from bench.scen_session import SESSION_ARGS, _gone_after
-
-WRAPPER = """#!/bin/sh
-t=$(date +%s.%N)
-printf '%s %s\\n' "$t" "$(printf '%s' "$*" | tr '\\n' ' ' | cut -c1-600)" >> "$NBB_SSH_LOG"
-exec /usr/bin/ssh "$@"
-"""
+from tests.harness import sshlog
+from tests.harness.driver import DriverProcess
 
 
-def ssh_kind(args: str) -> str:
-    if "-O check" in args:
-        return "ssh -O check (master alive?)"
-    if "-O forward" in args or "-O cancel" in args:
-        return "ssh -O forward/cancel"
-    if "-O exit" in args:
-        return "ssh -O exit"
-    if "ControlMaster=yes" in args:
+def ssh_kind(inv: sshlog.Invocation) -> str:
+    if inv.control:
+        what = next((o.split()[1] for o in inv.options if o.startswith("-O ")), "")
+        return {
+            "check": "ssh -O check (master alive?)",
+            "exit": "ssh -O exit",
+        }.get(what, "ssh -O forward/cancel")
+    if inv.master:
         return "ssh master (new connection)"
-    if "-L " in args and "ProxyCommand" in args:
-        return "ssh -L tunnel to the node (its ProxyCommand is the next line)"
-    if " -W " in args:
+    if inv.proxy:
         return "ssh -W (jump through master)"
-    if "ControlPersist" in args or "ansible" in args or ("ControlPath=" in args and " -C " in args):
-        return "ssh from Ansible (over master)"
-    if "-L " in args:
-        return "ssh -L tunnel to the node"
-    return "ssh command over master"
+    if inv.own_connection:
+        return "ssh to the node (new connection, jump tunnel)"
+    helper = inv.helper_command()
+    if helper is None:
+        return "ssh command over master (not the helper)"
+    return f"ssh over master: nodebook-remote {helper}"
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nbb-prof-") as tmp, guarded() as guard:
         d = Path(tmp)
-        wrapper = d / "bin" / "ssh"
-        wrapper.parent.mkdir()
-        wrapper.write_text(WRAPPER)
-        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-        trace, sshlog = d / "trace.jsonl", d / "ssh.log"
-        env = {
-            "NBB_TRACE": str(trace),
-            "NBB_SSH_LOG": str(sshlog),
-            "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
-        }
-        drv = guard.driver(DriverProc(SESSION_ARGS, d / "state", "bench.traced_driver", env))
-        t0 = drv.started
-        _, sub = drv.wait_event("submitted", 120)
+        log = sshlog.SshLog(d / "ssh")
+        trace = d / "trace.jsonl"
+        t0 = time.time()  # the trace's times count from here (the driver's spawn)
+        env = {"NBB_TRACE": str(trace), "NBB_T0": repr(t0), **log.env(os.environ["PATH"])}
+        traced = "bench.traced_driver"
+        state = d / "state"
+        drv = guard.driver(DriverProcess(SESSION_ARGS, state_dir=state, module=traced, env=env))
+        sub = drv.wait_event("submitted", 120)
         guard.job(str(sub["job_id"]), "alice")
-        t_ready, ready = drv.wait_event("ready", 300)
+        t_ready, ready = drv.wait_timed("ready", 300)
         t_ready -= t0
         time.sleep(1)
         t_int = time.time() - t0
         gone = _gone_after(guard, "alice", str(ready["job_id"]), drv.interrupt)
         drv.reap()
         steps = [json.loads(ln) for ln in trace.read_text().splitlines()]
-        sshs = []
-        for ln in sshlog.read_text().splitlines():
-            when, _, args = ln.partition(" ")
-            sshs.append({"t": float(when) - t0, "what": ssh_kind(args)})
+        calls = log.read()
+    sshs = [{"t": c.t - t0, "what": ssh_kind(c)} for c in calls]
     timeline = sorted(steps + sshs, key=lambda x: x["t"])
     for item in timeline:
         extra = f"  [{item['task']}]" if item.get("task") else ""
@@ -90,6 +74,8 @@ def main() -> int:
         "ssh_invocations_cleanup": len(stop),
         "ssh_by_kind_start": _count(start),
         "ssh_by_kind_cleanup": _count(stop),
+        "ssh": sshlog.counts(calls),
+        "helper_commands": sshlog.helper_commands(calls),
         "ansible_tasks": _tasks(steps),
         "timeline": timeline,
     }

@@ -48,6 +48,31 @@ def session_rows(res: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _spread(values: list[float]) -> str:
+    lo, mid, hi = min(values), median(values), max(values)
+    return f"{mid:.0f}" if lo == hi else f"{mid:.0f} ({lo:.0f}-{hi:.0f})"
+
+
+def ssh_rows(res: dict[str, Any]) -> list[Row]:
+    """Per driver session: ssh connections it opened, remote round trips it made (the ssh
+    wrapper's log), in all and per phase (to ready, held until Ctrl-C, cleanup)."""
+    rounds = [r["ssh"] for r in res["driver"] if "ssh" in r]
+    if not rounds:
+        return []
+    n = len(rounds)
+    phase = {
+        name: _spread([r["phases"].get(name, {}).get("round_trips", 0) for r in rounds])
+        for name in ("start", "hold", "cleanup")
+    }
+    return [
+        Row(f"ssh connections opened per session (median of {n})",
+            _spread([r["connections"] for r in rounds]), "-", "-", None),
+        Row(f"remote round trips per session (median of {n})",
+            f"{_spread([r['round_trips'] for r in rounds])}: to ready {phase['start']}, "
+            f"held {phase['hold']}, cleanup {phase['cleanup']}", "-", "-", None),
+    ]  # fmt: skip
+
+
 def memory_rows(res: dict[str, Any], conc: dict[str, Any] | None) -> list[Row]:
     tree = max((r["peak_tree_rss_kib"] for r in res["driver"]), default=0) / 1024
     single = max((r["maxrss_single_kib"] for r in res["driver"]), default=0) / 1024

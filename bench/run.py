@@ -1,7 +1,9 @@
 """`make bench`: every figure against its baseline, measured in the same run, on the sandbox.
 
-    .venv/bin/python bench/run.py [--quick] [--only session,sched,throughput,setup,concurrent]
+    .venv/bin/python -m bench.run [--quick] [--only session,sched,throughput,setup,concurrent]
                                   [--no-write]
+
+(from the repository's root; `make bench BENCH_ARGS=--quick` runs it so).
 
 Prints a table and (unless --no-write) rewrites the generated part of docs/benchmarks.md and
 bench/last-run.json. Each scenario leaves nothing behind, also when interrupted; what is found
@@ -15,14 +17,10 @@ import datetime
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import host, leftovers, report, sched
-from bench.common import REPO
+from bench import host, report, sched
+from tests.harness.sandbox import REPO
 
 DOC = REPO / "docs" / "benchmarks.md"
 RAW = REPO / "bench" / "last-run.json"
@@ -53,13 +51,9 @@ def guarded_stage(results: dict[str, Any], name: str, fn: Any) -> list[report.Ro
 def st_session(results: dict[str, Any], quick: bool) -> list[report.Row]:
     reps = 2 if quick else 10
     stage(f"time to notebook and Ctrl-C: driver vs hand-written, {reps} reps each")
-    t0 = time.time()
-    res = host.run_probe("session", "--reps", str(reps))
-    jobs = [(r["job_id"], "alice") for r in res["driver"] + res["baseline"]]
-    res["left_behind"] = leftovers.check(jobs, since_s=time.time() - t0 + 5)
-    res["removed_after_check"] = leftovers.remove_runtime_dirs(jobs)
+    res = host.run_probe("session", "--reps", str(reps))  # with its left_behind
     results["session"] = res
-    return report.session_rows(res)
+    return report.session_rows(res) + report.ssh_rows(res)
 
 
 def st_profile(results: dict[str, Any], quick: bool) -> list[report.Row]:
@@ -91,12 +85,7 @@ def st_setup(results: dict[str, Any], quick: bool) -> list[report.Row]:
 def st_concurrent(results: dict[str, Any], quick: bool) -> list[report.Row]:
     n = 6 if quick else 20
     stage(f"{n} concurrent sessions")
-    t0 = time.time()
-    res = host.run_probe("concurrent", "--n", str(n))
-    jobs = [(s["job_id"], s["user"]) for s in res["sessions"]]
-    time.sleep(2)
-    res["left_behind"] = leftovers.check(jobs, res["driver_pids"], time.time() - t0 + 5)
-    res["removed_after_check"] = leftovers.remove_runtime_dirs(jobs)
+    res = host.run_probe("concurrent", "--n", str(n))  # with its left_behind
     results["concurrent"] = res
     return report.concurrent_rows(res, res["left_behind"])
 
@@ -174,7 +163,7 @@ def write_doc(results: dict[str, Any], rows: list[report.Row], started: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions, 6 sessions at once")
     p.add_argument("--only", default=",".join(ALL), help=f"comma list of {', '.join(ALL)}")
     p.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")

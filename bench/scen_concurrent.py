@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.guard import Guard, log
-from bench.procs import DriverProc, RssSampler
 from bench.scen_session import SESSION_ARGS, check_200, token_of
-from bench.scen_setup import setup_once, test_password
+from bench.scen_setup import setup_once
+from tests.harness import leftovers
+from tests.harness.driver import DriverProcess, RssSampler
+from tests.harness.setup import user_password
 
 
 def status(port: int, token: str | None) -> int:
@@ -33,20 +35,23 @@ def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
         # other people's setup tests remove a user's setup now and then: restore it first
         if guard.observer(user).run('test -f "$HOME/.nodebook/setup.json"').returncode != 0:
             log(f"{user} is not set up (removed by a test?): running setup first")
-            done = setup_once(user, test_password(user))
+            done = setup_once(user, user_password(user))
             if done["rc"] != 0:
                 raise RuntimeError(f"setup for {user} failed: {done['tail'][-300:]}")
     sessions: list[dict[str, Any]] = []
     failures: list[str] = []
     with RssSampler(interval=0.2) as sampler:
         t0 = time.time()
-        drivers = [guard.driver(DriverProc([*SESSION_ARGS, "--user", u], state / u)) for u in users]
+        drivers = [
+            guard.driver(DriverProcess([*SESSION_ARGS, "--user", u], state_dir=state / u))
+            for u in users
+        ]
         sampler.roots = [d.pid for d in drivers]
         for user, drv in zip(users, drivers, strict=True):
             try:
-                _, sub = drv.wait_event("submitted", 300)
+                sub = drv.wait_event("submitted", 300)
                 guard.job(str(sub["job_id"]), user)
-                t_ready, ready = drv.wait_event("ready", 600)
+                t_ready, ready = drv.wait_timed("ready", 600)
                 sessions.append(
                     {
                         "user": user,
@@ -62,9 +67,8 @@ def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
         all_ready = time.time() - t0
         log(f"{len(sessions)}/{n} sessions ready after {all_ready:.1f} s")
         for s in sessions:
-            conn = guard.observer(s["user"]).run(
-                f'cat "$HOME/.nodebook/jobs/{shlex.quote(s["job_id"])}/connection.json"'
-            )
+            paths = leftovers.job_paths(guard.sandbox, s["user"], s["job_id"])
+            conn = guard.observer(s["user"]).run(f"cat {shlex.quote(paths['connection'])}")
             s["socket"] = json.loads(conn.stdout).get("socket") if conn.returncode == 0 else None
             try:
                 check_200(s["port"], s["token"])

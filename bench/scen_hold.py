@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.guard import Guard
-from bench.procs import DriverProc
 from bench.scen_session import SESSION_ARGS
+from tests.harness.driver import DriverProcess
 
 
 def say(obj: dict[str, Any]) -> None:
@@ -23,16 +23,15 @@ def say(obj: dict[str, Any]) -> None:
 
 
 def run(guard: Guard, state: Path) -> dict[str, Any]:
-    drv = guard.driver(DriverProc(SESSION_ARGS, state))
-    _, sub = drv.wait_event("submitted", 120)
+    drv = guard.driver(DriverProcess(SESSION_ARGS, state_dir=state))
+    sub = drv.wait_event("submitted", 120)
     job_id = str(sub["job_id"])
     guard.job(job_id, "alice")
-    _, pending = drv.wait_event("pending", 180)
+    pending = drv.wait_event("pending", 180)
     say({"phase": "pending", "job_id": job_id, "reason": pending.get("reason")})
-    _, ready = drv.wait_event("ready", 900)
+    ready = drv.wait_event("ready", 900)
     say({"phase": "ready", "job_id": job_id, "node": ready.get("node")})
     sys.stdin.readline()
     drv.interrupt()
     rc = drv.reap()
-    drv.drain()
-    return {"job_id": job_id, "rc": rc, "events": [e.get("event") for _, e in drv.events]}
+    return {"job_id": job_id, "rc": rc, "events": [e.get("event") for e in drv.events]}

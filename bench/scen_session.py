@@ -4,26 +4,35 @@ Driver: t0 = spawn of `python -m driver session`; end = arrival of its `ready` l
 emits it after its own first HTTP 200 through the tunnel; the probe checks one more 200).
 Ctrl-C: a watcher on login polls squeue every 50 ms; once it sees the job, SIGINT goes to the
 driver; the figure is the watcher's first "not in squeue" time minus the signal time.
+Every ssh the driver runs goes through a logging wrapper first on its PATH (tests/harness/
+sshlog.py): each round reports the connections it opened and its remote round trips (remote
+commands over the master), before ready, while held and in the cleanup.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench.baseline import BaselineSession
-from bench.common import watch_gone_command
+from bench.common import popen, sandbox_cluster, watch_gone_command
 from bench.guard import Guard, log
-from bench.procs import DriverProc, RssSampler, warm_inventory
+from tests.harness import sshlog
+from tests.harness.driver import DriverProcess, RssSampler
+from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
 
 
 def _gone_after(guard: Guard, user: str, job_id: str, act: Any) -> float:
     """Start the watcher, wait until it sees the job, call act(), return act->gone seconds."""
-    watcher = guard.observer(user).popen(watch_gone_command(job_id))
+    watcher = popen(guard.observer(user), watch_gone_command(job_id))
     assert watcher.stdout is not None
     first = watcher.stdout.readline().strip()
     if first != "present":
@@ -51,28 +60,48 @@ def check_200(port: int, token: str) -> None:
             raise RuntimeError(f"tunnel on {port}: HTTP {resp.status}")
 
 
+def warm_inventory(state_dir: Path, cluster: str = "sandbox") -> None:
+    """Resolve the inventory once into the state dir's cache, as any earlier session has.
+
+    Only the first session after an inventory edit pays for `ansible-inventory` (the profile
+    stage runs with a cold cache and shows that cost).
+    """
+    code = (
+        "import sys; from pathlib import Path; from driver.inventory import load_cluster; "
+        "load_cluster(Path(sys.argv[1]), sys.argv[2])"
+    )
+    env = {**os.environ, "NODEBOOK_STATE_DIR": str(state_dir)}
+    argv = [sys.executable, "-c", code, str(INVENTORY), cluster]
+    subprocess.run(argv, cwd=REPO, env=env, check=True, timeout=120)
+
+
 def driver_round(guard: Guard, state: Path) -> dict[str, Any]:
-    with RssSampler() as sampler:
-        drv = guard.driver(DriverProc(SESSION_ARGS, state))
+    with RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="nbb-ssh-") as tmp:
+        ssh = sshlog.SshLog(Path(tmp))
+        env = ssh.env(os.environ["PATH"])
+        drv = guard.driver(DriverProcess(SESSION_ARGS, state_dir=state, env=env))
         sampler.roots = [drv.pid]
         try:
-            return _driver_round(guard, drv, sampler)
+            return _driver_round(guard, drv, sampler, ssh)
         except BaseException:
             drv.interrupt()  # it cancels its own job
             drv.reap()
             raise
 
 
-def _driver_round(guard: Guard, drv: DriverProc, sampler: RssSampler) -> dict[str, Any]:
-    _, sub = drv.wait_event("submitted", 120)
+def _driver_round(
+    guard: Guard, drv: DriverProcess, sampler: RssSampler, ssh: sshlog.SshLog
+) -> dict[str, Any]:
+    sub = drv.wait_event("submitted", 120)
     guard.job(str(sub["job_id"]), "alice")
-    t_ready, ready = drv.wait_event("ready", 300)
+    t_ready, ready = drv.wait_timed("ready", 300)
     check_200(int(ready["data"]["local_port"]), token_of(ready))
     job_id = str(ready["job_id"])
     t_int = time.time()
     gone = _gone_after(guard, "alice", job_id, drv.interrupt)
     rc = drv.reap()
-    drv.drain()
+    calls = ssh.read()
+    marks = {"start": drv.started, "hold": t_ready, "cleanup": t_int}
     return {
         "job_id": job_id,
         "ttn": t_ready - drv.started,
@@ -83,7 +112,12 @@ def _driver_round(guard: Guard, drv: DriverProc, sampler: RssSampler) -> dict[st
         "peak_tree_procs": sampler.peak_procs,
         "maxrss_single_kib": drv.maxrss_kib,
         "cpu_s": drv.cpu_s,
-        "events": [e.get("event") for _, e in drv.events],
+        "events": [e.get("event") for e in drv.events],
+        "ssh": {
+            **sshlog.counts(calls),
+            "phases": sshlog.phases(calls, marks),
+            "helper_commands": sshlog.helper_commands(calls),
+        },
     }
 
 
@@ -106,6 +140,7 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
     baseline: list[dict[str, Any]] = []
     failed: list[str] = []
     warm_inventory(state)  # a user's every session but the first after an inventory edit
+    sandbox_cluster("alice")  # the baseline's and the observer's masters: read once, untimed
     for i in range(reps):
         # alternate which goes first, so slow drift hits both alike
         order = ("driver", "baseline") if i % 2 == 0 else ("baseline", "driver")

@@ -1,68 +1,41 @@
 """Setup re-run on a user that is set up: `ansible-playbook playbooks/setup.yml` as alice, the
-password given as an extra var in a 0600 file that is deleted afterwards (as the tests' fixture
-does); an empty password keeps the stored hash, so the run must report changed=0.
-Also times `ansible -m ping` over the same ssh, the floor of any Ansible run here."""
+password given as an extra var in a 0600 file that is deleted afterwards (the test harness's
+run_setup); an empty password keeps the stored hash, so the run must report changed=0.
+Also times `ansible -m raw` over the same ssh, the floor of any Ansible run here."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
 from bench.guard import log
+from tests.harness.sandbox import INVENTORY, REPO, Sandbox
+from tests.harness.setup import run_setup
 
-RECAP = re.compile(
-    r"^sandbox\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
-)
 BIN = REPO / ".venv" / "bin"
 
 
-def test_password(user: str) -> str:
-    """The Jupyter password the test fixtures give each sandbox user (tests/fixtures/setup.py)."""
-    return f"nb-{user}-Secret-7f3a"
-
-
 def setup_once(user: str, password: str = "") -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="nbb-setup-") as tmp:
-        vars_file = Path(tmp) / "vars.json"
-        fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"ansible_user": user, "nodebook_password_secret": password}, f)
-        argv = [str(BIN / "ansible-playbook"), "playbooks/setup.yml", "-l", "sandbox"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [*argv, "-e", f"@{vars_file}"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            input="",
-            timeout=900,
-            check=False,
-        )
-        elapsed = time.perf_counter() - t0
-    m = RECAP.search(proc.stdout)
-    ok, changed, unreachable, failed = (int(x) for x in m.groups()) if m else (-1, -1, -1, -1)
+    t0 = time.perf_counter()
+    run = run_setup(Sandbox(), user, password=password, timeout=900)
+    elapsed = time.perf_counter() - t0
+    recap = run.recap.get("sandbox", {})
     return {
         "seconds": elapsed,
-        "rc": proc.returncode,
-        "ok": ok,
-        "changed": changed,
-        "failed": failed + unreachable,
-        "tail": "" if proc.returncode == 0 else proc.stdout[-1500:],
+        "rc": run.rc,
+        "ok": recap.get("ok", -1),
+        "changed": recap.get("changed", -1),
+        "failed": recap.get("failed", -1) + recap.get("unreachable", 0) if recap else -1,
+        "tail": "" if run.rc == 0 else run.proc.stdout[-1500:],
     }
 
 
 def ping_once(user: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [str(BIN / "ansible"), "sandbox", "-m", "ansible.builtin.raw", "-a", "true",
-         "-e", f"ansible_user={user}"],
+        [str(BIN / "ansible"), "-i", str(INVENTORY), "sandbox", "-m", "ansible.builtin.raw",
+         "-a", "true", "-e", f"ansible_user={user}"],
         cwd=REPO, capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     return time.perf_counter() - t0

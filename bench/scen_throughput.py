@@ -15,9 +15,10 @@ from typing import Any
 
 from bench.baseline import http_ok, tunnel_argv
 from bench.guard import Guard, log
-from bench.procs import DriverProc
 from bench.scen_session import SESSION_ARGS, token_of
 from driver.tunnel import free_port
+from tests.harness import leftovers
+from tests.harness.driver import DriverProcess
 
 FILE = "nodebook-bench-{size}M.bin"
 
@@ -38,16 +39,17 @@ def download(port: int, token: str, name: str) -> float:
 
 def one_mode(guard: Guard, mode: str, reps: int, size: int, state: Path) -> dict[str, Any]:
     name = FILE.format(size=size)
-    drv = guard.driver(DriverProc([*SESSION_ARGS, "--tunnel", mode], state))
+    drv = guard.driver(DriverProcess([*SESSION_ARGS, "--tunnel", mode], state_dir=state))
     base: subprocess.Popen[bytes] | None = None
     try:
-        _, sub = drv.wait_event("submitted", 120)
+        sub = drv.wait_event("submitted", 120)
         guard.job(str(sub["job_id"]), "alice")
-        _, ready = drv.wait_event("ready", 300)
+        ready = drv.wait_event("ready", 300)
         job_id, token = str(ready["job_id"]), token_of(ready)
         port = int(ready["data"]["local_port"])
         obs = guard.observer("alice")
-        out = obs.run(f'cat "$HOME/.nodebook/jobs/{shlex.quote(job_id)}/connection.json"')
+        conn_file = leftovers.job_paths(guard.sandbox, "alice", job_id)["connection"]
+        out = obs.run(f"cat {shlex.quote(conn_file)}")
         conn = json.loads(out.stdout)
         bport = free_port()
         base = subprocess.Popen(

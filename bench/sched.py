@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from bench import host
-from bench.common import REPO
 from bench.rpctrace import ExecTrace, session_sshd
+from tests.harness.sandbox import REPO
 
 
 def _line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -73,7 +73,8 @@ def run(seconds: float) -> dict[str, Any]:
     try:
         pending = _line(proc, 300)
         job_id = str(pending["job_id"])
-        sshd = session_sshd(f"nodebook-wait {job_id}")
+        # the session's wait task: `bash .../nodebook-remote --protocol N wait JOB --window 30`
+        sshd = session_sshd(f" wait {job_id} --window")
         result["pending"] = window(job_id, sshd, seconds, "PENDING")
         host.cancel_fill()
         _line(proc, 300)  # ready

@@ -39,7 +39,7 @@ def timed(owner: Any, name: str, label: str) -> None:
 
 def main() -> int:
     mark("python started")
-    from driver import cli, gate, inventory, runner, session, ssh, tunnel
+    from driver import cli, gate, inventory, remote, runner, session, ssh, tunnel
 
     mark("driver imported")
     timed(inventory, "load_cluster", "inventory")
@@ -52,7 +52,7 @@ def main() -> int:
     timed(tunnel.Tunnel, "start", "tunnel")
     timed(tunnel.Tunnel, "close", "tunnel close")
     timed(session, "wait_http", "first 200")
-    timed(session.Session, "_connection", "read connection.json")
+    timed(remote.Remote, "connection", "read connection.json (token)")
     timed(session.Session, "cleanup", "cleanup")
     original = runner.PlaybookRun._event
 

@@ -54,3 +54,15 @@ def test_table_and_markdown_have_every_row() -> None:
     text, md = report.table(rows), report.markdown_table(rows)
     for r in rows:
         assert r.figure in text and r.figure in md
+
+
+def test_ssh_rows_count_connections_and_round_trips_per_phase() -> None:
+    def ssh(conn: int, start: int, hold: int, cleanup: int) -> dict:
+        phases = {"start": {"round_trips": start}, "hold": {"round_trips": hold},
+                  "cleanup": {"round_trips": cleanup}}  # fmt: skip
+        return {"connections": conn, "round_trips": start + hold + cleanup, "phases": phases}
+
+    res = {"driver": [{"ssh": ssh(2, 5, 1, 2)}, {"ssh": ssh(2, 6, 1, 2)}, {"ssh": ssh(2, 5, 2, 2)}]}
+    rows = report.ssh_rows(res)
+    assert [r.value for r in rows] == ["2", "9 (8-9): to ready 5 (5-6), held 1 (1-2), cleanup 2"]
+    assert report.ssh_rows({"driver": [{"ttn": 1.0}]}) == []

@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from driver.errors import ExitCode
-from tests.e2e.conftest import PY, assert_nothing_left
+from tests.harness.sandbox import PY
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 
@@ -25,7 +25,7 @@ CODE = "import os, socket\nprint(f\"JOB={os.environ['SLURM_JOB_ID']} HOST={socke
     not (shutil.which("chromium") and shutil.which("chromedriver")),
     reason="needs Debian's chromium and chromium-driver",
 )
-def test_browser_runs_a_cell_on_the_jobs_node(sandbox, drive):
+def test_browser_runs_a_cell_on_the_jobs_node(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     job, node, port = ready["job_id"], ready["node"], ready["local_port"]
@@ -50,4 +50,4 @@ def test_browser_runs_a_cell_on_the_jobs_node(sandbox, drive):
 
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(sandbox, job_id=job, port=port)
+    nothing_left(job, port)

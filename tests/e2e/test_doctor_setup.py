@@ -8,7 +8,7 @@ import os
 import pytest
 
 from driver.errors import ExitCode
-from tests.fixtures.setup import user_password
+from tests.harness.setup import user_password
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 

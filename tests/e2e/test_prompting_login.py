@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from driver.errors import ExitCode
-from tests.e2e.conftest import PY, assert_nothing_left, cancel_jobs, http_status
-from tests.fixtures.setup import FIND_LINKS_ENV, user_password
+from tests.e2e.conftest import http_status, token_of
+from tests.harness import leftovers
+from tests.harness.driver import driver_argv, driver_env
+from tests.harness.setup import FIND_LINKS_ENV, user_password
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(400)]
 
@@ -36,13 +38,13 @@ class PtyDriver:
             "Password: ": sandbox.secret("alice.password"),
             "Verification code: ": sandbox.secret("alice.otp"),
         }
-        env = ["env", f"NODEBOOK_STATE_DIR={state}", "HOME=/root", f"TMPDIR={tmp}"]
-        argv = sandbox.laptop_argv([*env, PY, "-m", "driver", *args])
+        env = {**os.environ, **driver_env(Path(tmp), state)}
+        argv = driver_argv(args, json_mode=False)  # --json is in args (setup has no JSON)
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child: the driver, with the pty as its controlling terminal
             os.chdir(Path(__file__).resolve().parents[2])
             try:
-                os.execvp(argv[0], argv)
+                os.execvpe(argv[0], argv, env)
             finally:
                 os._exit(127)
         self.output = ""
@@ -142,10 +144,10 @@ class PtyDriver:
 
 
 def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
-    sandbox, nodebook_setup, test_tmp, tmp_path
+    sandbox, nodebook_setup, test_tmp, state_dir, nothing_left
 ):
     nodebook_setup("alice")
-    state = tmp_path / "state"
+    state = state_dir
 
     # 1. setup through the prompting login, the Jupyter password from a 0600 vars file (never
     #    argv): the login asks once for its password and once for the code, Ansible nothing.
@@ -169,7 +171,7 @@ def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
     assert "Jupyter password" not in setup.output  # taken from the vars file
     assert "sandbox-otp" in setup.output and "failed=0" in setup.output
     assert user_password("alice") not in setup.output
-    assert_nothing_left(sandbox)  # its master is closed
+    nothing_left()  # its master is closed, its temp files are gone
 
     # 2. a whole session: asked once, at the start; the heartbeat, the tunnel and the Ctrl-C
     #    cleanup all go through the same master and ask nothing more.
@@ -178,7 +180,7 @@ def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
     try:
         ready = d.wait_event("ready", timeout=120)
         job, port = ready["job_id"], ready["local_port"]
-        token = ready["url"].split("token=", 1)[1]
+        token = token_of(ready)
         assert ready["node"] == sandbox.scontrol_job(job)["NodeList"]
         assert http_status(sandbox, port, token) == 200
         assert http_status(sandbox, port, None) == 403
@@ -188,7 +190,7 @@ def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
         assert d.wait(timeout=90) == ExitCode.INTERRUPTED, d.output[-4000:]
         assert d.prompts == list(PROMPTS), d.output[-4000:]
         assert "cancelled" in d.output
-        assert_nothing_left(sandbox, job_id=job, port=port)
+        nothing_left(job, port)
     finally:
         d.close()
-        cancel_jobs(sandbox, d.job_ids())
+        leftovers.cancel(sandbox, d.job_ids())

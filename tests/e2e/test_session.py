@@ -8,23 +8,13 @@ import time
 import pytest
 
 from driver.errors import ExitCode
-from tests.e2e.conftest import (
-    assert_nothing_left,
-    http_status,
-    job_script_environment,
-    laptop_ssh_processes,
-    remote_processes,
-    tagged_processes,
-)
+from tests.e2e.conftest import http_status, job_environment, token_of
+from tests.harness import leftovers
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 
 
-def token_of(ready: dict) -> str:
-    return ready["data"]["url"].split("token=", 1)[1]
-
-
-def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
+def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     submitted = d.wait_event("submitted")
     ready = d.wait_event("ready", timeout=90)
@@ -40,15 +30,16 @@ def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
     # Jupyter runs on the node the scheduler chose, under the job
     job = sandbox.scontrol_job(ready["job_id"])
     assert job.get("JobState") == "RUNNING" and job.get("NodeList") == ready["node"]
-    # What the job was started with: the knobs, nothing of the submitting ssh session, and no
+    # What the job was started with (its own process's environment, after the batch script's
+    # login shell and module loads): the knobs, nothing of the submitting ssh session, and no
     # SLURM_GET_USER_ENV (slurmd would run alice's login shell through `su -` first: up to 1 s)
-    env = job_script_environment(ready["job_id"])
+    env = job_environment(ready["job_id"])
     assert env["NODEBOOK_HEARTBEAT_TIMEOUT"].isdigit() and env["HOME"] == "/home/alice"
     assert "SLURM_GET_USER_ENV" not in env
     assert not [k for k in env if k.startswith("SSH_")], env
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+    nothing_left(ready["job_id"], port)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +50,7 @@ def test_jump_session_api_with_and_without_token_then_ctrl_c(sandbox, drive):
         (signal.SIGHUP, ExitCode.HANGUP),
     ],
 )
-def test_signal_right_at_ready_cleans_up(sandbox, drive, sig, code):
+def test_signal_right_at_ready_cleans_up(sandbox, drive, nothing_left, sig, code):
     # `ready` comes while the play's last tasks still run: the signal lands inside the
     # ansible-runner wait, which cancels the job before it stops ansible-playbook.
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
@@ -68,20 +59,20 @@ def test_signal_right_at_ready_cleans_up(sandbox, drive, sig, code):
     assert d.wait() == code
     notes = " ".join(str(e.get("message")) for e in d.events if e.get("event") == "info")
     assert f"job {ready['job_id']} cancelled" in notes, d.events
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
+    nothing_left(ready["job_id"], ready["data"]["local_port"])
 
 
-def test_external_scancel_is_noticed_and_reported(sandbox, drive):
+def test_external_scancel_is_noticed_and_reported(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     sandbox.host("login", ["scancel", ready["job_id"]])
     assert d.wait(timeout=60) == ExitCode.JOB_ENDED
     ended = [e for e in d.events if e["event"] == "ended"]
     assert ended and "cancelled outside" in ended[0]["message"]
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
+    nothing_left(ready["job_id"], ready["data"]["local_port"])
 
 
-def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive):
+def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
@@ -89,10 +80,10 @@ def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive):
     assert status == 200
     assert d.wait(timeout=60) == ExitCode.OK
     assert any(e["event"] == "ended" for e in d.events)
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+    nothing_left(ready["job_id"], port)
 
 
-def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive):
+def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive, nothing_left):
     # Fill both nodes (16 CPUs each) so the session's job stays PENDING.
     fill = sandbox.host(
         "login",
@@ -119,10 +110,10 @@ def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive):
         assert submitted["job_id"] not in sandbox.squeue("alice")
     finally:
         sandbox.host("login", ["scancel", fill.stdout.strip().split(";")[0]], check=False)
-    assert_nothing_left(sandbox, job_id=submitted["job_id"])
+    nothing_left(submitted["job_id"])
 
 
-def test_duplicate_guard_list_and_stop(sandbox, drive):
+def test_duplicate_guard_list_and_stop(sandbox, drive, nothing_left):
     first = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = first.wait_event("ready", timeout=90)
     second = drive(["session", "--cluster", "sandbox"])  # the guard is what this tests
@@ -140,23 +131,25 @@ def test_duplicate_guard_list_and_stop(sandbox, drive):
     assert stop.wait(timeout=60) == 0
     # the running session notices its job is gone and exits
     assert first.wait(timeout=60) == ExitCode.JOB_ENDED
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=ready["data"]["local_port"])
+    nothing_left(ready["job_id"], ready["data"]["local_port"])
 
 
-def test_attach_after_the_driver_was_killed(sandbox, drive):
+def test_attach_after_the_driver_was_killed(sandbox, drive, nothing_left, test_tmp):
     first = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = first.wait_event("ready", timeout=90)
     first.kill()  # SIGKILL: no cleanup at all; the job keeps running for now
     assert ready["job_id"] in sandbox.squeue("alice")
-    orphan_master = laptop_ssh_processes(sandbox)  # ends after ControlPersist on its own
+    # its master ends after ControlPersist on its own; its control dir stays (the driver is gone)
+    orphans = [int(line.split()[0]) for line in leftovers.local_processes([test_tmp])]
+    assert orphans, "the killed driver's master should outlive it"
+    kept = {str(p) for p in test_tmp.iterdir()}
     again = drive(["attach", ready["job_id"], "--cluster", "sandbox"])
     ready2 = again.wait_event("ready", timeout=60)
     assert http_status(sandbox, ready2["data"]["local_port"], token_of(ready2)) == 200
     again.signal(signal.SIGINT)
     assert again.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(
-        sandbox, job_id=ready["job_id"], port=ready2["data"]["local_port"], ignore_ssh=orphan_master
-    )
+    nothing_left(ready["job_id"], ready2["data"]["local_port"], ignore_pids=orphans,
+                 ignore_files=kept)  # fmt: skip
 
 
 def test_dead_mans_switch_ends_the_job(sandbox, drive):
@@ -169,7 +162,7 @@ def test_dead_mans_switch_ends_the_job(sandbox, drive):
     assert ready["job_id"] not in sandbox.squeue("alice")
 
 
-def test_hops_mode(sandbox, drive):
+def test_hops_mode(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second", "--tunnel", "hops"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
@@ -178,33 +171,34 @@ def test_hops_mode(sandbox, drive):
     assert http_status(sandbox, port, None) == 403
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
+    nothing_left(ready["job_id"], port)
     # no orphan inner ssh on login (this job's hop socket is in its argv), no hop socket left
-    hop = f"/tmp/nodebook-alice-{ready['job_id']}-hop.sock"
-    assert not [p for p in remote_processes(sandbox, "login", "alice") if hop in p]
+    hop = leftovers.job_paths(sandbox, "alice", ready["job_id"])["hop_socket"]
+    assert not [p for p in sandbox.user_processes("login", "alice") if hop in p]
     assert sandbox.host("login", ["ls", hop], check=False).returncode != 0
 
 
-def test_standalone_server_direct_mode(sandbox, drive):
+def test_standalone_server_direct_mode(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox-server", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     port = ready["data"]["local_port"]
     assert ready["data"]["tunnel"] == "direct" and ready["job_id"].startswith("s")
     assert http_status(sandbox, port, token_of(ready)) == 200
     assert http_status(sandbox, port, None) == 403
-    procs = tagged_processes(ready["job_id"])
-    assert [p for p in procs if "job.sbatch" in p], procs
+    procs = leftovers.job_processes([ready["job_id"]])
+    assert [p for p in procs if p.endswith("nodebook-remote job")], procs
     d.signal(signal.SIGTERM)
     assert d.wait() == ExitCode.TERMINATED
-    assert_nothing_left(sandbox, job_id=ready["job_id"], port=port)
-    assert not tagged_processes(ready["job_id"])
+    nothing_left(ready["job_id"], port)
+    assert not leftovers.job_processes([ready["job_id"]])
 
 
-def test_bob_cannot_reach_alices_server(sandbox, drive):
+def test_bob_cannot_reach_alices_server(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)
     job, node = ready["job_id"], ready["node"]
-    sock = f"/tmp/nodebook-alice-{job}/jupyter.sock"
+    paths = leftovers.job_paths(sandbox, "alice", job)
+    sock = paths["socket"]
     probe = sandbox.host(
         node,
         [
@@ -222,8 +216,8 @@ def test_bob_cannot_reach_alices_server(sandbox, drive):
         check=False,
     )
     assert probe.returncode != 0 and probe.stdout in ("", "000")
-    conn = f"/home/alice/.nodebook/jobs/{job}/connection.json"
+    conn = paths["connection"]
     assert sandbox.host("login", ["cat", conn], user="bob", check=False).returncode != 0
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(sandbox, job_id=job, port=ready["data"]["local_port"])
+    nothing_left(job, ready["data"]["local_port"])

@@ -13,18 +13,15 @@ import signal
 import pytest
 
 from driver.errors import ExitCode
-from tests.e2e.conftest import assert_nothing_left, http_status, tagged_processes
+from tests.e2e.conftest import http_status, token_of
+from tests.harness import leftovers
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 
 NODE_ADDRESS = {"cn01": "10.251.0.11", "cn02": "10.251.0.12"}
 
 
-def token_of(ready: dict) -> str:
-    return ready["url"].split("token=", 1)[1]
-
-
-def test_via_login_tcp_node_200_with_token_403_without_and_bob_403(sandbox, drive):
+def test_via_login_tcp_node_200_with_token_403_without_and_bob_403(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second", "--tunnel", "via-login"])
     ready = d.wait_event("ready", timeout=90)
     job, node, port = ready["job_id"], ready["node"], ready["local_port"]
@@ -35,14 +32,14 @@ def test_via_login_tcp_node_200_with_token_403_without_and_bob_403(sandbox, driv
     assert http_status(sandbox, port, "0" * 64) == 403
 
     # Jupyter listens on the node's cluster address (not 0.0.0.0, not loopback) ...
-    conn = json.loads(
-        sandbox.host("login", ["cat", f"/home/alice/.nodebook/jobs/{job}/connection.json"]).stdout
-    )
+    paths = leftovers.job_paths(sandbox, "alice", job)
+    conn = json.loads(sandbox.host("login", ["cat", paths["connection"]]).stdout)
     assert conn["endpoint"] == "tcp-node" and conn["host"] == NODE_ADDRESS[node]
     listening = sandbox.host(node, ["ss", "-Hltn", f"sport = :{conn['port']}"]).stdout
     assert [ln.split()[3] for ln in listening.splitlines()] == [f"{conn['host']}:{conn['port']}"]
-    # ... and the tunnel is the master's forward: no ssh session on the node for this job.
-    assert not [p for p in tagged_processes(job) if "cat" in p.split()[1:3]]
+    # ... and the tunnel is the master's forward: no ssh session holds a tunnel for this job
+    # (no `nodebook-remote hold`, on the node or anywhere).
+    assert not leftovers.tunnel_processes(job)
 
     # bob, on the cluster network, without alice's token: 403 (with his own bogus one too).
     url = f"http://{conn['host']}:{conn['port']}/api/status"
@@ -52,8 +49,8 @@ def test_via_login_tcp_node_200_with_token_403_without_and_bob_403(sandbox, driv
             out = sandbox.host(host, [*curl, *headers, url], user="bob", check=False)
             assert out.stdout == "403", (host, headers, out.stdout, out.stderr)
     # The token is nowhere in a process's argv.
-    assert not [p for p in tagged_processes(job) if token in p]
+    assert not [p for p in leftovers.job_processes([job]) if token in p]
 
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
-    assert_nothing_left(sandbox, job_id=job, port=port)
+    nothing_left(job, port)

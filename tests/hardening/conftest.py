@@ -17,16 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.sandbox import CLUSTER, Sandbox
-
-SANDBOX_CONFIG = "/var/lib/nodebook-sandbox/ssh/config"
+from tests.harness.sandbox import SSH_CONFIG, Sandbox, laptop_argv
 
 
 def write_inventory(
     path: Path, host: str = "login", user: str = "alice", ssh_args: str = ""
 ) -> Path:
     """A one-host inventory (host `c1`) reached like the sandbox's, with ssh_args appended."""
-    common = f"-F {SANDBOX_CONFIG} {ssh_args}".strip()
+    common = f"-F {SSH_CONFIG} {ssh_args}".strip()
     path.write_text(
         "all:\n  hosts:\n    c1:\n"
         f"      ansible_host: {host}\n"
@@ -38,7 +36,7 @@ def write_inventory(
 
 def ssh_config_variant(tmp: Path, edit: Callable[[str], str]) -> Path:
     """A copy of the sandbox's ssh config, edited; returns its path (use with -F)."""
-    text = Path(SANDBOX_CONFIG).read_text()
+    text = SSH_CONFIG.read_text()
     new = edit(text)
     assert new != text, "the ssh config variant changes nothing"
     path = tmp / f"ssh_config-{uuid.uuid4().hex[:6]}"
@@ -130,25 +128,46 @@ def setup_moved_aside(user: str) -> Iterator[SetupJson]:
 
 
 @contextlib.contextmanager
-def job_script_variant(user: str, edit: Callable[[str], str]) -> Iterator[SetupJson]:
+def job_script_variant(
+    user: str,
+    edit: Callable[[str], str] | None = None,
+    edit_helper: Callable[[str], str] | None = None,
+) -> Iterator[SetupJson]:
     """setup.json points at an edited copy of the user's job script until `restore()`.
 
-    The driver's test restores it as soon as the job is submitted (sbatch copies the script),
-    so other sessions of the same user see the variant only for a moment.
+    The job script only loads the modules and execs the remote helper's `job`, which runs
+    Jupyter: ``edit_helper`` edits a copy of the helper (beside it, in the setup's bin/, so it
+    finds the same setup) and the job script's copy execs that copy instead. The driver's test
+    restores setup.json as soon as the job is submitted (sbatch copies the script), so other
+    sessions of the same user see the variant only for a moment.
     """
     sj = SetupJson(user)
-    script = Path(json.loads(sj.original)["job_script"])
+    setup = json.loads(sj.original)
+    script = Path(setup["job_script"])
     text = script.read_text()
-    new = edit(text)
-    assert new != text, "the job script variant changes nothing"
-    variant = script.with_name(f"job-hardening-{uuid.uuid4().hex[:6]}.sbatch")
-    _write_as(variant, new, script, 0o700)
+    made: list[Path] = []
     try:
+        if edit_helper is not None:
+            helper = Path(setup["helper"])
+            code = helper.read_text()
+            new_code = edit_helper(code)
+            assert new_code != code, "the helper variant changes nothing"
+            copy = helper.with_name(f"nodebook-remote-hardening-{uuid.uuid4().hex[:6]}")
+            _write_as(copy, new_code, helper, 0o700)
+            made.append(copy)
+            assert str(helper) in text, f"the job script does not exec {helper}"
+            text = text.replace(str(helper), str(copy))
+        new = edit(text) if edit is not None else text
+        assert new != script.read_text(), "the job script variant changes nothing"
+        variant = script.with_name(f"job-hardening-{uuid.uuid4().hex[:6]}.sbatch")
+        _write_as(variant, new, script, 0o700)
+        made.append(variant)
         sj.set(job_script=str(variant))
         yield sj
     finally:
         sj.restore()
-        variant.unlink(missing_ok=True)
+        for path in made:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -160,7 +179,7 @@ def laptop_listener() -> Iterator[int]:
         "print(s.getsockname()[1], flush=True); time.sleep(600)\n"
     )
     proc = subprocess.Popen(
-        [*CLUSTER, "exec", "laptop", "--", "python3", "-c", code],
+        laptop_argv(["python3", "-c", code]),
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,

@@ -23,14 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.driver_run import (
-    Driver,
-    kill_laptop_processes,
-    scancel_jobs,
-    wait_nothing_left,
-)
-from tests.fixtures.sandbox import Sandbox
-from tests.fixtures.setup import run_setup, user_password
 from tests.hardening.conftest import (
     daemons_stopped,
     inventory_with_config,
@@ -41,12 +33,16 @@ from tests.hardening.conftest import (
     ssh_config_variant,
     write_inventory,
 )
+from tests.harness import leftovers
+from tests.harness.driver import DriverProcess
+from tests.harness.sandbox import KNOWN_HOSTS, SSH_DIR, Sandbox
+from tests.harness.setup import run_setup, user_password
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 
 SESSION = ("session",)
-KNOWN_HOSTS = "UserKnownHostsFile /var/lib/nodebook-sandbox/ssh/known_hosts"
-IDENTITY = "IdentityFile /var/lib/nodebook-sandbox/ssh/id_%r"
+KNOWN_HOSTS_LINE = f"UserKnownHostsFile {KNOWN_HOSTS}"
+IDENTITY_LINE = f"IdentityFile {SSH_DIR}/id_%r"
 
 
 @dataclass
@@ -60,7 +56,7 @@ class Ctx:
 
 
 Condition = Callable[[Ctx], AbstractContextManager[object]]
-During = Callable[[Ctx, Driver], None]
+During = Callable[[Ctx, DriverProcess], None]
 
 
 @dataclass(frozen=True)
@@ -104,13 +100,13 @@ def strict_off(ctx: Ctx) -> AbstractContextManager[None]:
 def rejected_key(ctx: Ctx) -> AbstractContextManager[None]:
     key = ctx.tmp / "wrong_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    return _config(ctx, lambda t: t.replace(IDENTITY, f"IdentityFile {key}"))
+    return _config(ctx, lambda t: t.replace(IDENTITY_LINE, f"IdentityFile {key}"))
 
 
 def unknown_host_key(ctx: Ctx) -> AbstractContextManager[None]:
     empty = ctx.tmp / "known_hosts"
     empty.write_text("")
-    return _config(ctx, lambda t: t.replace(KNOWN_HOSTS, f"UserKnownHostsFile {empty}"))
+    return _config(ctx, lambda t: t.replace(KNOWN_HOSTS_LINE, f"UserKnownHostsFile {empty}"))
 
 
 def ssh_config_error(ctx: Ctx) -> AbstractContextManager[None]:
@@ -138,10 +134,14 @@ def setup_never_run(ctx: Ctx) -> Iterator[None]:
         sj.restore()
 
 
-def variant(edit: Callable[[str], str]) -> Condition:
+def variant(
+    edit: Callable[[str], str] | None = None, helper: Callable[[str], str] | None = None
+) -> Condition:
+    """The job runs an edited job script (module loads) or an edited helper (Jupyter's start)."""
+
     @contextlib.contextmanager
     def cond(ctx: Ctx) -> Iterator[None]:
-        with job_script_variant("bob", edit) as sj:
+        with job_script_variant("bob", edit, helper) as sj:
             ctx.on_submitted = sj.restore
             yield
 
@@ -187,31 +187,31 @@ def setup_vars(ctx: Ctx, **extra: str) -> Iterator[None]:
 # --- actions during the run ------------------------------------------------------------------
 
 
-def scancel_when_ready(ctx: Ctx, d: Driver) -> None:
+def scancel_when_ready(ctx: Ctx, d: DriverProcess) -> None:
     job = d.wait_event("ready")["job_id"]
     ctx.sandbox.host("login", ["scancel", str(job)])
 
 
-def restart_slurmctld_then_ctrl_c(ctx: Ctx, d: Driver) -> None:
+def restart_slurmctld_then_ctrl_c(ctx: Ctx, d: DriverProcess) -> None:
     d.wait_event("ready")
     ctx.sandbox.cluster("daemon", "slurmctld", "restart", timeout=120)
     # The session does not depend on slurmctld once running: heartbeats keep going.
     for _ in range(3):
         time.sleep(1)
-        assert d.proc.poll() is None, f"session ended after slurmctld restart: {d.events}"
+        assert d.poll() is None, f"session ended after slurmctld restart: {d.events}"
     d.signal(signal.SIGINT)
 
 
-def interrupt_setup(ctx: Ctx, d: Driver) -> None:
+def interrupt_setup(ctx: Ctx, d: DriverProcess) -> None:
     """Ctrl-C (SIGINT to the foreground process group) while setup runs its install phase."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         d.drain(0.5)
         if any("TASK [nodebook_jupyter" in str(e.get("message")) for e in d.events):
             break
-        assert d.proc.poll() is None, f"setup ended before it was interrupted: {d.output[-3000:]}"
+        assert d.poll() is None, f"setup ended before it was interrupted: {d.output[-3000:]}"
     time.sleep(1)
-    os.killpg(d.proc.pid, signal.SIGINT)
+    d.ctrl_c()
 
 
 def rerun_setup(ctx: Ctx) -> None:
@@ -346,8 +346,8 @@ CASES = [
         "setup-never-run",
         (),
         NOT_SET_UP,
-        r"not set up for bob .*no ~/.nodebook/setup.json",
-        r"run `python -m driver setup` first",
+        r"not set up for bob .*no /home/bob/\.nodebook/setup\.json",
+        r"run `nodebook setup` first",
         user="bob",
         condition=setup_never_run,
         submits=False,
@@ -368,7 +368,7 @@ CASES = [
         ("setup",),
         INTERRUPTED,
         r"setup was interrupted",
-        r"run `python -m driver setup` again",
+        r"run `nodebook setup` again",
         user="bob",
         condition=setup_vars,
         during=interrupt_setup,
@@ -438,7 +438,10 @@ CASES = [
         r"fix what the log names",
         user="bob",
         condition=variant(
-            _replace("--no-browser &", "--no-browser --ServerApp.root_dir=/nonexistent-nb &")
+            helper=_replace(
+                '"${args[@]}" --no-browser &',
+                '"${args[@]}" --no-browser --ServerApp.root_dir=/nonexistent-nb &',
+            )
         ),
         submits=True,
     ),
@@ -450,7 +453,7 @@ CASES = [
         r"fix what the log names",
         user="bob",
         condition=variant(
-            _replace(
+            helper=_replace(
                 'os.open(conn_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)',
                 'os.open("/dev/full", os.O_WRONLY)',
             )
@@ -471,7 +474,7 @@ CASES = [
         (),
         ENDED,
         r"cancelled outside this session",
-        r"start a new one with `python -m driver session`",
+        r"start a new one with `nodebook session`",
         during=scancel_when_ready,
         submits=True,
     ),
@@ -497,12 +500,12 @@ CASES = [
         ("attach", "999999"),
         NOT_FOUND,
         r"job 999999 has no running Jupyter",
-        r"see `python -m driver list`",
+        r"see `nodebook list`",
     ),
 ]
 
 
-def _final_line(d: Driver) -> str:
+def _final_line(d: DriverProcess) -> str:
     coded = [e for e in d.events if "code" in e and e.get("event") in ("error", "info")]
     return str(coded[-1]["message"]) if coded else ""
 
@@ -510,7 +513,7 @@ def _final_line(d: Driver) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(sandbox: Sandbox, users_set_up: None, tmp_path: Path, case: Case) -> None:
     ctx = Ctx(sandbox, tmp_path)
-    d: Driver | None = None
+    d: DriverProcess | None = None
     try:
         with contextlib.ExitStack() as stack:
             if case.condition is not None:
@@ -523,7 +526,7 @@ def test_bad_input(sandbox: Sandbox, users_set_up: None, tmp_path: Path, case: C
                 args += ["--allow-second"]
             if case.user != "alice":
                 args += ["--user", case.user]
-            d = Driver(sandbox, args)
+            d = DriverProcess(args)
             if ctx.on_submitted is not None:
                 with contextlib.suppress(AssertionError):
                     d.wait_event("submitted", timeout=90)
@@ -539,16 +542,10 @@ def test_bad_input(sandbox: Sandbox, users_set_up: None, tmp_path: Path, case: C
             assert "\n" not in text and text.startswith(("error: ", "interrupted", "SIG")), text
         if case.submits is not None:
             assert bool(d.job_ids) == case.submits, f"job ids {d.job_ids}: {d.output[-2000:]}"
-        port = next(
-            (e["data"].get("local_port") for e in d.events if e.get("event") == "ready"), None
-        )
-        left = wait_nothing_left(sandbox, case.user, d.job_ids, d.work, port, timeout=60)
-        assert left == {}, f"left behind: {left}"
+        scope = leftovers.scope_of([d], case.user)
+        leftovers.assert_clean(sandbox, scope, timeout=60)
         if case.after is not None:
             case.after(ctx)
     finally:
         if d is not None:
-            d.kill()
-            scancel_jobs(sandbox, d.job_ids)
-            kill_laptop_processes(str(d.work))
-            d.remove_work()
+            leftovers.tidy(sandbox, [d])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.sandbox import REPO, Sandbox
+from tests.harness.sandbox import REPO, Sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(900)]
 
@@ -20,7 +20,7 @@ def test_every_exit_path_once_leaves_nothing(
     nodebook_setup("alice")  # type: ignore[operator]
     out = tmp_path / "chaos.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "chaos.py"), "--rounds", "1", "--json", str(out)],
+        [sys.executable, "-m", "bench.chaos", "--rounds", "1", "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -42,5 +42,5 @@ def test_every_exit_path_once_leaves_nothing(
     for r in results:
         assert r["rounds"] == 1, report
         assert r["errors"] == [] and r["bad_exit"] == [], report
-        assert r["jobs"] == [] and r["processes"] == [], report
+        assert r["jobs"] == [] and r["processes"] == [] and r["files"] == [], report
     assert proc.returncode == 0 and "nothing left behind" in proc.stdout, report

@@ -29,27 +29,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.driver_run import (
-    Driver,
-    kill_laptop_processes,
-    scancel_jobs,
-    wait_nothing_left,
-)
-from tests.fixtures.sandbox import STATE, Sandbox
-from tests.fixtures.setup import user_password
 from tests.hardening.conftest import inventory_with_config, ssh_config_variant
+from tests.harness import leftovers
+from tests.harness.driver import DriverProcess
+from tests.harness.sandbox import KNOWN_HOSTS, STATE, Sandbox
+from tests.harness.setup import user_password
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 
 SESSION = ["session", "--no-browser", "--allow-second", "--check-interval", "1"]
-KNOWN_HOSTS = STATE / "ssh" / "known_hosts"
 
 
 class Sampler:
     """Samples every process's argv and the driver's runner dirs every ~50 ms in a thread."""
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
         self.argv: set[str] = set()
         self.samples = 0
         self.runner_files: dict[str, bytes] = {}
@@ -64,7 +59,7 @@ class Sampler:
             )
             self.argv.update(ps.stdout.splitlines())
             self.samples += 1
-            tmp = self.work / "tmp"
+            tmp = self.tmp
             for d in tmp.glob("nodebook-runner-*") if tmp.exists() else []:
                 with contextlib.suppress(OSError):
                     self.runner_modes[str(d)] = stat.S_IMODE(d.stat().st_mode)
@@ -125,29 +120,30 @@ def _others_can_read(sandbox: Sandbox, hit: str) -> bool:
 
 
 @contextlib.contextmanager
-def driver(sandbox: Sandbox, args: list[str]) -> Iterator[Driver]:
-    d = Driver(sandbox, args)
+def driver(sandbox: Sandbox, args: list[str]) -> Iterator[DriverProcess]:
+    d = DriverProcess(args)
     try:
         yield d
     finally:
-        d.kill()
-        scancel_jobs(sandbox, d.job_ids)
-        kill_laptop_processes(str(d.work))
-        d.remove_work()
+        leftovers.tidy(sandbox, [d])
+
+
+def nothing_left(sandbox: Sandbox, d: DriverProcess, timeout: float = 60) -> dict:
+    return leftovers.wait_clean(sandbox, leftovers.scope_of([d]), timeout)
 
 
 def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> None:
     nodebook_setup("alice")  # type: ignore[operator]
     password = user_password("alice")
-    with driver(sandbox, SESSION) as d, Sampler(d.work) as sampler:
+    with driver(sandbox, SESSION) as d, Sampler(d.tmp) as sampler:
         ready = d.wait_event("ready", timeout=180)
         token = _token(ready)
         job, node = str(ready["job_id"]), str(ready["node"])
-        run_dir = f"/tmp/nodebook-alice-{job}"
-        jobs = f"/home/alice/.nodebook/jobs/{job}"
+        paths = leftovers.job_paths(sandbox, "alice", job)
+        run_dir, jobs = paths["runtime_dir"], paths["job_dir"]
 
         # modes while the session runs: laptop side
-        state = d.work / "state"
+        state = d.state
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
         records = [p for p in state.rglob("*") if p.is_file()]
         assert records, "the session left no local record while running"
@@ -155,14 +151,15 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
             want = 0o700 if p.is_dir() else 0o600
             assert stat.S_IMODE(p.stat().st_mode) == want, p
             assert token.encode() not in (p.read_bytes() if p.is_file() else b"")
-        controls = list((d.work / "tmp").glob("nb-*"))
+        controls = list(d.tmp.glob("nb-*"))
         assert controls and all(stat.S_IMODE(c.stat().st_mode) == 0o700 for c in controls)
         # cluster side: the job's dir and connection file, the node-local runtime dir, socket
         assert _mode(sandbox, "login", jobs) == (0o700, "alice")
-        assert _mode(sandbox, "login", f"{jobs}/connection.json") == (0o600, "alice")
-        assert _mode(sandbox, "login", f"/home/alice/.nodebook/jobs/{job}.log")[0] == 0o600
+        assert _mode(sandbox, "login", paths["connection"]) == (0o600, "alice")
+        assert _mode(sandbox, "login", paths["log"])[0] == 0o600
         assert _mode(sandbox, node, run_dir) == (0o700, "alice")
-        assert _mode(sandbox, node, f"{run_dir}/jupyter.sock")[0] & 0o077 == 0
+        assert _mode(sandbox, node, paths["token"]) == (0o600, "alice")
+        assert _mode(sandbox, node, paths["socket"])[0] & 0o077 == 0
 
         # bob: EACCES on alice's socket (the 0700 dir), not merely "no answer"
         probe = (
@@ -171,7 +168,7 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
             "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(e.errno)\n"
             "else:\n    print('connected')\n"
         )
-        out = sandbox.host(node, ["python3", "-c", probe, f"{run_dir}/jupyter.sock"], user="bob")
+        out = sandbox.host(node, ["python3", "-c", probe, paths["socket"]], user="bob")
         assert out.stdout.strip() == "13", f"bob's connect: {out.stdout} {out.stderr}"
 
         # files holding the token while it is live: only 0600 ones, nobody else can read them
@@ -187,7 +184,7 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
     leaks = [a for a in sampler.argv if token in a or password in a]
     assert leaks == [], f"secret in a process argv: {leaks}"
     # every ssh this run started (master, Ansible's, tunnel) checks host keys
-    ours = [a for a in sampler.argv if str(d.work) in a and a.startswith("ssh ")]
+    ours = [a for a in sampler.argv if str(d.tmp) in a and a.startswith("ssh ")]
     assert any("ControlMaster=yes" in a for a in ours), "the sampler never saw the master"
     unchecked = [a for a in ours if "stricthostkeychecking=no" in a.lower()]
     assert unchecked == [], f"ssh without host key checking: {unchecked[:2]}"
@@ -199,9 +196,9 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
     assert runner_leaks == [], f"secret in ansible-runner artifacts: {runner_leaks}"
 
     # afterwards: nothing left, no runner dir, the secrets in no file, no log, no job output
-    assert wait_nothing_left(sandbox, "alice", {job}, d.work, timeout=60) == {}
-    assert not list((d.work / "tmp").glob("nodebook-runner-*"))
-    job_log = Path(f"/home/alice/.nodebook/jobs/{job}.log").read_text()
+    assert nothing_left(sandbox, d) == {}
+    assert not list(d.tmp.glob("nodebook-runner-*"))
+    job_log = Path(paths["log"]).read_text()
     assert "jupyter answers" in job_log and token not in job_log and password not in job_log
     assert _files_with(sandbox, token) == []
     assert _files_with(sandbox, password) == []
@@ -247,7 +244,7 @@ def test_wrong_login_host_key_fails_before_anything_is_submitted(
         assert "never turn host key checking off" in d.output
         assert not d.job_ids and not [e for e in d.events if e.get("event") == "submitted"]
         assert known.read_bytes() == before  # ssh did not "fix" the known_hosts
-        assert wait_nothing_left(sandbox, "alice", set(), d.work, timeout=20) == {}
+        assert nothing_left(sandbox, d, timeout=20) == {}
 
 
 def test_wrong_compute_node_host_key_fails_the_tunnel_and_cancels(
@@ -260,7 +257,7 @@ def test_wrong_compute_node_host_key_fails_the_tunnel_and_cancels(
         assert rc == 7, d.output  # tunnel: the second hop refused the node's key
         assert d.job_ids, "the job should have been submitted (login's key is right)"
         assert not [e for e in d.events if e.get("event") == "ready"]
-        assert wait_nothing_left(sandbox, "alice", d.job_ids, d.work, timeout=60) == {}
+        assert nothing_left(sandbox, d) == {}
 
 
 def test_bob_gets_403_from_alices_tcp_endpoint(sandbox: Sandbox, nodebook_setup: object) -> None:
@@ -269,7 +266,8 @@ def test_bob_gets_403_from_alices_tcp_endpoint(sandbox: Sandbox, nodebook_setup:
     with driver(sandbox, [*SESSION, "--endpoint", "tcp"]) as d:
         ready = d.wait_event("ready", timeout=180)
         job, node, token = str(ready["job_id"]), str(ready["node"]), _token(ready)
-        conn = json.loads(Path(f"/home/alice/.nodebook/jobs/{job}/connection.json").read_text())
+        conn_file = leftovers.job_paths(sandbox, "alice", job)["connection"]
+        conn = json.loads(Path(conn_file).read_text())
         assert conn["endpoint"] == "tcp" and conn["port"]
         url = f"http://127.0.0.1:{conn['port']}/api/status"
         curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
@@ -284,7 +282,7 @@ def test_bob_gets_403_from_alices_tcp_endpoint(sandbox: Sandbox, nodebook_setup:
         assert with_token.stdout == "200", with_token
         d.signal(signal.SIGINT)
         assert d.wait() == 130
-        assert wait_nothing_left(sandbox, "alice", {job}, d.work, timeout=60) == {}
+        assert nothing_left(sandbox, d) == {}
 
 
 def node_curl_config(token: str) -> str:

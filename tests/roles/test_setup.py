@@ -20,13 +20,9 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from tests.fixtures.sandbox import REPO, Sandbox
-from tests.fixtures.setup import (
-    FIND_LINKS_ENV,
-    SetupResult,
-    run_setup,
-    user_password,
-)
+from tests.fixtures.setup import SetupResult
+from tests.harness.sandbox import REPO, Sandbox
+from tests.harness.setup import FIND_LINKS_ENV, run_setup, user_password
 
 pytestmark = pytest.mark.sandbox
 

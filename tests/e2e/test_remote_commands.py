@@ -1,0 +1,69 @@
+"""Every remote command nodebook runs is a call of the remote helper (docs/design.md).
+
+An `ssh` wrapper first on the driver's PATH (tests/harness/sshlog.py) logs every invocation:
+the driver's own (master, helper calls, tunnel), Ansible's (its raw tasks go through `ssh`
+from PATH) and the ProxyCommands'. Over a whole session ended with Ctrl-C and a second one
+ended by `stop`, every invocation that carries a remote command (not `-O ...`, not the `-N`
+master, not a `-W` proxy) must run `.../nodebook-remote ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from driver.errors import ExitCode
+from tests.e2e.conftest import http_status, token_of
+from tests.harness import sshlog
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+
+# What a session and a stop call between them (the session's wait retries, heartbeats vary).
+EXPECTED = {"submit", "wait", "connection", "heartbeat", "hold", "ended", "cancel"}
+
+
+def wait_for_heartbeat(log: sshlog.SshLog, after: int, timeout: float = 30) -> None:
+    """Until the log shows a heartbeat call after the first `after` invocations."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(i.helper_command() == "heartbeat" for i in log.read()[after:]):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no heartbeat went over ssh: {[i.argv for i in log.read()]}")
+
+
+def test_every_remote_command_of_a_session_and_a_stop_runs_the_helper(
+    sandbox, drive, nothing_left, tmp_path
+):
+    log = sshlog.SshLog(tmp_path / "ssh")
+    env = log.env(os.environ["PATH"])
+    session = ["session", "--cluster", "sandbox", "--allow-second"]
+
+    # 1. start, ready, a heartbeat, Ctrl-C
+    d = drive(session, env=env)
+    ready = d.wait_event("ready", timeout=90)
+    assert http_status(sandbox, ready["local_port"], token_of(ready)) == 200
+    wait_for_heartbeat(log, 0)
+    d.ctrl_c()
+    assert d.wait() == ExitCode.INTERRUPTED
+    nothing_left(ready["job_id"], ready["local_port"])
+
+    # 2. another session, ended by `nodebook stop` from a second driver
+    second = drive(session, env=env)
+    ready2 = second.wait_event("ready", timeout=90)
+    stop = drive(["stop", ready2["job_id"], "--cluster", "sandbox"], env=env)
+    assert stop.wait(timeout=60) == 0, stop.output
+    assert second.wait(timeout=60) == ExitCode.JOB_ENDED
+    nothing_left(ready2["job_id"], ready2["local_port"])
+
+    calls = log.read()
+    with_command = [c for c in calls if c.remote_command]
+    not_helper = [c.argv for c in with_command if c.helper_command() is None]
+    assert not_helper == [], f"remote commands that do not run the helper: {not_helper}"
+    # and every other invocation is a master, a proxy or a control command (nothing unlogged)
+    other = [c.argv for c in calls if not c.remote_command]
+    assert all(c.master or c.proxy or c.control for c in calls if not c.remote_command), other
+    seen = sshlog.helper_commands(calls)
+    assert set(seen) >= EXPECTED, seen

@@ -1,0 +1,345 @@
+"""One driver process under test or measurement: `python -m driver ARGS --json` on the laptop.
+
+The process runs in the laptop's namespaces (``sandbox/cluster.py exec laptop --``, or directly
+when the caller is already there), in a session and process group of its own, with SIGINT at
+its default even when the caller ignores it (a process started with ``&`` from a
+non-interactive shell inherits SIGINT ignored), so ``ctrl_c()`` reaches it as a terminal's
+Ctrl-C would. It gets a private TMPDIR (its ssh control sockets, ansible-runner's dirs) and
+state dir, and the sandbox's inventory through NODEBOOK_INVENTORY. Its JSON lines are read as
+they come, each with its arrival time; its exit is reaped with wait4, which gives the largest
+RSS and the CPU time of the driver and the children it reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.harness.sandbox import INVENTORY, PY, REPO, laptop_argv
+
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class NoEvent(AssertionError, RuntimeError):
+    """The driver ended, or the time ran out, before the awaited event came."""
+
+
+def new_workdir(prefix: str = "nbh-") -> Path:
+    """A private (0700), short directory: the driver's TMPDIR and state dir live in it."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def driver_env(
+    tmp: Path, state: Path, inventory: Path = INVENTORY, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What a driver under test gets in its environment (on top of this process's)."""
+    return {
+        "NODEBOOK_STATE_DIR": str(state),
+        "NODEBOOK_INVENTORY": str(inventory),
+        "TMPDIR": str(tmp),
+        "HOME": "/root",
+        **(extra or {}),
+    }
+
+
+def driver_argv(args: Sequence[str], module: str = "driver", json_mode: bool = True) -> list[str]:
+    """argv of `python -m MODULE ARGS [--json]` in the laptop's namespaces."""
+    return laptop_argv([PY, "-m", module, *args] + (["--json"] if json_mode else []))
+
+
+class DriverProcess:
+    """`python -m MODULE ARGS [--json]` started now, in the laptop's namespaces."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        work: Path | None = None,
+        tmp_dir: Path | None = None,
+        state_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        module: str = "driver",
+        json_mode: bool = True,
+        inventory: Path = INVENTORY,
+    ) -> None:
+        self.args = list(args)
+        self.work = work or new_workdir()
+        self.tmp = tmp_dir or self.work / "tmp"
+        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state = state_dir or self.work / "state"
+        self.env = driver_env(self.tmp, self.state, inventory, env)
+        self.started = time.time()
+        self.proc = subprocess.Popen(
+            driver_argv(self.args, module, json_mode),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+            preexec_fn=_sigint_default,
+        )
+        self.events: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self.stderr = ""
+        self.rc: int | None = None
+        self.ended: float | None = None
+        self.maxrss_kib = 0
+        self.cpu_s = 0.0
+        self._returned: set[int] = set()
+        self._eof = False  # the driver closed its stdout
+        self._q: queue.Queue[tuple[float, dict[str, Any]] | None] = queue.Queue()
+        self._err_done = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        """The driver's own pid (cluster.py exec and nsenter end in exec: no wrapper process)."""
+        return self.proc.pid
+
+    # -- output -----------------------------------------------------------------------------
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+            if not isinstance(event, dict):
+                event = {"event": "text", "message": line.rstrip()}
+            self._q.put((time.time(), event))
+        self._q.put(None)
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read()
+        self._err_done.set()
+
+    def drain(self, timeout: float = 0.0) -> dict[str, Any] | None:
+        """Take the next line off the pipe (waiting up to ``timeout``); None if none came."""
+        if self._eof:
+            return None
+        try:
+            item = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
+        except queue.Empty:
+            return None
+        if item is None:
+            self._eof = True
+            return None
+        arrived, event = item
+        self.events.append(event)
+        self.arrivals.append(arrived)
+        return event
+
+    def wait_timed(self, kind: str, timeout: float = 120) -> tuple[float, dict[str, Any]]:
+        """Arrival time and body of the first event of this kind not returned before."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, event in enumerate(self.events):
+                if event.get("event") == kind and i not in self._returned:
+                    self._returned.add(i)
+                    return self.arrivals[i], event
+            left = deadline - time.monotonic()
+            if left <= 0 or self._eof:
+                break
+            self.drain(min(0.5, left))
+        if self._eof:
+            self._err_done.wait(2)
+        raise NoEvent(
+            f"no {kind!r} event; rc={self.poll()} events={self.events} stderr={self.stderr[-2000:]}"
+        )
+
+    def wait_event(self, kind: str, timeout: float = 120) -> dict[str, Any]:
+        """The first event of this kind not returned before; NoEvent with all seen so far."""
+        return self.wait_timed(kind, timeout)[1]
+
+    # -- signals and exit -------------------------------------------------------------------
+    def signal(self, sig: int) -> None:
+        """Signal the driver process itself."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def interrupt(self) -> None:
+        self.signal(signal.SIGINT)
+
+    def ctrl_c(self) -> None:
+        """SIGINT to the driver's process group, as a terminal sends it on Ctrl-C."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGINT)
+
+    def poll(self) -> int | None:
+        """The exit code once the driver has exited (reaped with wait4), else None."""
+        if self.rc is None:
+            try:
+                pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (Popen): no accounting
+                if self.proc.returncode is not None:
+                    self._exited(self.proc.returncode, None)
+                return self.rc
+            if pid:
+                self._exited(os.waitstatus_to_exitcode(status), usage)
+        return self.rc
+
+    def _exited(self, rc: int, usage: Any) -> None:
+        self.rc = rc
+        self.proc.returncode = rc
+        self.ended = time.time()
+        if usage is not None:
+            self.maxrss_kib = int(usage.ru_maxrss)
+            self.cpu_s = usage.ru_utime + usage.ru_stime
+
+    def wait(self, timeout: float = 180) -> int:
+        """Wait for the exit and the rest of its output; TimeoutExpired after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.02)
+        while self.drain(1.0) is not None:
+            pass
+        self._err_done.wait(5)
+        assert self.rc is not None
+        return self.rc
+
+    def reap(self, timeout: float = 120) -> int:
+        """Wait for the exit; SIGKILL after ``timeout`` (then wait up to 30 s more)."""
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.wait(30)
+
+    def kill(self) -> None:
+        """SIGKILL the driver and its process group, if it still runs; reap it."""
+        if self.poll() is None:
+            self.signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(10)
+
+    # -- what the run said ------------------------------------------------------------------
+    @property
+    def job_ids(self) -> set[str]:
+        """Every job id this run mentioned (submitted, pending, running, ready, errors)."""
+        ids = {str(e["job_id"]) for e in self.events if e.get("job_id")}
+        for e in self.events:
+            ids.update(re.findall(r"\bjob (s?\d+)\b", str(e.get("message", ""))))
+        return {i for i in ids if i and i != "None"}
+
+    @property
+    def errors(self) -> list[str]:
+        return [str(e.get("message", "")) for e in self.events if e.get("event") == "error"]
+
+    @property
+    def ready_port(self) -> int | None:
+        """The local port of the (first) ready line, if there was one."""
+        for e in self.events:
+            if e.get("event") == "ready":
+                return int(e["local_port"])
+        return None
+
+    @property
+    def output(self) -> str:
+        return "\n".join(json.dumps(e) for e in self.events) + "\n" + self.stderr
+
+    def remove_work(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def run_driver(args: Sequence[str], timeout: float = 240, **kw: Any) -> DriverProcess:
+    """Run the driver to its end; the returned process has its exit code in ``rc``."""
+    d = DriverProcess(args, **kw)
+    try:
+        d.wait(timeout)
+    except subprocess.TimeoutExpired:
+        d.kill()
+        raise
+    return d
+
+
+# -- memory of process trees (the benchmark's figures) -------------------------------------------
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * PAGE_KIB
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def tree_rss_kib(roots: list[int]) -> tuple[int, int]:
+    """(sum of RSS of the process trees under roots, number of processes) right now."""
+    kids = _children_map()
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        stack.extend(kids.get(pid, []))
+    return sum(_rss_kib(p) for p in seen), len(seen)
+
+
+class RssSampler:
+    """Samples the summed RSS of some process trees every `interval` s; keeps the peak."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.roots: list[int] = []
+        self.peak_kib = 0
+        self.peak_procs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            roots = [p for p in self.roots if p]
+            if not roots:
+                continue
+            kib, n = tree_rss_kib(roots)
+            if kib > self.peak_kib:
+                self.peak_kib, self.peak_procs = kib, n
