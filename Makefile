@@ -13,8 +13,8 @@ APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-clien
 	slurmdbd mariadb-server
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps venv lint unit test sandbox-up sandbox-down sandbox-status sandbox-clean \
-	sandbox-shell demo chaos bench clean
+.PHONY: help deps venv lint unit test collection sandbox-up sandbox-down sandbox-status \
+	sandbox-clean sandbox-shell demo chaos bench clean
 
 help:
 	@echo "make demo            install what is needed, start the sandbox cluster, run setup and a session"
@@ -23,6 +23,7 @@ help:
 	@echo "make sandbox-status  show what runs in the sandbox"
 	@echo "make sandbox-down    stop the sandbox and remove everything it made"
 	@echo "make lint            yamllint, ansible-lint (production profile, offline), ruff"
+	@echo "make collection      build the Ansible collection nodebook.jupyter into dist/"
 	@echo "make bench | chaos   benchmarks and exit-path chaos loops (see bench/)"
 
 # Debian packages, installed once; policy-rc.d keeps the daemons from starting at install time.
@@ -47,7 +48,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-lint: venv
+# The Ansible collection nodebook.jupyter (galaxy.yml): dist/nodebook-jupyter-VERSION.tar.gz.
+collection: venv
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path dist . >/dev/null
+	@ls dist/nodebook-jupyter-*.tar.gz
+
+lint: venv collection
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint
 	$(VENV)/bin/ruff check .
@@ -87,4 +93,4 @@ bench: deps venv
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache dist
