@@ -79,7 +79,7 @@ def wheels_ok(directory: str, requirements: list[str], facts: dict[str, object])
 
 def main(argv: list[str]) -> dict[str, object]:
     facts: dict[str, object] = {
-        "version": "%d.%d.%d" % sys.version_info[:3],
+        "version": ".".join(str(part) for part in sys.version_info[:3]),
         "implementation": implementation(),
         "platforms": platforms(),
     }
