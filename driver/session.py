@@ -168,6 +168,7 @@ class Session:
                     self._announce(self.connected)
                 return self._hold(self.connected)
             finally:
+                self._wait_for_the_cluster()
                 with shielded():
                     self.cleanup()
 
@@ -187,6 +188,7 @@ class Session:
                 self._announce(self.connected)
                 return self._hold(self.connected)
             finally:
+                self._wait_for_the_cluster()
                 with shielded():
                     self.cleanup()
 
@@ -275,6 +277,8 @@ class Session:
         """Read the token, open (or keep) the tunnel, wait for HTTP 200 through it."""
         info = self.remote.connection(self.job.id or "")
         token = str(info.pop("token", "") or "")
+        if isinstance(info.get("heartbeat_timeout"), int):
+            self.job.heartbeat_timeout = info["heartbeat_timeout"]
         info = {**ready, **info}
         endpoint = endpoint_of(info)
         mode = self._mode()
@@ -435,6 +439,51 @@ class Session:
             stopped = [self.job.id]  # scancel'd above; gone before cleanup.yml looked
         return f"job {', '.join(stopped)} cancelled" if stopped else "no job left to cancel"
 
+    def _ends_itself_at(self) -> float | None:
+        """Wall-clock time by which the dead-man's switch ends the job (None: it has none)."""
+        if not self.job.heartbeat_timeout:
+            return None
+        return self.job.last_heartbeat + self.job.heartbeat_timeout
+
+    def _wait_for_the_cluster(self) -> None:
+        """The link to the cluster is gone: keep trying to reach it, to cancel the job, until the
+        job ends itself (its dead-man's switch). Ctrl-C stops trying."""
+        if not self._unreachable or self.job.gone or not self.job.id:
+            return
+        until = self._ends_itself_at()
+        if until is None:
+            return
+        by = time.strftime("%H:%M:%S", time.localtime(until))
+        self.out.emit(
+            Update(
+                "info",
+                job_id=self.job.id,
+                message=(
+                    f"cluster unreachable: trying to cancel job {self.job.id} until {by}, when it "
+                    "ends itself (dead-man's switch); Ctrl-C stops trying"
+                ),
+            )
+        )
+        delay = 2.0
+        try:
+            while time.time() < until:
+                try:
+                    self.master.close()
+                    self.master.start(timeout=min(20.0, max(5.0, until - time.time())))
+                except NodebookError:
+                    time.sleep(min(delay, max(0.0, until - time.time())))
+                    delay = min(delay * 2, 15.0)
+                    continue
+                if self.remote.responsive():
+                    assert self.monitor is not None
+                    self.monitor.unreachable = False  # cleanup cancels it now
+                    self.out.emit(
+                        Update("info", job_id=self.job.id, message="the cluster answers again")
+                    )
+                    return
+        except (KeyboardInterrupt, Stopped):
+            return
+
     def _unreachable_note(self) -> str:
         job = self.job
         if not job.heartbeat_timeout:
@@ -442,7 +491,14 @@ class Session:
                 f"cluster unreachable: job {job.id} was not cancelled and has no dead-man's "
                 f"switch; cancel it with `nodebook stop {job.id}` once the cluster answers"
             )
-        by = time.strftime("%H:%M:%S", time.localtime(job.last_heartbeat + job.heartbeat_timeout))
+        until = job.last_heartbeat + job.heartbeat_timeout
+        by = time.strftime("%H:%M:%S", time.localtime(until))
+        if time.time() >= until:
+            return (
+                f"cluster unreachable: job {job.id} could not be cancelled from here and has "
+                f"ended itself by now (dead-man's switch: no heartbeat since "
+                f"{time.strftime('%H:%M:%S', time.localtime(job.last_heartbeat))})"
+            )
         return (
             f"cluster unreachable: job {job.id} was not cancelled from here; it ends itself by "
             f"{by} (dead-man's switch, {job.heartbeat_timeout} s after the last heartbeat)"
