@@ -76,15 +76,44 @@ def test_link_cut_beyond_the_bound_gives_up_and_the_job_ends(
         rc = d.wait(timeout=120)
     finally:
         sandbox.cluster("link", "up")
+
     assert rc == ExitCode.TUNNEL_LOST, d.events
     errors = [e for e in d.events if e["event"] == "error"]
     assert errors and "could not be re-established within 6 s" in errors[0]["message"]
-    assert "dead-man's switch" in errors[0]["message"]
+    # It kept trying to reach the cluster (to cancel) until the job's dead-man's switch, and
+    # said so: the job id and the time by which it is gone.
+    notes = " ".join(str(e.get("message")) for e in d.events if e["event"] == "info")
+    assert f"trying to cancel job {job} until" in notes, d.events
+    assert f"job {job} could not be cancelled from here and has ended itself" in notes
     # The driver left nothing on the laptop: no tunnel, no master, the port is closed.
     assert not leftovers.local_processes([test_tmp])
     assert http_status(sandbox, port, None) == 0
-    # Once the link is back, the job is gone within the heartbeat window (the dead-man's switch
-    # ends it: nobody touches the heartbeat any more) and leaves nothing on the node.
+    # The job is gone (the dead-man's switch ended it: nobody touched the heartbeat any more)
+    # and left nothing on the node.
     nothing_left(job, port, timeout=60)
     log = sandbox.host("login", ["cat", leftovers.job_paths(sandbox, "alice", job)["log"]]).stdout
     assert "no heartbeat" in log
+
+
+def test_link_back_within_the_window_the_job_is_cancelled(sandbox, drive, nothing_left, test_tmp):
+    """Unreachable beyond the reconnect bound, but back before the dead-man's switch: the driver
+    cancels the job itself before it exits (exit 7 still: the session was lost)."""
+    d = drive(
+        ["session", "--cluster", "sandbox", "--allow-second", "--reconnect-bound", "4",
+         "--heartbeat-timeout", "120"]
+    )  # fmt: skip
+    ready = d.wait_event("ready", timeout=90)
+    job, port = ready["job_id"], ready["local_port"]
+    sandbox.cluster("link", "down")
+    try:
+        trying = d.wait_event("info", timeout=60)
+        while "trying to cancel" not in trying["message"]:
+            trying = d.wait_event("info", timeout=60)
+    finally:
+        sandbox.cluster("link", "up")
+    assert d.wait(timeout=120) == ExitCode.TUNNEL_LOST, d.events
+    notes = " ".join(str(e.get("message")) for e in d.events if e["event"] == "info")
+    assert "the cluster answers again" in notes and f"job {job} cancelled" in notes, d.events
+    nothing_left(job, port)
+    log = sandbox.host("login", ["cat", leftovers.job_paths(sandbox, "alice", job)["log"]]).stdout
+    assert "no heartbeat" not in log  # cancelled, not ended by its switch
