@@ -109,10 +109,6 @@ PASSWORD_PROMPT = r"Jupyter password[^\r\n]*:\s*$"
 KEEP_LOGS = 10
 
 
-def _prog() -> str:
-    return "nodebook" if Path(sys.argv[0]).name == "nodebook" else "python -m driver"
-
-
 def extra_var_names(extra: list[str]) -> set[str] | None:
     """The variables ``-e``/``--extra-vars`` options set (None: a file nodebook cannot read,
     such as an Ansible Vault file, which may set anything)."""
@@ -232,7 +228,7 @@ def setup(cluster: Cluster, extra: list[str], out: Renderer, verbose: int = 0) -
             except KeyboardInterrupt:
                 progress.close(ok=False)
                 raise NodebookError(
-                    f"setup was interrupted on {cluster.name}: run `{_prog()} setup` again "
+                    f"setup was interrupted on {cluster.name}: run `nodebook setup` again "
                     f"(it picks up where it stopped); log: {log_path}",
                     ExitCode.INTERRUPTED,
                 ) from None
