@@ -7,10 +7,10 @@ import pytest
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, cluster_from_hostvars
+from driver.options import parse_forward
 from driver.paths import helper_protocol
 from driver.remote import Remote
 from driver.ssh import Master
-from driver.options import parse_forward
 from driver.tunnel import Endpoint, Forward, Tunnel, free_port, jump_argv, port_is_free
 
 CLUSTER = Cluster(
