@@ -26,6 +26,7 @@ examples:
   python -m driver attach 1234                   reconnect to job 1234 (and take it over)
   python -m driver stop 1234 | --all             cancel sessions
   python -m driver doctor                        check ssh, module, Slurm, setup, ports
+  python -m driver kernels                       the kernels notebooks can use (your own envs)
 
 exit codes:
 {EXIT_CODE_HELP}
@@ -198,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("job_id", metavar="JOBID", help="the session's job id (`nodebook list`)")
 
     from driver.init import add_parser as add_init
+    from driver.kernels import add_parser as add_kernels
 
+    add_kernels(sub, _common)
     add_init(sub)
     return parser
 
@@ -230,11 +233,34 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
         from driver.sshconfig import ssh_config
 
         return ssh_config(cluster, args.job_id, out)
+    if args.command == "kernels":
+        from driver.kernels import list_kernels
+
+        return list_kernels(cluster, out)
     if args.command == "setup":
         return commands.setup(cluster, list(args.extra), out, args.verbose)
     from driver.doctor import doctor
 
     return doctor(cluster, out)
+
+
+def _prune_stale_state(out: Renderer) -> None:
+    """A SIGKILLed driver cannot remove its session record: the next command does, and says so."""
+    from driver.state import prune_stale
+
+    for rec in prune_stale():
+        out.emit(
+            Update(
+                "info",
+                job_id=rec.job_id,
+                message=(
+                    f"removed the stale record of job {rec.job_id} on {rec.cluster}: its driver "
+                    f"(pid {rec.driver_pid}) is gone; the job may still run (`nodebook list`, "
+                    f"`nodebook attach {rec.job_id}`)"
+                ),
+                data={"stale": True, "cluster": rec.cluster},
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = unknown
     out = Renderer(json_mode=args.json)
     try:
+        _prune_stale_state(out)
         return int(run(args, out))
     except NodebookError as exc:
         out.emit(Update("error", message=f"error: {exc.message}", code=int(exc.code)))

@@ -89,3 +89,30 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def driver_alive(pid: int) -> bool:
+    """The pid runs and is still a nodebook driver (not a reused pid)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the pid
+    return b"driver" in cmdline or b"nodebook" in cmdline
+
+
+def prune_stale(root: Path | None = None) -> list[SessionRecord]:
+    """Remove the records of sessions whose driver is gone (killed with SIGKILL, a crash) and
+    return them: the next command says so."""
+    base = root or state_root()
+    pruned = []
+    if not base.is_dir():
+        return pruned
+    for cluster_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        state = StateDir(cluster_dir.name, base)
+        for record in state.records():
+            if not driver_alive(record.driver_pid):
+                state.remove(record.job_id)
+                pruned.append(record)
+    return pruned

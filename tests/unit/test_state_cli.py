@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +11,7 @@ from driver.cli import build_parser, main
 from driver.errors import ExitCode
 from driver.monitor import describe_end
 from driver.session import job_url
-from driver.state import SessionRecord, StateDir, pid_alive
+from driver.state import SessionRecord, StateDir, pid_alive, prune_stale
 
 
 def test_state_dir_is_private_and_round_trips(tmp_path):
@@ -97,3 +99,26 @@ def test_stop_needs_id_or_all(capsys):
 
 def test_missing_inventory_is_usage(tmp_path):
     assert main(["session", "-i", str(tmp_path / "nope.yml")]) == ExitCode.USAGE
+
+
+def test_stale_records_of_killed_drivers_are_pruned_and_said(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NODEBOOK_STATE_DIR", str(tmp_path / "st"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for job, pid in (("12", dead.pid), ("13", os.getpid())):
+        StateDir("c1").save(
+            SessionRecord(cluster="c1", job_id=job, node="cn01", local_port=1, tunnel="jump",
+                          driver_pid=pid)
+        )  # fmt: skip
+    # the pytest process is not a driver: its record is stale too, unless its cmdline says so
+    assert [r.job_id for r in prune_stale()] == ["12"] + (
+        [] if b"driver" in Path(f"/proc/{os.getpid()}/cmdline").read_bytes() else ["13"]
+    )
+    StateDir("c1").save(
+        SessionRecord(cluster="c1", job_id="14", node="cn01", local_port=1, tunnel="jump",
+                      driver_pid=dead.pid)
+    )  # fmt: skip
+    assert main(["stop", "--cluster", "c1", "-i", str(tmp_path / "none.yml")]) == ExitCode.USAGE
+    out = capsys.readouterr()
+    assert "removed the stale record of job 14 on c1" in out.out
+    assert StateDir("c1").records() == []
