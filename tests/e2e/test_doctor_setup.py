@@ -25,7 +25,7 @@ def test_doctor_all_ok_one_line_per_check(sandbox, drive):
     checks = checks_of(d)
     assert list(checks) == CHECKS
     assert all(c["data"]["ok"] is True for c in checks.values()), checks
-    assert checks["module"]["message"].endswith("conda-python/3.11 ok")
+    assert checks["module"]["message"].endswith("conda-python/3.11 available")
     assert "debug" in checks["slurm"]["message"]
     assert "host key checked" in checks["ssh"]["message"]
     assert not [e for e in d.events if e["event"] == "error"]
