@@ -14,6 +14,7 @@ done that directory goes, and so does every file the tests added to her environm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -170,6 +171,7 @@ def kernels(sandbox: Any) -> Iterator[Kernels]:
     """alice set up with torchish (conda) and analysis (venv) as kernels; undone at the end."""
     envs = json.loads((sandbox.state / "envs.json").read_text())
     before = {name: files_of(Path(env["prefix"])) for name, env in envs.items()}
+    had_user_kernels = USER_KERNELS.exists()
     registered = Kernels(sandbox, envs)
     try:
         registered.first = registered.apply()
@@ -179,5 +181,8 @@ def kernels(sandbox: Any) -> Iterator[Kernels]:
         for kernel in USER_KERNELS.glob("*/kernel.json"):
             if '"managed_by": "nodebook_kernels"' in kernel.read_text():
                 shutil.rmtree(kernel.parent, ignore_errors=True)
+        if not had_user_kernels:
+            with contextlib.suppress(OSError):
+                USER_KERNELS.rmdir()  # made by the user_data_dir test, and empty again
         for name, env in envs.items():
             remove_added(Path(env["prefix"]), before[name])
