@@ -189,7 +189,7 @@ def setup_vars(ctx: Ctx, **extra: str) -> Iterator[None]:
 
 def scancel_when_ready(ctx: Ctx, d: DriverProcess) -> None:
     job = d.wait_event("ready")["job_id"]
-    ctx.sandbox.host("login", ["scancel", str(job)])
+    ctx.sandbox.host("login", ["scancel", str(job)], user="alice")  # the user, elsewhere
 
 
 def restart_slurmctld_then_ctrl_c(ctx: Ctx, d: DriverProcess) -> None:
@@ -473,7 +473,7 @@ CASES = [
         "job-cancelled-externally",
         (),
         ENDED,
-        r"cancelled outside this session",
+        r"cancelled by you, outside this session",
         r"start a new one with `nodebook session`",
         during=scancel_when_ready,
         submits=True,

@@ -21,6 +21,7 @@ import pytest
 import testinfra
 
 from tests.fixtures.setup import SetupResult
+from tests.harness import leftovers
 from tests.harness.sandbox import REPO, Sandbox
 from tests.harness.setup import FIND_LINKS_ENV, run_setup, user_password
 
@@ -147,6 +148,8 @@ def test_files_modes_and_owners(bob: SetupResult) -> None:
         "jupyter/jupyter_server_config.json": (0o600, "file"),
         "jupyter/jupyter_server_config.py": (0o600, "file"),
         "job.sbatch": (0o700, "file"),
+        "bin": (0o700, "directory"),
+        "bin/nodebook-remote": (0o700, "file"),
         "setup.json": (0o600, "file"),
         "jobs": (0o700, "directory"),
         "venv": (0o755, "directory"),
@@ -375,9 +378,12 @@ def check_running_job(sandbox: Sandbox, bob: SetupResult, job: str, endpoint: st
     assert info["job_id"] == job and info["endpoint"] == endpoint and len(info["token"]) >= 32
     node = info["node"]
     assert node == sandbox.scontrol_job(job)["NodeList"]
-    run_dir = f"/tmp/nodebook-{USER}-{job}"
+    paths = leftovers.job_paths(sandbox, USER, job)  # where setup's helper puts the job's files
+    run_dir = paths["runtime_dir"]
+    assert run_dir == f"{bob.setup['runtime_base']}/nodebook-{USER}-{job}"
     if endpoint == "socket":
-        assert info["socket"] == f"{run_dir}/jupyter.sock" and info["port"] is None
+        assert info["socket"] == paths["socket"] == f"{run_dir}/jupyter.sock"
+        assert info["port"] is None
         modes = sandbox.host(node, ["stat", "-c", "%a %U", run_dir, info["socket"]]).stdout.split()
         assert modes == ["700", USER, "600", USER]
     else:
@@ -392,7 +398,7 @@ def check_running_job(sandbox: Sandbox, bob: SetupResult, job: str, endpoint: st
 
 def job_gone(sandbox: Sandbox, bob: SetupResult, job: str, node: str) -> None:
     wait_for(lambda: job not in sandbox.squeue(), 60, f"job {job} to leave the queue")
-    run_dir = f"/tmp/nodebook-{USER}-{job}"
+    run_dir = leftovers.job_paths(sandbox, USER, job)["runtime_dir"]
     wait_for(
         lambda: sandbox.host(node, ["test", "-e", run_dir], check=False).returncode != 0,
         30,
@@ -453,7 +459,7 @@ def test_job_on_tcp_node_binds_the_cluster_address_and_needs_the_token(
 
 
 def test_standalone_mode_without_slurm(sandbox: Sandbox, bob: SetupResult) -> None:
-    job = f"sa{uuid.uuid4().hex[:6]}"
+    job = f"s{int(time.time())}{uuid.uuid4().int % 100000}"  # the helper's s<digits> ids
     log = bob.jobs_dir / f"{job}.log"
     script = (
         f"NODEBOOK_JOB_ID={job} NODEBOOK_HEARTBEAT_TIMEOUT=5 setsid {bob.job_script} "
@@ -467,15 +473,7 @@ def test_standalone_mode_without_slurm(sandbox: Sandbox, bob: SetupResult) -> No
     probe = sandbox.host("login", [str(VENV_PY), "-c", PROBE, str(conn)], user=USER).stdout.split()
     assert probe == ["200", "403"]
     wait_for(lambda: not conn.exists(), 60, "the standalone server to end itself")
-    wait_for(
-        lambda: (
-            sandbox.host(
-                "login", ["test", "-e", f"/tmp/nodebook-{USER}-{job}"], check=False
-            ).returncode
-            != 0
-        ),
-        30,
-        "runtime dir removed",
-    )
+    run_dir = leftovers.job_paths(sandbox, USER, job)["runtime_dir"]
+    wait_for(lambda: not leftovers.existing(sandbox, "login", [run_dir]), 30, "runtime dir removed")
     assert str(info["pid"]) not in sandbox.host("login", ["ps", "-u", USER, "-o", "pid="]).stdout
     log.unlink()
