@@ -229,9 +229,9 @@ CASES = [
     Case("time-malformed", ("--time", "2h"), USAGE, r"--time '2h'", r"use HH:MM:SS", submits=False),
     Case("time-zero", ("--time", "0"), USAGE, r"--time '0'", r"longer than zero", submits=False),
     Case(
-        "mem-malformed", ("--mem", "8GB"), USAGE, r"--mem '8GB'", r"for example 8G", submits=False
+        "mem-malformed", ("--mem", "8GB"), USAGE, r"--mem '8GB'", r"a size like 8G", submits=False
     ),
-    Case("cpus-zero", ("--cpus", "0"), USAGE, r"--cpus 0", r"whole number from 1", submits=False),
+    Case("cpus-zero", ("--cpus", "0"), USAGE, r"--cpus 0", r"at least 1", submits=False),
     Case(
         "cpus-not-a-number",
         ("--cpus", "two"),
@@ -389,7 +389,7 @@ CASES = [
         ("--partition", "debug", "--time", "01:00:00"),
         SCHED,
         r"sbatch refused the job: .*time limit",
-        r"`sinfo -s` .* time limits",
+        r"ask for less --time, .*`sinfo -s` lists the partitions' limits",
         submits=False,
     ),
     Case(

@@ -93,8 +93,9 @@ def _mode(sandbox: Sandbox, host: str, path: str) -> tuple[int, str]:
     return int(mode, 8), owner
 
 
-def _files_with(sandbox: Sandbox, secret: str) -> list[str]:
-    """`host:path` of files holding `secret` in the places a session writes or logs to."""
+def _files_with(sandbox: Sandbox, secret: str, since: float | None = None) -> list[str]:
+    """`host:path` of files holding `secret` in the places a session writes or logs to
+    (with ``since``: only files changed since then, i.e. not files that predate the session)."""
     hits: list[str] = []
     local = ["/home/alice", "/home/bob", "/root/.ansible", "/tmp", "/var/tmp", str(STATE / "log")]
     # pytest-of-*: other tests' own inputs (0600 vars files for setup), not the product's files.
@@ -107,7 +108,16 @@ def _files_with(sandbox: Sandbox, secret: str) -> list[str]:
     for host in ("login", "cn01", "cn02"):  # their own /tmp
         out = sandbox.host(host, [*grep, "/tmp", "/var/tmp"], input=secret + "\n", check=False)
         hits += [f"{host}:{p}" for p in out.stdout.split()]
+    if since is not None:
+        hits = [h for h in hits if _mtime(sandbox, h) >= since]
     return hits
+
+
+def _mtime(sandbox: Sandbox, hit: str) -> float:
+    host, _, path = hit.partition(":")
+    if host == "laptop":
+        return os.stat(path).st_mtime
+    return float(sandbox.host(host, ["stat", "-c", "%Y", path]).stdout.strip() or 0)
 
 
 def _others_can_read(sandbox: Sandbox, hit: str) -> bool:
@@ -135,6 +145,7 @@ def nothing_left(sandbox: Sandbox, d: DriverProcess, timeout: float = 60) -> dic
 def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> None:
     nodebook_setup("alice")  # type: ignore[operator]
     password = user_password("alice")
+    started = time.time() - 1  # (whole seconds on the cluster's side)
     with driver(sandbox, SESSION) as d, Sampler(d.tmp) as sampler:
         ready = d.wait_event("ready", timeout=180)
         token = _token(ready)
@@ -201,7 +212,9 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
     job_log = Path(paths["log"]).read_text()
     assert "jupyter answers" in job_log and token not in job_log and password not in job_log
     assert _files_with(sandbox, token) == []
-    assert _files_with(sandbox, password) == []
+    # the password is the tests' fixed one: files from before this session (other tests' and
+    # people's inputs) are not the session's
+    assert _files_with(sandbox, password, since=started) == []
     printed = [e for e in d.events if e.get("event") != "ready"]
     assert token not in json.dumps(printed) + d.stderr
 
