@@ -220,3 +220,31 @@ def test_the_venv_is_rebuilt_from_the_uploaded_wheels_when_every_download_fails(
     assert (offline.base / "venv" / "bin" / "jupyter-lab").exists()
     assert not offline.cache.exists()  # nothing was downloaded
     assert sorted(p.name for p in (offline.base / "wheels").iterdir()) == before
+
+
+def test_a_kernels_ipykernel_comes_from_the_uploaded_wheels(sandbox, offline):
+    """Offline, with Jupyter installed already: registering an environment of bob's as a kernel
+    (ipykernel installed for him, opt-in) takes ipykernel from the wheels setup uploaded."""
+    env = offline.base / "envs" / "offline-env"
+    python = "/opt/nodebook-sandbox/conda-python/3.11/bin/python3"
+    pip_wheel = next((sandbox.state / "pypi" / "wheels").resolve().glob("pip-*.whl"))
+    seed = offline.base / pip_wheel.name
+    shutil.copy(pip_wheel, seed)
+    os.chown(seed, *(os.stat(offline.base)[k] for k in (4, 5)))  # bob's, as the rest of his tree
+    sandbox.host("login", [python, "-m", "venv", "--without-pip", str(env)], user=USER)
+    sandbox.host("login", [f"{env}/bin/python", f"{seed}/pip", "install", "--no-index", str(seed)],
+                 user=USER)  # fmt: skip
+    kernels = offline.work / "kernels.json"
+    kernels.write_text(json.dumps({
+        "nodebook_kernels_environments": [{"name": "offline-env", "display_name": "Offline env",
+                                           "prefix": str(env)}],
+        "nodebook_kernels_install_ipykernel": True,
+    }))  # fmt: skip
+    code, events = setup(sandbox, offline, "-e", f"@{kernels}")
+    assert code == 0, [e for e in events if e["event"] == "error"] or events[-5:]
+    check = "import ipykernel; print(ipykernel.__version__)"
+    out = sandbox.host("login", [f"{env}/bin/python", "-c", check], user=USER)
+    version = out.stdout.strip()
+    assert (offline.base / "wheels" / f"ipykernel-{version}-py3-none-any.whl").exists()
+    spec = offline.base / "share" / "jupyter" / "kernels" / "offline-env" / "kernel.json"
+    assert spec.exists()
