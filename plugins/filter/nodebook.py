@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 # Slurm --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
-TIME_RE = re.compile(r"^(\d+)-(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?$|^(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
+TIME_RE = re.compile(
+    r"^(\d+)-(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?$|^(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$"
+)
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PARTITION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64})*$")
 MEM_RE = re.compile(r"^[1-9]\d*[KMGTkmgt]?$")
@@ -232,7 +234,9 @@ def helper_command(base_dir: str) -> str:
     and tell it which protocol this side speaks."""
     rel = str(base_dir).rstrip("/") + "/bin/nodebook-remote"
     if any(c in rel for c in "\"'\\\n"):
-        raise UsageError(f"[usage] nodebook_environment_base_dir {base_dir!r}: no quotes or backslashes")
+        raise UsageError(
+            f"[usage] nodebook_environment_base_dir {base_dir!r}: no quotes or backslashes"
+        )
     word = f"'{rel}'" if rel.startswith("/") else f"\"$HOME\"/'{rel}'"
     return f"{word} --protocol {protocol()}"
 
