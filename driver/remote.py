@@ -135,9 +135,13 @@ class Remote:
         return Reply(proc.returncode, parse_lines(proc.stdout), proc.stderr)
 
     # -- the session's steps ------------------------------------------------------------------
-    def connection(self, job_id: str) -> dict[str, Any]:
-        """connection.json of a running job, with its token (never through Ansible)."""
-        reply = self.call("connection", job_id, "--token", "--timeout", "0", *self._sched())
+    def connection(self, job_id: str, wait: bool = False) -> dict[str, Any]:
+        """connection.json of a running job, with its token (never through Ansible); with
+        ``wait`` the helper returns once Jupyter answers (or the job gave up starting)."""
+        limit = [] if wait else ["--timeout", "0"]
+        reply = self.call(
+            "connection", job_id, "--token", *limit, *self._sched(), timeout=900 if wait else 30
+        )
         line = reply.first("connection")
         if line is None:
             raise NodebookError(f"job {job_id}: the helper returned no connection")

@@ -121,6 +121,10 @@ class Session:
         self.monitor: Monitor | None = None
         self.forwards: tuple[Forward, ...] = ()  # --forward, local ports chosen at the start
         self._ready: dict[str, Any] | None = None  # the play's connection line (runner thread)
+        # The driver's own `connection --token` call, started once the job runs: it returns
+        # when Jupyter answers, without waiting for the play's task and its result to travel.
+        self._own_connection: threading.Thread | None = None
+        self._connection: dict[str, Any] | None = None
         self._running_on: str | None = None  # the node, once the play reports RUNNING
         self._wake = threading.Event()  # set by the runner thread when the main thread has work
 
@@ -228,8 +232,14 @@ class Session:
         """
         if self.connector is not None:
             self.connector.check()
-        if self._ready is not None and self.connected is None:
-            self.connected = self._connect(self._ready)
+        if self._running_on and self.job.id and self._own_connection is None:
+            self._own_connection = threading.Thread(
+                target=self._await_connection, args=(self.job.id,), daemon=True
+            )
+            self._own_connection.start()
+        ready = self._connection or self._ready
+        if ready is not None and self.connected is None:
+            self.connected = self._connect(ready)
             self._announce(self.connected)  # the URL answers: say so now, not after Ansible
         elif self._running_on and self.tunnel is None and self.job.id and self.job.socket:
             if self._mode() != "jump" or self.job.endpoint != "socket":
@@ -239,6 +249,13 @@ class Session:
                 self.remote, "jump", guess, self._local_port(), self.job.id, forwards=self.forwards
             )
             self.tunnel.start()
+
+    def _await_connection(self, job_id: str) -> None:
+        """(A thread) the helper's `connection --token`, blocking until Jupyter answers. Its
+        failures are the play's to report (the same wait runs there)."""
+        with contextlib.suppress(NodebookError, OSError, subprocess.SubprocessError):
+            self._connection = self.remote.connection(job_id, wait=True)
+            self._wake.set()
 
     def _check_local_port(self) -> None:
         """The local ports asked for are free (before anything is submitted); pick the others."""
@@ -274,8 +291,9 @@ class Session:
         return free_port()
 
     def _connect(self, ready: dict[str, Any]) -> Connected:
-        """Read the token, open (or keep) the tunnel, wait for HTTP 200 through it."""
-        info = self.remote.connection(self.job.id or "")
+        """Read the token (unless `ready` has it), open (or keep) the tunnel, wait for HTTP 200
+        through it."""
+        info = dict(ready) if ready.get("token") else self.remote.connection(self.job.id or "")
         token = str(info.pop("token", "") or "")
         if isinstance(info.get("heartbeat_timeout"), int):
             self.job.heartbeat_timeout = info["heartbeat_timeout"]
