@@ -22,7 +22,7 @@ import testinfra
 
 from tests.fixtures.setup import SetupResult
 from tests.harness import leftovers
-from tests.harness.sandbox import REPO, Sandbox
+from tests.harness.sandbox import INVENTORY, REPO, Sandbox
 from tests.harness.setup import FIND_LINKS_ENV, run_setup, user_password
 
 pytestmark = pytest.mark.sandbox
@@ -83,7 +83,7 @@ BAD_INPUTS = {
         ],
     ),
     "non-numeric-cpus": ({"nodebook_job_cpus": "many"}, ["nodebook_job_cpus"]),
-    "bad-memory": ({"nodebook_job_mem": "lots"}, ["nodebook_job_mem=lots is not valid"]),
+    "bad-memory": ({"nodebook_job_mem": "lots"}, ["nodebook_job_mem='lots': a size like 8G"]),
     "unknown-partition": ({"nodebook_job_partition": "nosuch"}, ["Slurm rejects"]),
     "unreachable-index": (
         {
@@ -178,6 +178,7 @@ def test_installed_versions_match_the_pins(bob: SetupResult) -> None:
     assert bob.setup["packages"] == {
         "jupyterlab": d["nodebook_jupyter_jupyterlab_version"],
         "jupyter-server": d["nodebook_jupyter_server_version"],
+        "jupyter-server-proxy": d["nodebook_jupyter_server_proxy_version"],
     }
     assert bob.setup["module_python"] == "/opt/nodebook-sandbox/conda-python/3.11/bin/python3"
     assert Path(bob.setup["python"]) == VENV_PY
@@ -297,13 +298,15 @@ def test_secret_audit(sandbox: Sandbox, bob: SetupResult) -> None:
         sampler.start()
         try:
             runner = str(REPO / ".venv/bin/ansible-runner")
-            argv = [runner, "run", str(pdd), "-p", "playbooks/setup.yml", "--limit", "sandbox"]
+            argv = [runner, "run", str(pdd), "-p", "playbooks/setup.yml", "--limit", "sandbox",
+                    "--inventory", str(INVENTORY)]  # fmt: skip
             path = f"{REPO}/.venv/bin:{os.environ['PATH']}"
             proc = sandbox.laptop(argv, check=False, timeout=600, env={"PATH": path})
         finally:
             stop.set()
             sampler.join()
         assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "sandbox" in proc.stdout and "failed=0" in proc.stdout, proc.stdout[-3000:]
         assert verifies(sandbox, USER, marker)  # the run did use the password
         assert len(seen) > 10
         assert [line for line in seen if marker in line] == []
