@@ -128,15 +128,24 @@ class Monitor:
                         # is still there), or the tunnel broke. One query tells them apart.
                         if self.remote.state(job_id) not in LIVE:
                             return self._ended()
-                        if not self.reconnect():
-                            raise self.lost()
+                        if (code := self._recover()) is not None:
+                            return code
                 elif status == "gone":
                     return self._ended()
-                elif not self.reconnect():
-                    raise self.lost()
-            if not self.tunnel.alive() and not self.reconnect():
-                raise self.lost()
+                elif (code := self._recover()) is not None:
+                    return code
+            if not self.tunnel.alive() and (code := self._recover()) is not None:
+                return code
             self.sleep(0.5)
+
+    def _recover(self) -> ExitCode | None:
+        """The tunnel broke: rebuild it (None), or find that the job ended, or give up."""
+        outcome = self.reconnect()
+        if outcome == "ended":
+            return self._ended()
+        if outcome == "failed":
+            raise self.lost()
+        return None
 
     def _ended(self) -> ExitCode:
         self.job.gone = True
@@ -158,8 +167,9 @@ class Monitor:
             raise NodebookError(text, code)
         return code
 
-    def reconnect(self) -> bool:
-        """Re-establish master and tunnel with backoff within the bound; False if it failed.
+    def reconnect(self) -> str:
+        """Re-establish master and tunnel with backoff within the bound: "ok", "ended" (the job
+        ended meanwhile: its connection file is gone) or "failed".
 
         Re-established means Jupyter answers through the new tunnel again, not that an ssh
         process runs: a master hung on a dead link still answers ``-O check`` locally.
@@ -174,6 +184,8 @@ class Monitor:
                 if not self.remote.responsive():
                     master.close()
                     master.start(timeout=max(5.0, min(30.0, deadline - time.monotonic())))
+                if self.remote.heartbeat(self.job.id or "") == "gone":
+                    return "ended"
                 self.tunnel.start()
                 wait_http(
                     self.api_url,
@@ -182,13 +194,13 @@ class Monitor:
                     self.tunnel.alive,
                 )
                 self.out.emit(Update("info", job_id=self.job.id, message="tunnel re-established"))
-                return True
+                return "ok"
             except NodebookError:
                 pass
             self.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 10.0)
         self.unreachable = not self.remote.responsive()
-        return False
+        return "failed"
 
     def lost(self) -> NodebookError:
         text = (

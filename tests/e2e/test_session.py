@@ -72,13 +72,6 @@ def test_external_scancel_is_noticed_and_reported(sandbox, drive, nothing_left):
     nothing_left(ready["job_id"], ready["data"]["local_port"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="driver bug: after Jupyter's own shutdown the job runs for up to poll_interval "
-    "(5 s) more with its connection file; the monitor's probe fails, squeue says RUNNING, and "
-    "Monitor.reconnect() retries the tunnel until --reconnect-bound without asking whether "
-    "the job ended: exit 7 after 60 s instead of 0 (passes ~1 in 10 by timing)",
-)
 def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive, nothing_left):
     d = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = d.wait_event("ready", timeout=90)

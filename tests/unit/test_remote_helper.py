@@ -968,3 +968,19 @@ def test_job_puts_nodebooks_data_dir_first_on_jupyter_path(cluster: Cluster) -> 
     assert seen["JUPYTER_PATH"] == f"{data_dir}:/site/jupyter"
     assert "JUPYTER_DATA_DIR" not in seen
     assert "jupyter exited before it answered" in proc.stderr  # the stand-in only looked
+
+
+def test_jupyter_ending_by_itself_ends_the_job_at_once(cluster: Cluster) -> None:
+    """Shut down from its menu: the job ends then, not at its next poll (30 s here)."""
+    cluster.write_setup(poll_interval=30)
+    proc = start_job(cluster, "73")
+    conn = cluster.base / "jobs/73/connection.json"
+    try:
+        wait_for(conn)
+        os.kill(json.loads(conn.read_text())["pid"], signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert "jupyter exited with status 0" in out
+    assert not conn.exists()
