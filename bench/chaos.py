@@ -1,6 +1,7 @@
 """Exit-path chaos: start sessions on the sandbox and end them every way there is, many times.
 
     python -m bench.chaos [--rounds N] [--paths sigint,sigterm,...] [--user alice] [--json FILE]
+                          [--no-write]
 
 Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tunnel's ssh is
 killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
@@ -11,30 +12,43 @@ itself by the dead-man's switch).
 
 After each round it looks for what that round left (tests/harness/leftovers.py): its job in the
 queue, its processes on any host (job, Jupyter, tunnel ends), its ssh master and tunnels on the
-laptop, its local port, its files on the cluster at the paths the helper reports and its local
-temp files. It prints a table per path and exits 1 if anything was left (or an exit code was
-wrong). Everything is scoped to the rounds' own jobs and temp dirs: other sessions may run
-alongside.
+laptop, its local port, its files on login and on every node at the paths the helper reports
+(connection file, token, runtime dir, socket, heartbeat, .seen, hop socket, ...), its local temp
+files and its session record in the local state dir. Any of them fails the round, as does a
+wrong exit code (read from the driver's real wait status, SIGKILL included) and, on the
+slurmctld path, a session that did not survive the restart (still HTTP 200 through its tunnel,
+still listed RUNNING by `nodebook list`).
+
+The SIGKILL path: the job must end by itself (dead-man's switch) and leave nothing on the
+cluster; its files are looked for once the job has left, after the dead-man window; the killed
+driver's master must exit after its ControlPersist; then the next command (`nodebook list`, the
+same state dir) must remove the stale session record, and nothing local may be left.
+
+It prints a table per path, writes bench/last-chaos.json and the chaos table in
+docs/benchmarks.md (unless --no-write) and exits 1 if any round failed. Everything is scoped to
+the rounds' own jobs and temp dirs: other sessions may run alongside.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import host
 from driver.ssh import MASTER_PERSIST  # an orphaned master outlives its last client this long
-from tests.harness import leftovers
-from tests.harness.driver import DriverProcess, NoEvent
-from tests.harness.sandbox import Sandbox
+from tests.harness import alive, leftovers
+from tests.harness.driver import DriverProcess, NoEvent, run_driver
+from tests.harness.sandbox import REPO, Sandbox
 
 HEARTBEAT = 10  # --heartbeat-timeout for every round: the dead-man window
 PATHS = (
@@ -46,33 +60,71 @@ PATHS = (
     "slurmctld-restart",
     "network-cut",
 )
-# Exit codes each path may end with (python -m driver --help).
+# Exit codes each path may end with (python -m driver --help); a SIGKILLed process's wait
+# status says "killed by signal 9", which os.waitstatus_to_exitcode gives as -9.
 EXPECTED = {
     "sigint": {130},
     "sigterm": {143},
     "sighup": {129},
     "tunnel-killed": {130},
-    "sigkill": {-9, 137},
+    "sigkill": {-9},
     "slurmctld-restart": {130},
     "network-cut": {7},
 }
+RAW = REPO / "bench" / "last-chaos.json"
+# What each kind of leftover is called in the table (leftovers.find's keys -> Result fields).
+KINDS = {
+    "jobs": "jobs",
+    "remote_processes": "processes",
+    "laptop_processes": "local_processes",
+    "port": "ports",
+    "remote_files": "files",
+    "local_files": "local_files",
+    "unknown_paths": "errors",
+}
+COUNTED = (
+    "bad_exit",
+    "jobs",
+    "processes",
+    "local_processes",
+    "ports",
+    "files",
+    "local_files",
+    "not_survived",
+    "errors",
+)
 
 
 @dataclass
 class Result:
+    """One path's rounds and everything they left. Every list but ``retried`` fails the path."""
+
     path: str
     rounds: int = 0
+    failed_rounds: int = 0
     bad_exit: list[str] = field(default_factory=list)
-    jobs: list[str] = field(default_factory=list)
-    processes: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)  # still in squeue
+    processes: list[str] = field(default_factory=list)  # on login or a node (job's, tunnel ends)
+    local_processes: list[str] = field(default_factory=list)  # laptop: driver, master, tunnel
+    ports: list[str] = field(default_factory=list)  # the session's local port still open
+    files: list[str] = field(default_factory=list)  # host:path on login and the nodes
+    local_files: list[str] = field(default_factory=list)  # TMPDIR contents, session records
+    not_survived: list[str] = field(default_factory=list)  # slurmctld-restart: session broken
+    errors: list[str] = field(default_factory=list)  # a round that could not run or be checked
     retried: list[str] = field(default_factory=list)  # starts broken by something else
     seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
-        return bool(self.bad_exit or self.jobs or self.processes or self.files or self.errors)
+        return any(getattr(self, k) for k in COUNTED)
+
+    def count(self) -> int:
+        """Problems found so far (a round failed when this grew)."""
+        return sum(len(getattr(self, k)) for k in COUNTED)
+
+    def as_json(self) -> dict[str, Any]:
+        counts = {k: len(getattr(self, k)) for k in (*COUNTED, "retried")}
+        return asdict(self) | {"failed": self.failed, "counts": counts}
 
 
 class NotStarted(Exception):
@@ -97,12 +149,25 @@ def _tunnel_pids(d: DriverProcess) -> list[int]:
     ]
 
 
-def _record(res: Result, left: dict[str, list[str]]) -> None:
-    res.jobs += left.get("jobs", [])
-    res.processes += left.get("remote_processes", []) + left.get("laptop_processes", [])
-    res.processes += [f"port {p}" for p in left.get("port", [])]
-    res.files += left.get("remote_files", []) + left.get("local_files", [])
-    res.errors += [f"unknown paths: {p}" for p in left.get("unknown_paths", [])]
+def record(res: Result, left: dict[str, list[str]]) -> None:
+    """Add what leftovers.find reported to the path's result; any kind at all fails it."""
+    for kind, items in left.items():
+        name = KINDS.get(kind, "errors")
+        prefix = "" if kind in KINDS else f"{kind}: "
+        if kind == "unknown_paths":
+            prefix = "unknown paths: "
+        getattr(res, name).extend(prefix + str(i) for i in items)
+
+
+def local_leftovers(scope: leftovers.Scope) -> dict[str, list[str]]:
+    """The laptop's share of leftovers.find: processes (driver, master, tunnel), the port,
+    temp files and session records."""
+    left = {
+        "laptop_processes": leftovers.processes(scope)[1],
+        "port": [str(p) for p in scope.ports if leftovers.port_listening(p)],
+        "local_files": leftovers.local_files(scope),
+    }
+    return {k: v for k, v in left.items() if v}
 
 
 def _kill(pids: list[int], sig: int) -> None:
@@ -155,10 +220,9 @@ class Chaos:
         except NoEvent as exc:
             d.kill()
             scope = leftovers.scope_of([d], self.user)
-            left = leftovers.wait_clean(self.sandbox, scope, timeout=60, files=False)
-            res.jobs += left.get("jobs", [])
-            res.processes += left.get("remote_processes", [])
-            self._cleanup(d)
+            self._cleanup(d)  # cancels its job: the job's own trap must still tidy the cluster
+            left = leftovers.wait_clean(self.sandbox, scope, timeout=60, local=False)
+            record(res, left)
             raise NotStarted(str(exc)) from None
         return d
 
@@ -189,16 +253,12 @@ class Chaos:
                 d.signal(signal.SIGINT)
             elif path == "sigkill":
                 d.signal(signal.SIGKILL)  # the driver only: its children live on, as they would
-                d.wait(timeout=30)
-                # the master lingers up to ControlPersist (checked later), and a SIGKILLed
-                # process cannot remove its temp dir
+                # the master lingers up to ControlPersist (checked later, with the local state)
                 check_local = False
                 timeout = HEARTBEAT + 60  # dead-man window + the job's poll + scheduler
             elif path == "slurmctld-restart":
                 self.sandbox.cluster("daemon", "slurmctld", "restart", timeout=120)
-                time.sleep(3)
-                if d.poll() is not None:
-                    raise AssertionError(f"session ended on slurmctld restart: {d.events}")
+                res.not_survived += alive.survived(d, None if self.user == "alice" else self.user)
                 d.signal(signal.SIGINT)
             elif path == "network-cut":
                 self.sandbox.cluster("link", "down")
@@ -207,13 +267,19 @@ class Chaos:
                 finally:
                     self.sandbox.cluster("link", "up", check=False)
                 timeout = HEARTBEAT + 60
-            rc = d.wait(timeout=120) if path != "sigkill" else -9
+            rc = d.wait(timeout=120)  # the real wait status (wait4), SIGKILL too
             if rc not in EXPECTED[path]:
                 res.bad_exit.append(f"exit {rc}: {d.output[-600:]}")
             scope = leftovers.scope_of([d], self.user)
+            if path == "sigkill":
+                # the job leaves by its dead-man's switch; only then are the cluster's files
+                # looked at (a job still in the queue may still hold them)
+                gone_by = time.monotonic() + timeout
+                while scope.job_ids & set(self.sandbox.squeue()) and time.monotonic() < gone_by:
+                    time.sleep(1)
             # (without the laptop, the cluster's files are still checked)
             left = leftovers.wait_clean(self.sandbox, scope, timeout=timeout, local=check_local)
-            _record(res, left)
+            record(res, left)
             if path == "sigkill":
                 self.deferred.append(Deferred(res, d, time.monotonic() + MASTER_PERSIST + 60))
         finally:
@@ -224,28 +290,43 @@ class Chaos:
         leftovers.tidy(self.sandbox, [d])
 
     def finish_deferred(self) -> None:
-        """Wait (up to each deadline) for SIGKILLed drivers' masters and tunnels to exit."""
+        """SIGKILLed drivers: wait (up to each deadline) for their masters and tunnels to exit,
+        let the next command (`list`, same state dir) remove the stale session record, then
+        nothing of theirs may be left on the laptop: processes, port, temp files, record."""
         for item in self.deferred:
-            tmp = [item.driver.tmp]
+            before = item.result.count()
+            d = item.driver
+            tmp = [d.tmp]
             while leftovers.local_processes(tmp) and time.monotonic() < item.deadline:
                 time.sleep(2)
-            item.result.processes += leftovers.local_processes(tmp)
-            self._cleanup(item.driver)
+            args = ["list", "--cluster", "sandbox"]
+            args += ["--user", self.user] if self.user != "alice" else []
+            ls = run_driver(args, state_dir=d.state, timeout=120)
+            if ls.rc != 0:
+                item.result.errors.append(f"`list` after SIGKILL: exit {ls.rc}: {ls.output[-300:]}")
+            ls.remove_work()
+            scope = leftovers.scope_of([d], self.user)
+            record(item.result, local_leftovers(scope))
+            if item.result.count() > before:
+                item.result.failed_rounds += 1
+            self._cleanup(d)
         self.deferred.clear()
 
 
 def table(results: list[Result]) -> str:
     head = (
-        f"{'path':<18} {'rounds':>6} {'bad exit':>8} {'jobs left':>9} {'procs left':>10} "
-        f"{'files left':>10} {'errors':>6} {'retried':>7} {'s/round':>7}"
+        f"{'path':<18} {'rounds':>6} {'failed':>6} {'bad exit':>8} {'jobs':>4} "
+        f"{'procs':>5} {'laptop procs':>12} {'ports':>5} {'files':>5} {'local files':>11} "
+        f"{'broken':>6} {'errors':>6} {'retried':>7} {'s/round':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         per = r.seconds / r.rounds if r.rounds else 0.0
         lines.append(
-            f"{r.path:<18} {r.rounds:>6} {len(r.bad_exit):>8} {len(r.jobs):>9} "
-            f"{len(r.processes):>10} {len(r.files):>10} {len(r.errors):>6} {len(r.retried):>7} "
-            f"{per:>7.1f}"
+            f"{r.path:<18} {r.rounds:>6} {r.failed_rounds:>6} {len(r.bad_exit):>8} "
+            f"{len(r.jobs):>4} {len(r.processes):>5} {len(r.local_processes):>12} "
+            f"{len(r.ports):>5} {len(r.files):>5} {len(r.local_files):>11} "
+            f"{len(r.not_survived):>6} {len(r.errors):>6} {len(r.retried):>7} {per:>7.1f}"
         )
     return "\n".join(lines)
 
@@ -260,32 +341,43 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--user", default="alice")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--no-write", action="store_true", help="leave bench/last-chaos.json and the docs alone"
+    )
     args = p.parse_args(argv)
     paths = [x for x in args.paths.split(",") if x]
     unknown = set(paths) - set(PATHS)
     if unknown:
         p.error(f"unknown paths: {', '.join(sorted(unknown))}")
+    started = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
     # From a fresh clone too: bring the sandbox up and set the user up (both idempotent).
     host.ensure_sandbox()
     host.ensure_setup((args.user,))
+    code = {**host.machine(), **host.code_state()}
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     chaos = Chaos(Sandbox(), args.user, log)
     results = [Result(path) for path in paths]
+    activity: list[dict[str, Any]] = []
     for n in range(args.rounds):
+        activity.append({"round": n + 1, **host.activity()})
         for res in results:
-            started = time.monotonic()
+            started_round = time.monotonic()
+            before = res.count()
             try:
                 chaos.round(res.path, res)
             except Exception as exc:  # a round that could not run is a failure, not a crash
                 res.errors.append(f"{type(exc).__name__}: {str(exc)[:800]}")
             res.rounds += 1
-            res.seconds += time.monotonic() - started
+            if res.count() > before:
+                res.failed_rounds += 1
+            res.seconds += time.monotonic() - started_round
             log(
                 f"round {n + 1}/{args.rounds} {res.path}: "
-                f"{'FAIL' if res.failed else 'ok'} ({time.monotonic() - started:.1f} s)"
+                f"{'FAIL' if res.count() > before else 'ok'} "
+                f"({time.monotonic() - started_round:.1f} s)"
             )
     chaos.finish_deferred()
     print(table(results))
@@ -294,13 +386,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r.path} retried (start broken by something else): {item}")
     bad = [r for r in results if r.failed]
     for r in bad:
-        for what in ("bad_exit", "jobs", "processes", "files", "errors"):
+        for what in COUNTED:
             for item in getattr(r, what)[:5]:
                 print(f"  {r.path} {what}: {item}")
+    raw = {
+        "started": started,
+        "rounds": args.rounds,
+        "user": args.user,
+        "heartbeat_timeout_s": HEARTBEAT,
+        "master_persist_s": MASTER_PERSIST,
+        "machine": code,
+        "activity": activity,
+        "results": [r.as_json() for r in results],
+    }
     if args.json:
-        args.json.write_text(
-            json.dumps([r.__dict__ | {"failed": r.failed} for r in results], indent=2)
-        )
+        args.json.write_text(json.dumps(raw["results"], indent=2))
+    if not args.no_write:
+        from bench import docs
+
+        RAW.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")
+        docs.write()
+        print(f"wrote {RAW.relative_to(REPO)} and {docs.DOC.relative_to(REPO)}")
     print("chaos: nothing left behind" if not bad else "chaos: FAILED (see above)")
     return 1 if bad else 0
 

@@ -26,6 +26,7 @@ from tests.harness.sandbox import INVENTORY
 # and other users of the sandbox must not mistake them for sessions).
 BASELINE_JOB_NAME = "nb-bench-baseline"
 FILL_JOB_NAME = "nb-bench-fill"
+WATCH_POLL_S = 0.02  # the "job gone" watcher's squeue poll on login
 
 
 def median(values: list[float]) -> float | None:
@@ -89,12 +90,12 @@ def popen(master: Master, command: str) -> subprocess.Popen[str]:
 def watch_gone_command(job_id: str) -> str:
     """Remote loop: 'present' once the job is seen, then 'gone <epoch>' when squeue drops it.
 
-    Runs on login (same kernel clock as the laptop in the sandbox), polling every 50 ms.
+    Runs on login (same kernel clock as the laptop in the sandbox), polling every WATCH_POLL_S.
     """
     return (
         f"id={shlex.quote(job_id)}; said=0; "
         "while :; do "
         'if [ -n "$(squeue -h -j "$id" -o %i 2>/dev/null)" ]; then '
         '[ "$said" = 0 ] && { echo present; said=1; }; '
-        'else echo "gone $(date +%s.%N)"; break; fi; sleep 0.05; done'
+        f'else echo "gone $(date +%s.%N)"; break; fi; sleep {WATCH_POLL_S}; done'
     )

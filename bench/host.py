@@ -58,14 +58,28 @@ def stop_probe(proc: subprocess.Popen[str]) -> None:
             proc.kill()
 
 
-_RPC_USER = re.compile(r"^\s*(\S+)\s+\(\s*\d+\)\s+count:(\d+)", re.M)
+_RPC_LINE = re.compile(r"^\s*(\S+)\s+\(\s*\d+\)\s+count:(\d+)", re.M)
+
+
+def parse_sdiag(out: str) -> dict[str, dict[str, int]]:
+    """slurmctld's RPC counts from sdiag's text: {"by_type": {TYPE: n}, "by_user": {user: n}}."""
+    by_type = out.split("by message type", 1)[1] if "by message type" in out else ""
+    by_type, _, by_user = by_type.partition("by user")
+    by_user = by_user.split("Pending RPC", 1)[0]
+    return {
+        "by_type": {m[1]: int(m[2]) for m in _RPC_LINE.finditer(by_type)},
+        "by_user": {m[1]: int(m[2]) for m in _RPC_LINE.finditer(by_user)},
+    }
+
+
+def sdiag() -> dict[str, dict[str, int]]:
+    """slurmctld's RPC counts by type and by user (sdiag as root on login; no reset)."""
+    return parse_sdiag(on("login", ["sdiag"]))
 
 
 def rpc_counts() -> dict[str, int]:
     """Per-user RPC counts from slurmctld (sdiag as root on login)."""
-    out = on("login", ["sdiag"])
-    section = out.split("by user", 1)[1] if "by user" in out else ""
-    return {m[1]: int(m[2]) for m in _RPC_USER.finditer(section)}
+    return sdiag()["by_user"]
 
 
 def squeue(fmt: str = "%i|%u|%j|%T") -> list[list[str]]:
@@ -139,11 +153,30 @@ def machine() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def code_state() -> dict[str, Any]:
+    """The commit measured (full hash) and whether the work tree differed from it: others work
+    in the same tree, so the paths that differed are named too."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
+    changed = sorted(line[3:] for line in status.stdout.splitlines() if line.strip())
+    return {"commit": head.stdout.strip(), "dirty": bool(changed), "dirty_paths": changed}
+
+
+def loadavg() -> float:
+    """The 1-minute load average of this machine (all sandbox hosts share it)."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return float(f.read().split()[0])
+
+
 def activity() -> dict[str, Any]:
     """Other load on the shared sandbox right now: others' jobs, test and chaos runs."""
     ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
     jobs = [r for r in squeue() if not r[2].startswith("nb-bench")]
     return {
+        "load_1min": loadavg(),
         "jobs_in_queue": len(jobs),
         "pytest_runs": sum(1 for ln in ps.splitlines() if "pytest" in ln and "python" in ln),
         "chaos_runs": sum(

@@ -56,7 +56,7 @@ def main() -> int:
         t_ready -= t0
         time.sleep(1)
         t_int = time.time() - t0
-        gone = _gone_after(guard, "alice", str(ready["job_id"]), drv.interrupt)
+        _, gone = _gone_after(guard, "alice", str(ready["job_id"]), drv.ctrl_c)
         drv.reap()
         steps = [json.loads(ln) for ln in trace.read_text().splitlines()]
         calls = log.read()

@@ -1,12 +1,34 @@
-"""Figures -> a table on stdout and docs/benchmarks.md (with machine details and raw values)."""
+"""Raw results -> figures -> rows with verdicts (a table on stdout, docs/benchmarks.md).
+
+Every stage has a ``*_figures(raw) -> dict`` (the numbers the report shows, stored in
+bench/last-run.json under "figures", so every number of the page is in that file) and a
+``*_rows(figures) -> [Row]``. A row with a target says "met" only when the figure was measured
+and meets it; anything else (missed, not measured, a check that failed) says MISSED. Rows
+without a target say "-".
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import random
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.common import median
+
+TARGETS = {
+    "ratio_a": 1.10,  # driver / baseline A (nodebook's job script by hand), upper CI bound
+    "ratio_b": 1.00,  # driver / baseline B (`jupyter lab` with its defaults), upper CI bound
+    "ctrl_c_gone_s": 0.3,  # median, Ctrl-C -> job gone from squeue
+    "stop_gone_s": 0.3,  # median, `nodebook stop` spawned -> job gone
+    "first_state_s": 2.0,  # submitted -> first pending (or running) event, behind a full cluster
+    "pending_rpm": 12.0,  # the session's user's RPCs per minute while PENDING (sdiag)
+    "running_rpm": 1.0,  # ... while RUNNING
+    "throughput_ratio": 0.8,  # driver's tunnel / one ssh -L
+    "setup_s": 15.0,  # setup re-run, median seconds (and changed=0 in every run)
+}
+BOOTSTRAP = {"resamples": 10000, "level": 0.95, "seed": 13}
 
 
 @dataclass
@@ -15,7 +37,7 @@ class Row:
     value: str
     baseline: str
     target: str
-    met: bool | None  # None: no target, or not measured
+    met: bool | None  # None: no target
 
     @property
     def verdict(self) -> str:
@@ -23,165 +45,512 @@ class Row:
 
 
 def _f(x: float | None, unit: str = "s", nd: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{nd}f} {unit}".strip()
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{nd}f} {unit}".strip()
 
 
-def session_rows(res: dict[str, Any]) -> list[Row]:
-    d = [r["ttn"] for r in res["driver"]]
-    b = [r["ttn"] for r in res["baseline"]]
-    md, mb = median(d), median(b)
-    ratio = md / mb if md and mb else None
-    over = md - mb if md is not None and mb is not None else None
-    cd = median([r["ctrl_c_gone"] for r in res["driver"]])
-    cb = median([r["ctrl_c_gone"] for r in res["baseline"]])
-    ce = median([r["ctrl_c_exit"] for r in res["driver"]])
-    n = len(d)
-    return [
-        Row(f"time to notebook, driver (median of {n})", _f(md), _f(mb), "-", None),
-        Row("time to notebook, ratio driver/baseline", _f(ratio, "", 2), "1.00", "<= 1.3",
-            None if ratio is None else ratio <= 1.3),
-        Row("time to notebook, driver overhead", _f(over), "-", "<= 1.5 s",
-            None if over is None else over <= 1.5),
-        Row(f"Ctrl-C -> job gone from squeue (median of {n})", _f(cd), _f(cb) + " (scancel)",
-            "<= 1 s", None if cd is None else cd <= 1.0),
-        Row("Ctrl-C -> driver exited", _f(ce), "-", "-", None),
+def _ok(x: float | None) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _le(x: float | None, target: float) -> bool:
+    """Measured and at most the target (not measured: False, i.e. MISSED)."""
+    return _ok(x) and x <= target  # type: ignore[operator]
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    vals = [v for v in values if _ok(v)]
+    if not vals:
+        return {"n": 0, "median": None, "min": None, "max": None}
+    return {"n": len(vals), "median": median(vals), "min": min(vals), "max": max(vals)}
+
+
+def _spread(s: dict[str, Any], unit: str = "s", nd: int = 2) -> str:
+    if not s["n"]:
+        return "n/a"
+    return f"{_f(s['median'], unit, nd)} ({s['min']:.{nd}f}-{s['max']:.{nd}f}, n={s['n']})"
+
+
+# -- bootstrap ----------------------------------------------------------------------------------
+
+
+def bootstrap_ratio(
+    num: list[float],
+    den: list[float],
+    resamples: int = BOOTSTRAP["resamples"],
+    level: float = BOOTSTRAP["level"],
+    seed: int = BOOTSTRAP["seed"],
+) -> dict[str, Any]:
+    """Ratio of medians num/den and its percentile bootstrap interval, resampling rounds.
+
+    ``num[i]`` and ``den[i]`` come from the same round (interleaved), so a round is resampled
+    as a pair. Deterministic for a given seed.
+    """
+    pairs = [(a, b) for a, b in zip(num, den, strict=True) if _ok(a) and _ok(b)]
+    n = len(pairs)
+    if n < 2:
+        return {"n": n, "ratio": None, "lo": None, "hi": None, "level": level}
+    ratio = median([a for a, _ in pairs]) / median([b for _, b in pairs])
+    rng = random.Random(seed)
+    boots = []
+    for _ in range(resamples):
+        sample = [pairs[rng.randrange(n)] for _ in range(n)]
+        boots.append(median([a for a, _ in sample]) / median([b for _, b in sample]))
+    boots.sort()
+    lo_i = math.floor((1 - level) / 2 * resamples)
+    hi_i = math.ceil((1 + level) / 2 * resamples) - 1
+    return {"n": n, "ratio": ratio, "lo": boots[lo_i], "hi": boots[hi_i], "level": level}
+
+
+# -- time to notebook, Ctrl-C, stop -------------------------------------------------------------
+
+KIND_NAMES = {
+    "driver": "driver",
+    "stop": "driver (ended by stop)",
+    "baseline_a": "baseline A (job.sbatch by hand)",
+    "baseline_b": "baseline B (jupyter lab defaults)",
+}
+
+
+def _by_round(rounds: list[dict[str, Any]], key: str) -> dict[int, float]:
+    return {int(r.get("round", i)): r[key] for i, r in enumerate(rounds) if key in r}
+
+
+def _paired(res: dict[str, Any], a: str, b: str) -> tuple[list[float], list[float]]:
+    x, y = _by_round(res.get(a, []), "ttn"), _by_round(res.get(b, []), "ttn")
+    common = sorted(set(x) & set(y))
+    return [x[i] for i in common], [y[i] for i in common]
+
+
+def _step(rounds: list[dict[str, Any]], end: str, start: str | None) -> dict[str, Any]:
+    vals = []
+    for r in rounds:
+        s = r.get("steps", {})
+        if end in s and (start is None or start in s):
+            vals.append(s[end] - (s[start] if start else 0.0))
+    return stats(vals)
+
+
+def session_figures(res: dict[str, Any]) -> dict[str, Any]:
+    kinds = ("driver", "stop", "baseline_a", "baseline_b")
+    ttn = {k: stats([r["ttn"] for r in res.get(k, [])]) for k in kinds}
+    gone = {k: stats([r["gone"] for r in res.get(k, [])]) for k in kinds}
+    d_a, a = _paired(res, "driver", "baseline_a")
+    d_b, b = _paired(res, "driver", "baseline_b")
+    steps = {}
+    for k in ("driver", "baseline_a", "baseline_b"):
+        rounds = res.get(k, [])
+        steps[k] = {
+            "submitted": _step(rounds, "submitted", None),
+            "submitted_to_running": _step(rounds, "running", "submitted"),
+            "running_to_ready": _step(rounds, "ready", "running"),
+            "running_to_endpoint": _step(rounds, "endpoint", "running"),
+            "endpoint_to_ready": _step(rounds, "ready", "endpoint"),
+            "master": _step(rounds, "master", None),
+            "ready": _step(rounds, "ready", None),
+        }
+    drv, stop = res.get("driver", []), res.get("stop", [])
+    end = {
+        "ctrl_c_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in drv]),
+        "ctrl_c_to_exit": stats([r.get("exit", math.nan) for r in drv]),
+        "stop_to_master": stats([r.get("stop_master", math.nan) for r in stop]),
+        "stop_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in stop]),
+        "stop_to_exit": stats([r.get("stop_exit", math.nan) for r in stop]),
+        "ctrl_c_rc_wrong": sum(1 for r in drv if r.get("rc") != 130),
+        "stop_rc_wrong": sum(1 for r in stop if r.get("stop_rc") != 0),
+        "stop_session_rcs": sorted({r.get("rc") for r in stop if r.get("rc") is not None}),
+    }
+    return {
+        "rounds": max((len(res.get(k, [])) for k in kinds), default=0),
+        "ttn": ttn,
+        "gone": gone,
+        "ratio_a": bootstrap_ratio(d_a, a),
+        "ratio_b": bootstrap_ratio(d_b, b),
+        "steps": steps,
+        "end": end,
+        "failed_rounds": len(res.get("failed_rounds", [])),
+        "left_behind": len(res.get("left_behind", [])),
+    }
+
+
+def _ratio_row(name: str, r: dict[str, Any], base: str, target: float) -> Row:
+    if r["ratio"] is None:
+        value = f"n/a (n={r['n']})"
+    else:
+        pct = round(r["level"] * 100)
+        value = f"{r['ratio']:.2f} ({pct}% CI {r['lo']:.2f}-{r['hi']:.2f}, n={r['n']})"
+    return Row(
+        f"time to notebook, ratio driver / {name}",
+        value,
+        base,
+        f"<= {target:.2f} (whole CI)",
+        _le(r["hi"], target),
+    )
+
+
+def session_rows(fig: dict[str, Any]) -> list[Row]:
+    t, g, e = fig["ttn"], fig["gone"], fig["end"]
+    rows = [
+        Row("time to notebook, driver (median, min-max)", _spread(t["driver"]),
+            "-", "-", None),
+        Row("time to notebook, baseline A: nodebook's job.sbatch by hand",
+            _spread(t["baseline_a"]), "-", "-", None),
+        Row("time to notebook, baseline B: jupyter lab with its defaults",
+            _spread(t["baseline_b"]), "-", "-", None),
+        _ratio_row("baseline A", fig["ratio_a"], _f(t["baseline_a"]["median"]),
+                   TARGETS["ratio_a"]),
+        _ratio_row("baseline B", fig["ratio_b"], _f(t["baseline_b"]["median"]),
+                   TARGETS["ratio_b"]),
+        Row("Ctrl-C -> job gone from squeue (median, min-max)", _spread(g["driver"]),
+            f"{_f(g['baseline_a']['median'])} (A: scancel), "
+            f"{_f(g['baseline_b']['median'])} (B: scancel)",
+            f"<= {TARGETS['ctrl_c_gone_s']:.1f} s median", _le(g["driver"]["median"],
+                                                               TARGETS["ctrl_c_gone_s"])),
+        Row("`nodebook stop` -> job gone from squeue (median, min-max)", _spread(g["stop"]),
+            f"{_f(g['baseline_a']['median'])} (A: scancel)",
+            f"<= {TARGETS['stop_gone_s']:.1f} s median", _le(g["stop"]["median"],
+                                                            TARGETS["stop_gone_s"])),
+        Row("Ctrl-C -> driver exited (median)", _f(e["ctrl_c_to_exit"]["median"]), "-", "-",
+            None),
+        Row("exit codes: Ctrl-C 130, stop 0 (wrong ones)",
+            f"{e['ctrl_c_rc_wrong']} + {e['stop_rc_wrong']}", "-", "0",
+            e["ctrl_c_rc_wrong"] + e["stop_rc_wrong"] == 0 and fig["rounds"] > 0),
+        Row("session rounds: redone / left behind", f"{fig['failed_rounds']} / "
+            f"{fig['left_behind']}", "-", "none left", fig["left_behind"] == 0),
     ]  # fmt: skip
+    return rows
 
 
-def _spread(values: list[float]) -> str:
+def _spread_int(values: list[float]) -> str:
     lo, mid, hi = min(values), median(values), max(values)
     return f"{mid:.0f}" if lo == hi else f"{mid:.0f} ({lo:.0f}-{hi:.0f})"
 
 
-def ssh_rows(res: dict[str, Any]) -> list[Row]:
+def ssh_figures(res: dict[str, Any]) -> dict[str, Any]:
+    rounds = [r["ssh"] for r in res.get("driver", []) if "ssh" in r]
+    if not rounds:
+        return {}
+    return {
+        "n": len(rounds),
+        "connections": _spread_int([r["connections"] for r in rounds]),
+        "round_trips": _spread_int([r["round_trips"] for r in rounds]),
+        "phases": {
+            name: _spread_int([r["phases"].get(name, {}).get("round_trips", 0) for r in rounds])
+            for name in ("start", "hold", "cleanup")
+        },
+    }
+
+
+def ssh_rows(fig: dict[str, Any]) -> list[Row]:
     """Per driver session: ssh connections it opened, remote round trips it made (the ssh
     wrapper's log), in all and per phase (to ready, held until Ctrl-C, cleanup)."""
-    rounds = [r["ssh"] for r in res["driver"] if "ssh" in r]
-    if not rounds:
+    if not fig:
         return []
-    n = len(rounds)
-    phase = {
-        name: _spread([r["phases"].get(name, {}).get("round_trips", 0) for r in rounds])
-        for name in ("start", "hold", "cleanup")
-    }
+    n, phase = fig["n"], fig["phases"]
     return [
-        Row(f"ssh connections opened per session (median of {n})",
-            _spread([r["connections"] for r in rounds]), "-", "-", None),
+        Row(f"ssh connections opened per session (median of {n})", fig["connections"], "-",
+            "-", None),
         Row(f"remote round trips per session (median of {n})",
-            f"{_spread([r['round_trips'] for r in rounds])}: to ready {phase['start']}, "
-            f"held {phase['hold']}, cleanup {phase['cleanup']}", "-", "-", None),
+            f"{fig['round_trips']}: to ready {phase['start']}, held {phase['hold']}, "
+            f"cleanup {phase['cleanup']}", "-", "-", None),
     ]  # fmt: skip
 
 
-def memory_rows(res: dict[str, Any], conc: dict[str, Any] | None) -> list[Row]:
-    tree = max((r["peak_tree_rss_kib"] for r in res["driver"]), default=0) / 1024
-    single = max((r["maxrss_single_kib"] for r in res["driver"]), default=0) / 1024
+# -- memory -------------------------------------------------------------------------------------
+
+
+def memory_figures(res: dict[str, Any], conc: dict[str, Any] | None) -> dict[str, Any]:
+    drv = res.get("driver", [])
+    out = {
+        "tree_mib": max((r["peak_tree_rss_kib"] for r in drv), default=0) / 1024,
+        "single_mib": max((r["maxrss_single_kib"] for r in drv), default=0) / 1024,
+        "cpu_s": median([r["cpu_s"] for r in drv if "cpu_s" in r]),
+    }
+    if conc and "peak_tree_rss_kib" in conc:
+        out["concurrent_n"] = conc["n"]
+        out["concurrent_mib"] = conc["peak_tree_rss_kib"] / 1024
+    return out
+
+
+def memory_rows(fig: dict[str, Any]) -> list[Row]:
     rows = [
-        Row("driver peak RSS, process tree (sum, sampled 10/s)", _f(tree, "MiB", 0), "-", "-",
+        Row("driver peak RSS, process tree (sum, sampled 10/s)", _f(fig["tree_mib"], "MiB", 0),
+            "-", "-", None),
+        Row("driver peak RSS, largest single process", _f(fig["single_mib"], "MiB", 0), "-", "-",
             None),
-        Row("driver peak RSS, largest single process", _f(single, "MiB", 0), "-", "-", None),
+        Row("driver CPU time per session (user+sys, whole tree)", _f(fig["cpu_s"]), "-", "-",
+            None),
     ]  # fmt: skip
-    cpu = median([r["cpu_s"] for r in res["driver"] if "cpu_s" in r])
-    if cpu is not None:
-        rows.append(Row("driver CPU time per session (user+sys, whole tree)", _f(cpu), "-", "-",
-                        None))  # fmt: skip
-    if conc:
-        n = conc["n"]
+    if "concurrent_n" in fig:
         rows.append(
-            Row(f"{n} drivers at once, peak RSS (sum of trees)",
-                _f(conc["peak_tree_rss_kib"] / 1024, "MiB", 0), "-", "-", None)
+            Row(f"{fig['concurrent_n']} drivers at once, peak RSS (sum of trees)",
+                _f(fig["concurrent_mib"], "MiB", 0), "-", "-", None)
         )  # fmt: skip
     return rows
 
 
-def sched_rows(res: dict[str, Any]) -> list[Row]:
-    rows = []
-    for phase, target in (("pending", 12), ("running", 1)):
+# -- scheduler ----------------------------------------------------------------------------------
+
+
+def sched_figures(res: dict[str, Any]) -> dict[str, Any]:
+    first = res.get("first_state") or {}
+    out: dict[str, Any] = {
+        "first_state_s": first.get("submitted_to_first_state_s"),
+        "first_event": first.get("first_event"),
+        "first_reason": first.get("reason"),
+    }
+    for phase in ("pending", "running"):
         w = res.get(phase)
+        out[phase] = (
+            None
+            if not w
+            else {
+                "seconds": w["seconds"],
+                "rpcs": w["rpcs"],
+                "per_minute": w["per_minute"],
+                "types": w.get("session_types", {}),
+                "types_are_alices": w.get("types_are_alices", False),
+                "by_user": w.get("by_user", {}),
+                "commands": w.get("session_slurm_commands", {}),
+                "valid": w["valid"],
+                "problems": w.get("problems", []),
+                "contaminated": w["contaminated"],
+            }
+        )
+    return out
+
+
+def sched_rows(fig: dict[str, Any]) -> list[Row]:
+    t = TARGETS["first_state_s"]
+    first = fig.get("first_state_s")
+    rows = [
+        Row("first state shown after submit, behind a full cluster",
+            f"{_f(first)} ({fig.get('first_event') or 'none'}"
+            + (f", {fig['first_reason']})" if fig.get("first_reason") else ")"),
+            "-", f"<= {t:.0f} s", _le(first, t))
+    ]  # fmt: skip
+    for phase, key in (("pending", "pending_rpm"), ("running", "running_rpm")):
+        target = TARGETS[key]
+        w = fig.get(phase)
         if not w:
-            rows.append(Row(f"scheduler queries/min while {phase.upper()}", "n/a", "-",
-                            f"<= {target}", None))  # fmt: skip
+            rows.append(Row(f"scheduler RPCs/min while {phase.upper()} (sdiag, alice)", "n/a",
+                            "-", f"<= {target:.0f}", False))  # fmt: skip
             continue
-        note = "" if w["valid"] else f" (INVALID: states {w['states_seen']})"
-        sd = f"; sdiag alice {w['sdiag_alice_per_minute']:.1f}/min"
-        note += sd + (" (other alice jobs)" if w["contaminated"] else "")
+        note = "" if w["valid"] else f" (INVALID: {'; '.join(w['problems'])})"
+        if w["contaminated"]:
+            note += " (other alice jobs: an upper bound)"
+        types = ", ".join(f"{k} {v}" for k, v in w["types"].items()) or "none"
         rows.append(
-            Row(f"scheduler queries/min while {phase.upper()}",
-                f"{w['per_minute']:.1f}{note}", "-", f"<= {target}",
-                w["per_minute"] <= target if w["valid"] else None)
+            Row(f"scheduler RPCs/min while {phase.upper()} (sdiag, alice)",
+                f"{w['per_minute']:.1f} ({w['rpcs']} in {w['seconds']:.0f} s: {types}){note}",
+                "-", f"<= {target:.0f}", w["valid"] and _le(w["per_minute"], target))
         )  # fmt: skip
     return rows
 
 
-def throughput_rows(res: dict[str, Any]) -> list[Row]:
-    rows = []
-    for mode, r in res["modes"].items():
+# -- throughput, setup, concurrent, profile ------------------------------------------------------
+
+
+def throughput_figures(res: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"size_mib": res.get("size_mib")}
+    for mode, r in res.get("modes", {}).items():
         if "error" in r:
-            rows.append(Row(f"throughput {mode}", "error", "-", ">= 0.8", None))
+            out[mode] = {"error": str(r["error"])[:200]}
             continue
         d, b = median(r["driver"]), median(r["baseline"])
-        ratio = d / b if d and b else None
+        out[mode] = {
+            "driver_mib_s": d,
+            "baseline_mib_s": b,
+            "ratio": d / b if d and b else None,
+            "endpoint": r["endpoint"],
+        }
+    return out
+
+
+def throughput_rows(fig: dict[str, Any]) -> list[Row]:
+    target = TARGETS["throughput_ratio"]
+    rows = []
+    for mode, r in fig.items():
+        if mode == "size_mib":
+            continue
+        if "error" in r:
+            rows.append(Row(f"throughput {mode}", f"error: {r['error'][:60]}", "-",
+                            f">= {target}", False))  # fmt: skip
+            continue
+        ratio = r["ratio"]
         rows.append(
-            Row(f"throughput {mode} ({res['size_mib']} MiB, {r['endpoint']}), ratio",
-                f"{d:.0f} MiB/s ({ratio:.2f})", f"{b:.0f} MiB/s (one ssh -L)", ">= 0.8",
-                None if ratio is None else ratio >= 0.8)
+            Row(f"throughput {mode} ({fig['size_mib']} MiB, {r['endpoint']}), ratio",
+                f"{_f(r['driver_mib_s'], 'MiB/s', 0)} ({_f(ratio, '', 2)})",
+                f"{_f(r['baseline_mib_s'], 'MiB/s', 0)} (one ssh -L)", f">= {target}",
+                _ok(ratio) and ratio >= target)
         )  # fmt: skip
     return rows
 
 
-def setup_rows(res: dict[str, Any]) -> list[Row]:
-    secs = [r["seconds"] for r in res["runs"] if r["rc"] == 0]
-    bad = len(res["runs"]) - len(secs)
-    changed = sorted({r["changed"] for r in res["runs"]})
-    tasks = res["runs"][0]["ok"] if res["runs"] else 0
+def setup_figures(res: dict[str, Any]) -> dict[str, Any]:
+    runs = res.get("runs", [])
+    secs = [r["seconds"] for r in runs if r["rc"] == 0]
+    return {
+        "runs": len(runs),
+        "failed_runs": len(runs) - len(secs),
+        "changed": sorted({r["changed"] for r in runs}),
+        "tasks_ok": runs[0]["ok"] if runs else 0,
+        "median_s": median(secs),
+        "raw_ping_s": median(res.get("raw_ping", [])),
+    }
+
+
+def setup_rows(fig: dict[str, Any]) -> list[Row]:
+    bound = TARGETS["setup_s"]
+    good = (
+        fig["runs"] > 0
+        and fig["failed_runs"] == 0
+        and fig["changed"] == [0]
+        and _le(fig["median_s"], bound)
+    )
+    failed = f" ({fig['failed_runs']} run(s) FAILED)" if fig["failed_runs"] else ""
     return [
-        Row(f"setup re-run (changed={','.join(map(str, changed))}, {tasks} tasks ok)",
-            _f(median(secs)) + (f" ({bad} run(s) FAILED)" if bad else ""),
-            _f(median(res["raw_ping"])) + " (ansible raw ping)", "changed=0",
-            None if not secs else changed == [0] or None)
+        Row(f"setup re-run (changed={','.join(map(str, fig['changed'])) or 'n/a'}, "
+            f"{fig['tasks_ok']} tasks ok, {fig['runs']} runs)", _f(fig["median_s"]) + failed,
+            _f(fig["raw_ping_s"]) + " (ansible raw ping)",
+            f"changed=0, <= {bound:.0f} s", good)
     ]  # fmt: skip
 
 
-def concurrent_rows(res: dict[str, Any], problems: list[str]) -> list[Row]:
-    s = res["sessions"]
-    ports = len({x["port"] for x in s}) == len(s)
-    socks = len({(x["node"], x["socket"]) for x in s}) == len(s)
-    ok200 = all(x["http"] == 200 for x in s)
-    good = res["ready"] == res["n"] and ports and socks and ok200 and not problems
+def concurrent_figures(res: dict[str, Any]) -> dict[str, Any]:
+    s = res.get("sessions", [])
+    n = res.get("n", 0)
+    rcs = res.get("rcs", [])
+    return {
+        "n": n,
+        "ready": res.get("ready", 0),
+        "all_ready_s": res.get("all_ready_s"),
+        "ports_unique": len({x["port"] for x in s}) == len(s),
+        "jobs_unique": len({x["job_id"] for x in s}) == len(s),
+        "sockets_unique": len({(x["node"], x.get("socket")) for x in s}) == len(s),
+        "all_200": bool(s) and all(x.get("http") == 200 for x in s),
+        "cross_token_status": res.get("cross_token_status"),
+        "rcs_wrong": sum(1 for rc in rcs if rc != 130) + max(0, n - len(rcs)),
+        "left_behind": len(res.get("left_behind", [])),
+    }
+
+
+def concurrent_rows(fig: dict[str, Any]) -> list[Row]:
+    checks = {
+        "all ready": fig["ready"] == fig["n"] and fig["n"] > 0,
+        "ports unique": fig["ports_unique"],
+        "job ids unique": fig["jobs_unique"],
+        "sockets unique": fig["sockets_unique"],
+        "200 with own token": fig["all_200"],
+        "other user's token 403": fig["cross_token_status"] == 403,
+        "exit codes 130": fig["rcs_wrong"] == 0,
+        "none left": fig["left_behind"] == 0,
+    }
+    failed = [k for k, ok in checks.items() if not ok]
     value = (
-        f"{res['ready']}/{res['n']} ready in {res['all_ready_s']:.0f} s, "
-        f"ports {'unique' if ports else 'COLLIDE'}, sockets {'unique' if socks else 'COLLIDE'}, "
-        f"200s {'all' if ok200 else 'NOT all'}, left behind: {len(problems)}"
+        f"{fig['ready']}/{fig['n']} ready in {_f(fig['all_ready_s'], 's', 0)}; cross-token "
+        f"{fig['cross_token_status']}; wrong exit codes {fig['rcs_wrong']}; left behind "
+        f"{fig['left_behind']}; "
+        + ("every check passed" if not failed else "FAILED: ")
+        + ", ".join(failed)
     )
-    return [Row(f"{res['n']} concurrent sessions (alice+bob)", value, "-",
-                "all ready, no collision, none left", good)]  # fmt: skip
+    return [Row(f"{fig['n']} concurrent sessions (alice+bob)", value, "-", ", ".join(checks),
+                not failed)]  # fmt: skip
 
 
-def table(rows: list[Row]) -> str:
+def profile_figures(res: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ready_s": res["ready_s"],
+        "ctrl_c_gone_s": res["ctrl_c_gone_s"],
+        "ssh_start": res["ssh_invocations_start"],
+        "ssh_cleanup": res["ssh_invocations_cleanup"],
+        "ansible_tasks": res["ansible_tasks"],
+    }
+
+
+def profile_rows(fig: dict[str, Any]) -> list[Row]:
+    tasks = ", ".join(f"{k} {v}" for k, v in fig["ansible_tasks"].items()) or "none"
+    return [
+        Row("profile: one traced session, inventory cache cold, to ready / Ctrl-C -> gone",
+            f"{fig['ready_s']:.2f} s / {fig['ctrl_c_gone_s']:.2f} s", "-", "-", None),
+        Row("profile: ssh invocations (start / cleanup), Ansible tasks",
+            f"{fig['ssh_start']} / {fig['ssh_cleanup']}; {tasks}", "-", "-", None),
+    ]  # fmt: skip
+
+
+# -- all of it ----------------------------------------------------------------------------------
+
+STAGES = ("session", "profile", "sched", "throughput", "setup", "concurrent")
+
+
+def figures(results: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of the report, from the raw results of the stages that ran."""
+    out: dict[str, Any] = {}
+    if "session" in results:
+        out["session"] = session_figures(results["session"])
+        out["ssh"] = ssh_figures(results["session"])
+        out["memory"] = memory_figures(results["session"], results.get("concurrent"))
+    for name, fn in (
+        ("profile", profile_figures),
+        ("sched", sched_figures),
+        ("throughput", throughput_figures),
+        ("setup", setup_figures),
+        ("concurrent", concurrent_figures),
+    ):
+        if name in results:
+            out[name] = fn(results[name])
+    return out
+
+
+def rows(fig: dict[str, Any], errors: dict[str, str] | None = None) -> list[Row]:
+    out: list[Row] = []
+    for name, fn in (
+        ("session", session_rows),
+        ("ssh", ssh_rows),
+        ("profile", profile_rows),
+        ("sched", sched_rows),
+        ("throughput", throughput_rows),
+        ("setup", setup_rows),
+        ("concurrent", concurrent_rows),
+        ("memory", memory_rows),
+    ):
+        if name in fig:
+            out += fn(fig[name])
+    for name, err in (errors or {}).items():
+        out.append(Row(f"{name}: stage failed", err[:80], "-", "runs", False))
+    return out
+
+
+def row_dicts(rs: list[Row]) -> list[dict[str, Any]]:
+    return [asdict(r) | {"verdict": r.verdict} for r in rs]
+
+
+def table(rs: list[Row]) -> str:
     head = ("figure", "measured", "baseline (same run)", "target", "")
-    cells = [head] + [(r.figure, r.value, r.baseline, r.target, r.verdict) for r in rows]
+    cells = [head] + [(r.figure, r.value, r.baseline, r.target, r.verdict) for r in rs]
     widths = [max(len(c[i]) for c in cells) for i in range(5)]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(5)).rstrip() for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[Row]) -> str:
+def markdown_table(rs: list[Row]) -> str:
     out = ["| figure | measured | baseline (same run) | target | |", "|---|---|---|---|---|"]
-    out += [f"| {r.figure} | {r.value} | {r.baseline} | {r.target} | {r.verdict} |" for r in rows]
+    out += [f"| {r.figure} | {r.value} | {r.baseline} | {r.target} | {r.verdict} |" for r in rs]
     return "\n".join(out)
 
 
+def clean(obj: Any) -> Any:
+    """NaN (a step not seen) -> None, so the file is strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean(v) for v in obj]
+    return obj
+
+
 def raw_json(results: dict[str, Any]) -> str:
-    return json.dumps(results, indent=1, sort_keys=True)
-
-
-def profile_rows(res: dict[str, Any]) -> list[Row]:
-    tasks = ", ".join(f"{k} {v}" for k, v in res["ansible_tasks"].items())
-    return [
-        Row("profile: one traced session, inventory cache cold, to ready / Ctrl-C -> gone",
-            f"{res['ready_s']:.2f} s / {res['ctrl_c_gone_s']:.2f} s", "-", "-", None),
-        Row("profile: ssh invocations (start / cleanup), Ansible tasks",
-            f"{res['ssh_invocations_start']} / {res['ssh_invocations_cleanup']}; {tasks}",
-            "-", "-", None),
-    ]  # fmt: skip
+    return json.dumps(clean(results), indent=1, sort_keys=True, allow_nan=False)

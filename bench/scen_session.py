@@ -1,17 +1,28 @@
-"""Time to notebook and Ctrl-C to job gone: the driver and the hand-written baseline, interleaved.
+"""Time to notebook, Ctrl-C and `nodebook stop` to job gone: the driver against two hand-written
+baselines, interleaved round by round.
 
-Driver: t0 = spawn of `python -m driver session`; end = arrival of its `ready` line (the driver
-emits it after its own first HTTP 200 through the tunnel; the probe checks one more 200).
-Ctrl-C: a watcher on login polls squeue every 50 ms; once it sees the job, SIGINT goes to the
-driver; the figure is the watcher's first "not in squeue" time minus the signal time.
-Every ssh the driver runs goes through a logging wrapper first on its PATH (tests/harness/
-sshlog.py): each round reports the connections it opened and its remote round trips (remote
-commands over the master), before ready, while held and in the cleanup.
+Each round runs four kinds, in an order rotated every round so that slow drift hits all alike:
+
+- driver: t0 = spawn of `python -m driver session`; ready = arrival of its `ready` line (the
+  driver emits it after its own first HTTP 200 through the tunnel; the probe checks one more
+  200). Then Ctrl-C: SIGINT to the driver's process group, as a terminal sends it.
+- stop: the same session, ended by `python -m driver stop JOB` (spawned at t0 of the stop).
+- baseline A: nodebook's job script submitted by hand (bench/baseline.py).
+- baseline B: `jupyter lab` with its defaults from a hand-written batch script, same venv.
+
+"Gone": a watcher on login polls squeue every WATCH_POLL_S once it has seen the job; the figure
+is its first "not in squeue" time minus the time of the signal (or of the stop's spawn, or of
+the baselines' `scancel`). Every ssh the driver runs goes through a logging wrapper first on
+its PATH (tests/harness/sshlog.py): each round reports the connections it opened and its
+remote round trips, and when the cleanup's first remote command started.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,18 +31,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import BaselineSession
-from bench.common import popen, sandbox_cluster, watch_gone_command
+from bench.baseline import MANUAL_JOB_NAME, BaselineSession, manual_script
+from bench.common import WATCH_POLL_S, popen, sandbox_cluster, watch_gone_command
 from bench.guard import Guard, log
 from tests.harness import sshlog
 from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
+KINDS = ("driver", "stop", "baseline_a", "baseline_b")
+MANUAL_SCRIPT = f"{MANUAL_JOB_NAME}.sbatch"  # in the user's home, for baseline B
 
 
-def _gone_after(guard: Guard, user: str, job_id: str, act: Any) -> float:
-    """Start the watcher, wait until it sees the job, call act(), return act->gone seconds."""
+def _gone_after(guard: Guard, user: str, job_id: str, act: Any) -> tuple[float, float]:
+    """Start the watcher, wait until it sees the job, call act(); (act's time, act->gone s)."""
     watcher = popen(guard.observer(user), watch_gone_command(job_id))
     assert watcher.stdout is not None
     first = watcher.stdout.readline().strip()
@@ -44,7 +57,7 @@ def _gone_after(guard: Guard, user: str, job_id: str, act: Any) -> float:
     watcher.wait(30)
     if not line.startswith("gone "):
         raise RuntimeError(f"watcher for job {job_id} ended without seeing it leave: {line!r}")
-    return float(line.split()[1]) - t0
+    return t0, float(line.split()[1]) - t0
 
 
 def token_of(ready: dict[str, Any]) -> str:
@@ -75,110 +88,188 @@ def warm_inventory(state_dir: Path, cluster: str = "sandbox") -> None:
     subprocess.run(argv, cwd=REPO, env=env, check=True, timeout=120)
 
 
-def driver_round(guard: Guard, state: Path) -> dict[str, Any]:
+def _event_times(drv: DriverProcess) -> dict[str, float]:
+    """Arrival time of the first event of each kind."""
+    out: dict[str, float] = {}
+    for event, t in zip(drv.events, drv.arrivals, strict=False):
+        out.setdefault(str(event.get("event")), t)
+    return out
+
+
+def driver_round(guard: Guard, state: Path, end: str) -> dict[str, Any]:
+    """One driver session to ready, ended by Ctrl-C (end="ctrl_c") or `stop` (end="stop")."""
     with RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="nbb-ssh-") as tmp:
         ssh = sshlog.SshLog(Path(tmp))
         env = ssh.env(os.environ["PATH"])
         drv = guard.driver(DriverProcess(SESSION_ARGS, state_dir=state, env=env))
         sampler.roots = [drv.pid]
         try:
-            return _driver_round(guard, drv, sampler, ssh)
+            return _driver_round(guard, drv, sampler, ssh, state, end)
         except BaseException:
             drv.interrupt()  # it cancels its own job
             drv.reap()
             raise
 
 
+def _first_helper(calls: list[sshlog.Invocation], after: float, names: tuple[str, ...]) -> float:
+    """Time of the first remote helper command named one of `names` after `after` (or nan)."""
+    for c in sorted(calls, key=lambda c: c.t):
+        if c.t >= after and c.helper_command() in names:
+            return c.t
+    return float("nan")
+
+
 def _driver_round(
-    guard: Guard, drv: DriverProcess, sampler: RssSampler, ssh: sshlog.SshLog
+    guard: Guard,
+    drv: DriverProcess,
+    sampler: RssSampler,
+    ssh: sshlog.SshLog,
+    state: Path,
+    end: str,
 ) -> dict[str, Any]:
     sub = drv.wait_event("submitted", 120)
     guard.job(str(sub["job_id"]), "alice")
     t_ready, ready = drv.wait_timed("ready", 300)
     check_200(int(ready["data"]["local_port"]), token_of(ready))
     job_id = str(ready["job_id"])
-    t_int = time.time()
-    gone = _gone_after(guard, "alice", job_id, drv.interrupt)
+    times = _event_times(drv)
+    stop: DriverProcess | None = None
+    stop_log = sshlog.SshLog(Path(tempfile.mkdtemp(prefix="nbb-ssh-stop-")))
+    if end == "ctrl_c":
+        t_end, gone = _gone_after(guard, "alice", job_id, drv.ctrl_c)
+    else:
+        holder: list[DriverProcess] = []
+
+        def spawn_stop() -> None:
+            env = stop_log.env(os.environ["PATH"])
+            args = ["stop", job_id, "--cluster", "sandbox"]
+            holder.append(guard.driver(DriverProcess(args, state_dir=state, env=env)))
+
+        t_end, gone = _gone_after(guard, "alice", job_id, spawn_stop)
+        stop = holder[0]
+    if stop is not None:  # both exits are timed: poll both until both have ended
+        deadline = time.monotonic() + 120
+        while (stop.poll() is None or drv.poll() is None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.reap()
     rc = drv.reap()
     calls = ssh.read()
-    marks = {"start": drv.started, "hold": t_ready, "cleanup": t_int}
-    return {
+    result: dict[str, Any] = {
         "job_id": job_id,
+        "end": end,
         "ttn": t_ready - drv.started,
-        "ctrl_c_gone": gone,
-        "ctrl_c_exit": (drv.ended or time.time()) - t_int,
+        "steps": {
+            "submitted": times.get("submitted", float("nan")) - drv.started,
+            "first_state": min(
+                (times[k] for k in ("pending", "running") if k in times), default=float("nan")
+            )
+            - drv.started,
+            "running": times.get("running", float("nan")) - drv.started,
+            "ready": t_ready - drv.started,
+        },
+        "gone": gone,
+        "exit": (drv.ended or time.time()) - t_end,
         "rc": rc,
         "peak_tree_rss_kib": sampler.peak_kib,
         "peak_tree_procs": sampler.peak_procs,
         "maxrss_single_kib": drv.maxrss_kib,
         "cpu_s": drv.cpu_s,
         "events": [e.get("event") for e in drv.events],
-        "ssh": {
-            **sshlog.counts(calls),
-            "phases": sshlog.phases(calls, marks),
-            "helper_commands": sshlog.helper_commands(calls),
-        },
     }
+    if end == "ctrl_c":
+        # signal -> the cleanup's first remote command (the scancel) started
+        result["to_cancel_sent"] = _first_helper(calls, t_end, ("cancel",)) - t_end
+        result["ssh"] = {
+            **sshlog.counts(calls),
+            "phases": sshlog.phases(
+                calls, {"start": drv.started, "hold": t_ready, "cleanup": t_end}
+            ),
+            "helper_commands": sshlog.helper_commands(calls),
+        }
+    else:
+        assert stop is not None
+        result["stop_rc"] = stop.reap()
+        stop_calls = stop_log.read()
+        result["stop_exit"] = (stop.ended or time.time()) - t_end
+        result["stop_master"] = min((c.t for c in stop_calls), default=float("nan")) - t_end
+        result["to_cancel_sent"] = _first_helper(stop_calls, t_end, ("cancel",)) - t_end
+        result["stop_ssh"] = {
+            **sshlog.counts(stop_calls),
+            "helper_commands": sshlog.helper_commands(stop_calls),
+        }
+    shutil.rmtree(stop_log.dir, ignore_errors=True)
+    return result
 
 
-def baseline_round(guard: Guard) -> dict[str, Any]:
-    base = BaselineSession("alice")
+def baseline_round(guard: Guard, kind: str, script: str) -> dict[str, Any]:
+    base = BaselineSession("alice", kind=kind[-1], script=script)
     guard.undo.append(base.close)
     t0 = time.time()
     try:
         t_ok = base.start()
         assert base.job_id is not None
         guard.job(base.job_id, "alice")
-        gone = _gone_after(guard, "alice", base.job_id, base.cancel)
+        _, gone = _gone_after(guard, "alice", base.job_id, base.cancel)
     finally:
         base.close()
-    return {"job_id": base.job_id, "ttn": t_ok - t0, "ctrl_c_gone": gone}
+    steps = {k: v - t0 for k, v in base.steps.items()}
+    return {"job_id": base.job_id, "ttn": t_ok - t0, "steps": steps, "gone": gone}
+
+
+def prepare_manual(guard: Guard) -> str:
+    """Write baseline B's batch script into alice's home; its path."""
+    obs = guard.observer("alice")
+    setup = json.loads(obs.run('cat "$HOME/.nodebook/setup.json"').stdout)
+    home = obs.run('printf %s "$HOME"').stdout.strip()
+    path = f"{home}/{MANUAL_SCRIPT}"
+    text = manual_script(setup, home)
+    done = obs.run(f"cat > {shlex.quote(path)}", input=text)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not write {path}: {done.stderr}")
+    # `jupyter lab` with its defaults keeps a cookie secret in the user's runtime dir: remove
+    # that dir afterwards if the benchmark created it
+    runtime = f"{home}/.local/share/jupyter/runtime"
+    existed = obs.run(f"test -e {shlex.quote(runtime)}").returncode == 0
+    undo = f"rm -f {shlex.quote(path)}" + ("" if existed else f"; rm -rf {shlex.quote(runtime)}")
+    guard.undo.append(lambda: obs.run(undo) and None)
+    return path
 
 
 def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
-    driver: list[dict[str, Any]] = []
-    baseline: list[dict[str, Any]] = []
+    out: dict[str, Any] = {k: [] for k in KINDS}
     failed: list[str] = []
     warm_inventory(state)  # a user's every session but the first after an inventory edit
-    sandbox_cluster("alice")  # the baseline's and the observer's masters: read once, untimed
+    sandbox_cluster("alice")  # the baselines' and the observer's masters: read once, untimed
+    script = prepare_manual(guard)
     for i in range(reps):
-        # alternate which goes first, so slow drift hits both alike
-        order = ("driver", "baseline") if i % 2 == 0 else ("baseline", "driver")
+        # rotate the order, so slow drift and "who goes first" hit every kind alike
+        order = KINDS[i % len(KINDS) :] + KINDS[: i % len(KINDS)]
         for which in order:
             for _attempt in range(3):  # a round broken by others' fault injection is redone
                 try:
-                    one_round(guard, state, which, driver, baseline)
+                    res = one_round(guard, state, which, script)
+                    res["round"] = i
+                    out[which].append(res)
                     break
                 except (RuntimeError, OSError, ValueError) as exc:
                     failed.append(f"{which}: {exc}"[:300])
                     log(f"rep {i + 1}/{reps} {which} failed, redoing it: {exc}"[:300])
-            log_round(i, reps, which, driver, baseline)
-    return {"driver": driver, "baseline": baseline, "failed_rounds": failed}
+            log_round(i, reps, which, out[which])
+    return {**out, "order": "rotated", "failed_rounds": failed, "watch_poll_s": WATCH_POLL_S}
 
 
-def one_round(
-    guard: Guard,
-    state: Path,
-    which: str,
-    driver: list[dict[str, Any]],
-    baseline: list[dict[str, Any]],
-) -> None:
+def one_round(guard: Guard, state: Path, which: str, script: str) -> dict[str, Any]:
     if which == "driver":
-        driver.append(driver_round(guard, state))
-    else:
-        baseline.append(baseline_round(guard))
+        return driver_round(guard, state, "ctrl_c")
+    if which == "stop":
+        return driver_round(guard, state, "stop")
+    return baseline_round(guard, which, script)
 
 
-def log_round(
-    i: int, reps: int, which: str, driver: list[dict[str, Any]], baseline: list[dict[str, Any]]
-) -> None:
-    if which == "driver" and driver:
+def log_round(i: int, reps: int, which: str, done: list[dict[str, Any]]) -> None:
+    if done and done[-1].get("round") == i:
+        r = done[-1]
         log(
-            f"rep {i + 1}/{reps} driver: {driver[-1]['ttn']:.2f} s to notebook, "
-            f"Ctrl-C -> gone {driver[-1]['ctrl_c_gone']:.2f} s"
-        )
-    elif baseline:
-        log(
-            f"rep {i + 1}/{reps} baseline: {baseline[-1]['ttn']:.2f} s to notebook, "
-            f"scancel -> gone {baseline[-1]['ctrl_c_gone']:.2f} s"
+            f"rep {i + 1}/{reps} {which}: {r['ttn']:.2f} s to notebook, "
+            f"end -> gone {r['gone']:.2f} s"
         )

@@ -1,11 +1,18 @@
-"""Scheduler queries per minute while PENDING and while RUNNING (host side).
+"""Scheduler load of one session, in RPCs, while PENDING and while RUNNING (host side); and how
+soon the first state after submit is shown behind a full cluster.
 
-bob's job holds both nodes exclusively, so alice's session stays PENDING; slurmctld's per-user
-RPC counts (sdiag, as root on login) are read at the start and end of a window. Then the filler
-is cancelled, the session starts, and a second window is read while it runs. The figure is the
-number of Slurm client commands the session itself runs (bench/rpctrace.py: strace on the
-session's sshd), each one RPC to slurmctld; the sdiag per-user delta is kept beside it, marked
-"contaminated" when alice had other jobs in the window (other sessions of the same user).
+bob's job holds both nodes exclusively, so alice's session stays PENDING. The session's user's
+load is slurmctld's own per-user RPC count (sdiag, as root on login, never reset: the difference
+of two readings around a window). Nothing else of alice runs meanwhile (the probe's drivers use
+no observer; the host's own state checks run as root, before and after each window, never in
+it), so alice's difference is the session's; a window in which alice had other jobs is marked.
+sdiag has no per-user split by type: the RPC types are the difference of the global per-type
+counts over the window, and they are the session's when every RPC of the window was alice's or
+root's sdiag itself (``types_are_alices``). Then the filler is cancelled, the session starts,
+and a second window is read while it runs.
+
+Beside it, the Slurm client commands the session ran (strace on the session's sshd on login,
+bench/rpctrace.py): one command can be several RPCs (squeue: federation, partitions, job).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 from bench import host
 from bench.rpctrace import ExecTrace, session_sshd
 from tests.harness.sandbox import REPO
+
+OWN_TYPES = ("REQUEST_STATS_INFO",)  # root's sdiag readings themselves
 
 
 def _line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -36,36 +45,79 @@ def _others(job_id: str) -> list[str]:
     return [r[0] for r in host.squeue() if r[1] == "alice" and r[0] != job_id]
 
 
-def window(job_id: str, sshd: int, seconds: float, want: str) -> dict[str, Any]:
-    others_before = _others(job_id)
-    before = host.rpc_counts()
-    states = set()
-    with ExecTrace(sshd) as trace:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            time.sleep(min(10.0, seconds - (time.monotonic() - t0)))
-            states.add(host.job_state(job_id))
-        elapsed = time.monotonic() - t0
-    after = host.rpc_counts()
-    others = sorted(set(others_before) | set(_others(job_id)))
-    delta = after.get("alice", 0) - before.get("alice", 0)
-    cmds = trace.slurm_commands()
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """after - before per key (keys with a change only); a negative one means slurmctld
+    restarted in between (its counters start again at 0)."""
+    keys = set(before) | set(after)
+    out = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
+def summarize(
+    before: dict[str, dict[str, int]],
+    after: dict[str, dict[str, int]],
+    seconds: float,
+    states: tuple[str, str],
+    want: str,
+    others: list[str],
+    user: str = "alice",
+) -> dict[str, Any]:
+    """One window's figures from two sdiag readings (pure: tested in tests/bench)."""
+    users = delta(before["by_user"], after["by_user"])
+    types = delta(before["by_type"], after["by_type"])
+    restarted = any(v < 0 for v in (*users.values(), *types.values()))
+    mine = users.get(user, 0)
+    own = sum(types.get(t, 0) for t in OWN_TYPES)
+    foreign = sum(v for u, v in users.items() if u != user) - own
+    problems = []
+    if set(states) != {want}:
+        problems.append(f"state {states[0]} at the start, {states[1]} at the end")
+    if restarted:
+        problems.append("slurmctld restarted in the window (its counters went back)")
     return {
-        "seconds": elapsed,
-        "session_slurm_commands": cmds,
-        "per_minute": sum(cmds.values()) * 60 / elapsed,
-        "remote_execs": len(trace.commands),
-        "sdiag_alice_rpcs": delta,
-        "sdiag_alice_per_minute": delta * 60 / elapsed,
-        "states_seen": sorted(states),
-        "valid": states == {want},
+        "seconds": seconds,
+        "rpcs": mine,
+        "per_minute": mine * 60 / seconds if seconds > 0 else None,
+        "by_user": users,
+        "by_type": types,
+        "types_are_alices": foreign == 0 and not restarted,
+        "session_types": {k: v for k, v in types.items() if k not in OWN_TYPES}
+        if foreign == 0
+        else {},
+        "states": list(states),
+        "valid": not problems,
+        "problems": problems,
         "other_alice_jobs": others,
         "contaminated": bool(others),
     }
 
 
-def run(seconds: float) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def window(job_id: str, sshd: int | None, seconds: float, want: str) -> dict[str, Any]:
+    others_before = _others(job_id)
+    first = host.job_state(job_id)
+    trace = ExecTrace(sshd) if sshd else None
+    if trace:
+        trace.__enter__()
+    try:
+        before = host.sdiag()
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        after = host.sdiag()
+        elapsed = time.monotonic() - t0
+    finally:
+        if trace:
+            trace.__exit__(None, None, None)
+    last = host.job_state(job_id)
+    others = sorted(set(others_before) | set(_others(job_id)))
+    res = summarize(before, after, elapsed, (first, last), want, others)
+    if trace:
+        res["session_slurm_commands"] = trace.slurm_commands()
+        res["remote_execs"] = len(trace.commands)
+    return res
+
+
+def run(pending_s: float, running_s: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"pending_window_s": pending_s, "running_window_s": running_s}
     fill = host.fill_nodes("bob")
     proc = subprocess.Popen(
         host.probe_argv("hold"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
@@ -73,12 +125,16 @@ def run(seconds: float) -> dict[str, Any]:
     try:
         pending = _line(proc, 300)
         job_id = str(pending["job_id"])
-        # the session's wait task: `bash .../nodebook-remote --protocol N wait JOB --window 30`
-        sshd = session_sshd(f" wait {job_id} --window")
-        result["pending"] = window(job_id, sshd, seconds, "PENDING")
+        result["first_state"] = pending
+        # the session's remote commands descend from its master's sshd on login
+        try:
+            sshd: int | None = session_sshd(f" wait {job_id}", timeout=20)
+        except RuntimeError:
+            sshd = None
+        result["pending"] = window(job_id, sshd, pending_s, "PENDING")
         host.cancel_fill()
         _line(proc, 300)  # ready
-        result["running"] = window(job_id, sshd, seconds, "RUNNING")
+        result["running"] = window(job_id, sshd, running_s, "RUNNING")
         assert proc.stdin is not None
         proc.stdin.write("stop\n")
         proc.stdin.flush()
