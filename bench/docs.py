@@ -119,17 +119,19 @@ def t_ends(run: dict[str, Any], chaos: dict[str, Any]) -> str:
     if g is MISSING or e is MISSING:
         return "_(the session stage did not run)_"
     lines = [
-        "| median (min-max) of the rounds, s | Ctrl-C (driver) | `nodebook stop` | "
-        "baseline A: `scancel` | baseline B: `scancel` |",
-        "|---|---|---|---|---|",
-        f"| -> ssh master up (stop: its own) | {NA} | {_med(e.get('stop_to_master'))} | {NA} | "
-        f"{NA} |",
+        "| median (min-max) of the rounds, s | Ctrl-C (driver's process group) | SIGINT "
+        "(driver's pid only) | `nodebook stop` | baseline A: `scancel` | baseline B: `scancel` |",
+        "|---|---|---|---|---|---|",
+        f"| -> ssh master up (stop: its own) | {NA} | {NA} | {_med(e.get('stop_to_master'))} | "
+        f"{NA} | {NA} |",
         f"| -> the helper's `cancel` sent | {_med(e.get('ctrl_c_to_cancel_sent'))} | "
-        f"{_med(e.get('stop_to_cancel_sent'))} | {NA} | {NA} |",
-        f"| -> job gone from squeue | {_med(g.get('driver'))} | {_med(g.get('stop'))} | "
-        f"{_med(g.get('baseline_a'))} | {_med(g.get('baseline_b'))} |",
+        f"{_med(e.get('sigint_to_cancel_sent'))} | {_med(e.get('stop_to_cancel_sent'))} | "
+        f"{NA} | {NA} |",
+        f"| -> job gone from squeue | {_med(g.get('driver'))} | {_med(g.get('sigint'))} | "
+        f"{_med(g.get('stop'))} | {_med(g.get('baseline_a'))} | {_med(g.get('baseline_b'))} |",
         f"| -> command exited (the driver; the stop command) | "
-        f"{_med(e.get('ctrl_c_to_exit'))} | {_med(e.get('stop_to_exit'))} | {NA} | {NA} |",
+        f"{_med(e.get('ctrl_c_to_exit'))} | {_med(e.get('sigint_to_exit'))} | "
+        f"{_med(e.get('stop_to_exit'))} | {NA} | {NA} |",
     ]
     return "\n".join(lines)
 

@@ -20,6 +20,8 @@ from bench.scen_session import SESSION_ARGS, _gone_after
 from tests.harness import sshlog
 from tests.harness.driver import DriverProcess
 
+HOLD_S = 1.0  # the traced session is held this long after ready before its Ctrl-C
+
 
 def ssh_kind(inv: sshlog.Invocation) -> str:
     if inv.control:
@@ -54,7 +56,7 @@ def main() -> int:
         guard.job(str(sub["job_id"]), "alice")
         t_ready, ready = drv.wait_timed("ready", 300)
         t_ready -= t0
-        time.sleep(1)
+        time.sleep(HOLD_S)
         t_int = time.time() - t0
         _, gone = _gone_after(guard, "alice", str(ready["job_id"]), drv.ctrl_c)
         drv.reap()

@@ -110,6 +110,7 @@ KIND_NAMES = {
     "stop": "driver (ended by stop)",
     "baseline_a": "baseline A (job.sbatch by hand)",
     "baseline_b": "baseline B (jupyter lab defaults)",
+    "sigint": "driver (SIGINT to its pid only)",
 }
 
 
@@ -133,7 +134,7 @@ def _step(rounds: list[dict[str, Any]], end: str, start: str | None) -> dict[str
 
 
 def session_figures(res: dict[str, Any]) -> dict[str, Any]:
-    kinds = ("driver", "stop", "baseline_a", "baseline_b")
+    kinds = ("driver", "stop", "baseline_a", "baseline_b", "sigint")
     ttn = {k: stats([r["ttn"] for r in res.get(k, [])]) for k in kinds}
     gone = {k: stats([r["gone"] for r in res.get(k, [])]) for k in kinds}
     d_a, a = _paired(res, "driver", "baseline_a")
@@ -150,14 +151,16 @@ def session_figures(res: dict[str, Any]) -> dict[str, Any]:
             "master": _step(rounds, "master", None),
             "ready": _step(rounds, "ready", None),
         }
-    drv, stop = res.get("driver", []), res.get("stop", [])
+    drv, stop, sig = res.get("driver", []), res.get("stop", []), res.get("sigint", [])
     end = {
         "ctrl_c_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in drv]),
         "ctrl_c_to_exit": stats([r.get("exit", math.nan) for r in drv]),
+        "sigint_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in sig]),
+        "sigint_to_exit": stats([r.get("exit", math.nan) for r in sig]),
         "stop_to_master": stats([r.get("stop_master", math.nan) for r in stop]),
         "stop_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in stop]),
         "stop_to_exit": stats([r.get("stop_exit", math.nan) for r in stop]),
-        "ctrl_c_rc_wrong": sum(1 for r in drv if r.get("rc") != 130),
+        "ctrl_c_rc_wrong": sum(1 for r in drv + sig if r.get("rc") != 130),
         "stop_rc_wrong": sum(1 for r in stop if r.get("stop_rc") != 0),
         "stop_session_rcs": sorted({r.get("rc") for r in stop if r.get("rc") is not None}),
     }
@@ -211,6 +214,8 @@ def session_rows(fig: dict[str, Any]) -> list[Row]:
             f"{_f(g['baseline_a']['median'])} (A: scancel)",
             f"<= {TARGETS['stop_gone_s']:.1f} s median", _le(g["stop"]["median"],
                                                             TARGETS["stop_gone_s"])),
+        Row("SIGINT to the driver's pid only -> job gone (diagnostic)", _spread(g["sigint"]),
+            "-", "-", None),
         Row("Ctrl-C -> driver exited (median)", _f(e["ctrl_c_to_exit"]["median"]), "-", "-",
             None),
         Row("exit codes: Ctrl-C 130, stop 0 (wrong ones)",

@@ -93,7 +93,7 @@ STAGES = {
 
 def method() -> dict[str, Any]:
     """The parameters of the measurement (the docs quote them from here, never by hand)."""
-    from bench import baseline, common
+    from bench import baseline, common, profile
 
     return {
         "rounds": ROUNDS,
@@ -103,6 +103,7 @@ def method() -> dict[str, Any]:
         "squeue_poll_s": baseline.SQUEUE_POLL_S,
         "file_poll_s": baseline.FILE_POLL_S,
         "http_poll_s": baseline.HTTP_POLL_S,
+        "profile_hold_s": profile.HOLD_S,
         "bootstrap": report.BOOTSTRAP,
         "targets": report.TARGETS,
     }

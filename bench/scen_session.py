@@ -1,12 +1,14 @@
 """Time to notebook, Ctrl-C and `nodebook stop` to job gone: the driver against two hand-written
 baselines, interleaved round by round.
 
-Each round runs four kinds, in an order rotated every round so that slow drift hits all alike:
+Each round runs five kinds, in an order rotated every round so that slow drift hits all alike:
 
 - driver: t0 = spawn of `python -m driver session`; ready = arrival of its `ready` line (the
   driver emits it after its own first HTTP 200 through the tunnel; the probe checks one more
   200). Then Ctrl-C: SIGINT to the driver's process group, as a terminal sends it.
 - stop: the same session, ended by `python -m driver stop JOB` (spawned at t0 of the stop).
+- sigint: the same session, ended by SIGINT to the driver's pid only (not its process group):
+  a diagnostic beside Ctrl-C, which also reaches the driver's children.
 - baseline A: nodebook's job script submitted by hand (bench/baseline.py).
 - baseline B: `jupyter lab` with its defaults from a hand-written batch script, same venv.
 
@@ -39,7 +41,7 @@ from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
-KINDS = ("driver", "stop", "baseline_a", "baseline_b")
+KINDS = ("driver", "stop", "baseline_a", "baseline_b", "sigint")
 MANUAL_SCRIPT = f"{MANUAL_JOB_NAME}.sbatch"  # in the user's home, for baseline B
 
 
@@ -97,7 +99,9 @@ def _event_times(drv: DriverProcess) -> dict[str, float]:
 
 
 def driver_round(guard: Guard, state: Path, end: str) -> dict[str, Any]:
-    """One driver session to ready, ended by Ctrl-C (end="ctrl_c") or `stop` (end="stop")."""
+    """One driver session to ready, ended by Ctrl-C (end="ctrl_c": SIGINT to its process
+    group, as a terminal sends it), SIGINT to the driver's pid only (end="sigint", a
+    diagnostic) or `nodebook stop` (end="stop")."""
     with RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="nbb-ssh-") as tmp:
         ssh = sshlog.SshLog(Path(tmp))
         env = ssh.env(os.environ["PATH"])
@@ -135,8 +139,9 @@ def _driver_round(
     times = _event_times(drv)
     stop: DriverProcess | None = None
     stop_log = sshlog.SshLog(Path(tempfile.mkdtemp(prefix="nbb-ssh-stop-")))
-    if end == "ctrl_c":
-        t_end, gone = _gone_after(guard, "alice", job_id, drv.ctrl_c)
+    if end in ("ctrl_c", "sigint"):
+        act = drv.ctrl_c if end == "ctrl_c" else drv.interrupt
+        t_end, gone = _gone_after(guard, "alice", job_id, act)
     else:
         holder: list[DriverProcess] = []
 
@@ -176,7 +181,7 @@ def _driver_round(
         "cpu_s": drv.cpu_s,
         "events": [e.get("event") for e in drv.events],
     }
-    if end == "ctrl_c":
+    if end in ("ctrl_c", "sigint"):
         # signal -> the cleanup's first remote command (the scancel) started
         result["to_cancel_sent"] = _first_helper(calls, t_end, ("cancel",)) - t_end
         result["ssh"] = {
@@ -261,8 +266,8 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
 def one_round(guard: Guard, state: Path, which: str, script: str) -> dict[str, Any]:
     if which == "driver":
         return driver_round(guard, state, "ctrl_c")
-    if which == "stop":
-        return driver_round(guard, state, "stop")
+    if which in ("stop", "sigint"):
+        return driver_round(guard, state, which)
     return baseline_round(guard, which, script)
 
 

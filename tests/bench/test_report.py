@@ -28,6 +28,7 @@ def good_results(n: int = 10) -> dict[str, Any]:
     stop = [rnd(i, 2.0, 0.25, rc=6, stop_rc=0, stop_exit=1.0) for i in range(n)]
     base_a = [rnd(i, 2.0 + 0.01 * i, 0.2) for i in range(n)]
     base_b = [rnd(i, 2.5 + 0.01 * i, 0.05) for i in range(n)]
+    sig = [rnd(i, 2.0, 0.2, rc=130, exit=0.5, to_cancel_sent=0.01) for i in range(n)]
     window = {
         "seconds": 60.0, "rpcs": 6, "per_minute": 6.0, "session_types": {"REQUEST_FED_INFO": 6},
         "types_are_alices": True, "by_user": {"alice": 6}, "valid": True, "problems": [],
@@ -41,6 +42,7 @@ def good_results(n: int = 10) -> dict[str, Any]:
     ]  # fmt: skip
     return {
         "session": {"driver": drv, "stop": stop, "baseline_a": base_a, "baseline_b": base_b,
+                    "sigint": sig,
                     "failed_rounds": [], "left_behind": []},
         "sched": {"first_state": {"submitted_to_first_state_s": 0.5, "first_event": "pending",
                                   "reason": "Resources"},
@@ -119,6 +121,7 @@ FAILING: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("stop", "`nodebook stop` -> job gone", _each("session", "stop", "gone", 0.9)),
     ("exit-ctrl-c", "exit codes", _set("session.driver.3.rc", 0)),
     ("exit-stop", "exit codes", _set("session.stop.0.stop_rc", 1)),
+    ("exit-sigint", "exit codes", _set("session.sigint.2.rc", 143)),
     ("session-left", "session rounds", _set("session.left_behind", ["jobs: 12"])),
     ("first-state-slow", "first state shown", _set("sched.first_state.submitted_to_first_state_s",
                                                      2.5)),
