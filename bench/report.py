@@ -438,6 +438,8 @@ def concurrent_figures(res: dict[str, Any]) -> dict[str, Any]:
         "cross_token_status": res.get("cross_token_status"),
         "rcs_wrong": sum(1 for rc in rcs if rc != 130) + max(0, n - len(rcs)),
         "left_behind": len(res.get("left_behind", [])),
+        "first_state": stats([x["first_state_s"] for x in s if x.get("first_state_s") is not None]),
+        "ttn": stats([x["ttn"] for x in s if "ttn" in x]),
     }
 
 
@@ -460,8 +462,14 @@ def concurrent_rows(fig: dict[str, Any]) -> list[Row]:
         + ("every check passed" if not failed else "FAILED: ")
         + ", ".join(failed)
     )
-    return [Row(f"{fig['n']} concurrent sessions (alice+bob)", value, "-", ", ".join(checks),
-                not failed)]  # fmt: skip
+    return [
+        Row(f"{fig['n']} concurrent sessions (alice+bob)", value, "-", ", ".join(checks),
+            not failed),
+        Row(f"{fig['n']} concurrent sessions: submitted -> first state shown (median, min-max)",
+            _spread(fig["first_state"]), "-", "-", None),
+        Row(f"{fig['n']} concurrent sessions: time to notebook (median, min-max)",
+            _spread(fig["ttn"]), "-", "-", None),
+    ]  # fmt: skip
 
 
 def profile_figures(res: dict[str, Any]) -> dict[str, Any]:

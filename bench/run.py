@@ -1,13 +1,15 @@
 """`make bench`: every figure against its baseline, measured in the same run, on the sandbox.
 
-    .venv/bin/python -m bench.run [--quick] [--only session,sched,throughput,setup,concurrent]
-                                  [--no-write]
+    .venv/bin/python -m bench.run [--quick] [--only session,profile,sched,throughput,setup,
+                                  concurrent] [--no-write]
 
 (from the repository's root; `make bench BENCH_ARGS=--quick` runs it so).
 
-Prints a table and (unless --no-write) rewrites the generated part of docs/benchmarks.md and
-bench/last-run.json. Each scenario leaves nothing behind, also when interrupted; what is found
-left over is reported as a failure of that scenario.
+Prints a table and (unless --no-write) writes bench/last-run.json (every raw value, every
+figure derived from them, the rows with their verdicts, the method's parameters, the commit and
+whether the tree was dirty, how busy the machine was) and regenerates docs/benchmarks.md from
+it (bench/docs.py, bench/benchmarks.template.md). Each scenario leaves nothing behind, also
+when interrupted; what is found left over is reported as a failure of that scenario.
 """
 
 from __future__ import annotations

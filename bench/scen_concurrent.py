@@ -29,6 +29,18 @@ def status(port: int, token: str | None) -> int:
         return int(exc.code)
 
 
+def first_state_delay(drv: DriverProcess) -> float | None:
+    """Seconds from the `submitted` line to the first `pending` or `running` line."""
+    sub = first = None
+    for event, t in zip(drv.events, drv.arrivals, strict=False):
+        kind = event.get("event")
+        if kind == "submitted" and sub is None:
+            sub = t
+        elif kind in ("pending", "running") and first is None:
+            first = t
+    return None if sub is None or first is None else first - sub
+
+
 def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
     users = ["alice" if i % 2 == 0 else "bob" for i in range(n)]
     for user in sorted(set(users)):
@@ -54,6 +66,7 @@ def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
                 t_ready, ready = drv.wait_timed("ready", 600)
                 sessions.append(
                     {
+                        "first_state_s": first_state_delay(drv),
                         "user": user,
                         "job_id": str(ready["job_id"]),
                         "node": ready["node"],
