@@ -169,9 +169,10 @@ def t_chaos(run: dict[str, Any], chaos: dict[str, Any]) -> str:
     head = (
         "| exit path | rounds | failed rounds | wrong exit | jobs left | processes left "
         "(cluster) | laptop processes | ports | files left (login, nodes) | local files, "
-        "records | session broken | errors | starts redone | s per round |"
+        "records | session broken | errors | starts redone | s per round | nothing left, "
+        "right exit |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     for r in results:
         per = r["seconds"] / r["rounds"] if r["rounds"] else 0.0
         c = r.get("counts", {})
@@ -180,7 +181,7 @@ def t_chaos(run: dict[str, Any], chaos: dict[str, Any]) -> str:
             f"{c.get('jobs', 0)} | {c.get('processes', 0)} | {c.get('local_processes', 0)} | "
             f"{c.get('ports', 0)} | {c.get('files', 0)} | {c.get('local_files', 0)} | "
             f"{c.get('not_survived', 0)} | {c.get('errors', 0)} | {c.get('retried', 0)} | "
-            f"{per:.1f} |"
+            f"{per:.1f} | {'MISSED' if r['failed'] else 'met'} |"
         )
     return "\n".join(lines)
 
@@ -218,6 +219,23 @@ def t_chaos_failures(run: dict[str, Any], chaos: dict[str, Any]) -> str:
     return "\n".join(lines) or "Nothing was left and no round failed."
 
 
+def t_chaos_activity(run: dict[str, Any], chaos: dict[str, Any]) -> str:
+    """How busy the sandbox was during the chaos run (sampled at each round's start)."""
+    samples = chaos.get("activity", [])
+    if not samples:
+        return "Other activity during the chaos run: not recorded."
+
+    def top(key: str) -> Any:
+        return max((a.get(key, 0) for a in samples), default=0)
+
+    return (
+        f"Other activity during the chaos run (sampled at the start of each of its "
+        f"{chaos.get('rounds', NA)} rounds): load up to {top('load_1min')}, up to "
+        f"{top('jobs_in_queue')} jobs in the queue, {top('pytest_runs')} pytest processes and "
+        f"{top('chaos_runs')} chaos loops (this one included)."
+    )
+
+
 TABLES: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
     "summary": t_summary,
     "steps": t_steps,
@@ -225,6 +243,7 @@ TABLES: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
     "rpc": t_rpc,
     "chaos": t_chaos,
     "chaos_failures": t_chaos_failures,
+    "chaos_activity": t_chaos_activity,
     "machine": t_machine,
     "activity": t_activity,
 }

@@ -194,8 +194,12 @@ def ensure_sandbox() -> None:
 def ensure_setup(users: Sequence[str] = ("alice", "bob")) -> None:
     """Set up the users (idempotent: changed=0 when done), as a fresh sandbox has none."""
     for user in users:
-        done = run_setup(SANDBOX, user, password=user_password(user))
-        changed = done.recap.get("sandbox", {}).get("changed")
-        print(f"bench: setup for {user}: rc={done.rc} changed={changed}", flush=True)
-        if done.rc:
-            raise SystemExit(done.output[-1500:])
+        for attempt in range(3):  # a chaos loop's slurmctld restart fails setup's sbatch check
+            done = run_setup(SANDBOX, user, password=user_password(user))
+            changed = done.recap.get("sandbox", {}).get("changed")
+            print(f"bench: setup for {user}: rc={done.rc} changed={changed}", flush=True)
+            if not done.rc:
+                break
+            if attempt == 2:
+                raise SystemExit(done.output[-1500:])
+            time.sleep(15)

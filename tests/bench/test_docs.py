@@ -97,3 +97,16 @@ def test_the_chaos_results_cover_every_exit_path() -> None:
     assert raw, "bench/last-chaos.json is missing: run `make chaos`"
     assert [r["path"] for r in raw["results"]] == list(chaos.PATHS)
     assert all(r["rounds"] == raw["rounds"] for r in raw["results"])
+
+
+def test_the_chaos_table_says_missed_for_a_path_that_left_something() -> None:
+    counts = {k: 0 for k in chaos.COUNTED} | {"retried": 0}
+    ok = {"path": "sigint", "rounds": 10, "failed_rounds": 0, "seconds": 50.0,
+          "failed": False, "counts": counts}  # fmt: skip
+    token = "cn01:/tmp/nodebook-alice-7/token"
+    bad = {**ok, "path": "sigkill", "failed_rounds": 1, "failed": True,
+           "counts": counts | {"files": 1}, "files": [token]}  # fmt: skip
+    table = docs.t_chaos({}, {"results": [ok, bad]}).splitlines()
+    assert table[2].endswith("| met |") and table[3].endswith("| MISSED |")
+    assert "| 1 |" in table[3]
+    assert token in docs.t_chaos_failures({}, {"results": [bad]})
