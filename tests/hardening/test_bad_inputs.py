@@ -478,14 +478,7 @@ CASES = [
         during=scancel_when_ready,
         submits=True,
     ),
-    Case(
-        "walltime-reached",
-        ("--time", "1"),
-        ENDED,
-        r"reached its time limit",
-        r"ask for more with --time",
-        submits=True,
-    ),
+    # Walltime reached: tests/e2e/test_real_work.py (with memory and scancel, concurrently).
     Case(
         "slurmctld-restarted-mid-session",
         (),

@@ -20,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the test venv: pip, ansible-galaxy, ansible-playbook
@@ -160,16 +159,6 @@ def secret_vars(workspace: Path, values: dict[str, str]) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(values, fh)
     return path
-
-
-def sandbox_inventory_as_one_file(inventory: Path) -> str:
-    """The sandbox's inventory with its group_vars folded in: one cluster file, as
-    `nodebook init` writes into ~/.config/nodebook/inventory/."""
-    data = yaml.safe_load(inventory.read_text())
-    group_vars = inventory.parent / "group_vars" / "all.yml"
-    if group_vars.exists():
-        data["all"].setdefault("vars", {}).update(yaml.safe_load(group_vars.read_text()) or {})
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def hidden_argv(

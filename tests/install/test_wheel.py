@@ -1,7 +1,7 @@
 """The installed wheel, from a directory outside the checkout, with the checkout hidden (an empty
 directory over it in a mount namespace of the command's own) and nothing but a fresh venv:
-`nodebook doctor`, `nodebook setup` and `nodebook session` against the sandbox as alice, with the
-inventory in the user's config dir, as `nodebook init` leaves it."""
+`nodebook init` (the inventory in the user's config dir), `nodebook setup`, `nodebook doctor` and
+`nodebook session` against the sandbox as alice."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from tests.install.conftest import (
     logged_paths,
     paths_callback,
     run,
-    sandbox_inventory_as_one_file,
     secret_vars,
 )
 
@@ -167,17 +166,26 @@ def session(user: Installed, job_ids: set[str]) -> Iterator[subprocess.Popen[str
             user.sandbox.host("login", ["scancel", *sorted(job_ids)], check=False)
 
 
-def test_installed_nodebook_from_setup_to_a_notebook(user: Installed, workspace: Path) -> None:
+def test_installed_nodebook_from_init_to_a_notebook(user: Installed, workspace: Path) -> None:
+    """Three commands: init, setup, session (the sandbox's ssh config stands for ~/.ssh/config)."""
+    init = user.run(
+        "nodebook", "init", "sandbox", "--host", "login", "--user", USER,
+        "--ssh-config", str(user.sandbox.ssh_config),
+        "--index-url", "http://login:3141/simple/", "--yes",
+    )  # fmt: skip
+    assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
     inventory = user.home / ".config" / "nodebook" / "inventory" / "sandbox.yml"
-    inventory.parent.mkdir(parents=True, exist_ok=True)
-    inventory.write_text(sandbox_inventory_as_one_file(user.sandbox.inventory))
+    written = inventory.read_text()
+    assert 'nodebook_environment_module: "conda-python/3.11"' in written
+    assert 'nodebook_job_partition: "debug"' in written
     site = next((user.venv / "lib").glob("python3*/site-packages"))
     collection = site.joinpath(*COLLECTION)
     logged_paths(workspace)  # start afresh
 
     # nodebook setup (the same password as every test's, so alice's setup stays as it is)
     secret = secret_vars(workspace, {"nodebook_password_secret": user_password(USER)})
-    setup = user.run("nodebook", "setup", "-e", f"@{secret}")
+    # (alice's job script keeps the sandbox's 1G: other tests share her setup)
+    setup = user.run("nodebook", "setup", "-e", f"@{secret}", "-e", "nodebook_job_mem=1G")
     secret.unlink()
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     ran = logged_paths(workspace)

@@ -440,7 +440,7 @@ def test_ended_leaves_a_running_jobs_files_alone(cluster: Cluster) -> None:
     cluster.slurm["accounting"] = False
     cluster.job("43", state="RUNNING")
     cluster.save()
-    ended = cluster.run("ended", "43", timeout=60).one("ended")
+    ended = cluster.run("ended", "43", "--settle", "1").one("ended")
     assert ended["stale"] is False and (cluster.base / "jobs/43/connection.json").exists()
 
 
