@@ -1,4 +1,4 @@
-"""Command line: ``python -m driver session|list|stop|attach|setup|doctor``.
+"""Command line: ``nodebook COMMAND`` (the same as ``python -m driver COMMAND``).
 
 Errors are NodebookError exceptions with a one-line message; they are caught here, once.
 """
@@ -16,17 +16,17 @@ from driver.tunnel import MODES
 
 EXAMPLES = f"""\
 examples:
-  python -m driver init mycluster --host login.example.org   describe a cluster (once)
-  python -m driver setup                         one-time: install Jupyter, set a password
-  python -m driver session                       a notebook on a compute node (Ctrl-C ends it)
-  python -m driver session --time 02:00:00 --cpus 4 --mem 16G --partition long
-  python -m driver session --gpus a100:1 --no-browser --json
-  python -m driver session --cluster sandbox-server   a standalone server (no Slurm)
-  python -m driver list                          your sessions on each cluster
-  python -m driver attach 1234                   reconnect to job 1234 (and take it over)
-  python -m driver stop 1234 | --all             cancel sessions
-  python -m driver doctor                        check ssh, module, Slurm, setup, ports
-  python -m driver kernels                       the kernels notebooks can use (your own envs)
+  nodebook init mycluster --host login.example.org   describe a cluster (once)
+  nodebook setup                                 one-time: install Jupyter, set a password
+  nodebook session                               a notebook on a compute node (Ctrl-C ends it)
+  nodebook session --time 02:00:00 --cpus 4 --mem 16G --partition long
+  nodebook session --gpus a100:1 --no-browser --json
+  nodebook session --cluster sandbox-server      a standalone server (no Slurm)
+  nodebook list                                  your sessions on each cluster
+  nodebook attach 1234                           reconnect to job 1234 (and take it over)
+  nodebook stop 1234 | --all                     cancel sessions
+  nodebook doctor                                check ssh, module, Slurm, setup, ports
+  nodebook kernels                               the kernels notebooks can use (your own envs)
 
 exit codes:
 {EXIT_CODE_HELP}
@@ -36,43 +36,43 @@ exit codes:
 SUB_EXAMPLES = {
     "session": """\
 examples:
-  python -m driver session                       a notebook, default partition (Ctrl-C ends it)
-  python -m driver session --time 02:00:00 --cpus 4 --mem 16G --partition long
-  python -m driver session --gpus a100:1 --no-browser
-  python -m driver session --cluster sandbox-server     a standalone server (no Slurm)
-  python -m driver session --tunnel via-login --endpoint tcp-node   no ssh to compute nodes
-  python -m driver session --json                one JSON object per line (for scripts)
+  nodebook session                               a notebook, default partition (Ctrl-C ends it)
+  nodebook session --time 02:00:00 --cpus 4 --mem 16G --partition long
+  nodebook session --gpus a100:1 --no-browser
+  nodebook session --cluster sandbox-server      a standalone server (no Slurm)
+  nodebook session --tunnel via-login --endpoint tcp-node           no ssh to compute nodes
+  nodebook session --json                        one JSON object per line (for scripts)
 """,
     "attach": """\
 examples:
-  python -m driver attach 1234                   reconnect to job 1234 and take it over
-  python -m driver attach 1234 --port 8888       on a chosen local port
+  nodebook attach 1234                           reconnect to job 1234 and take it over
+  nodebook attach 1234 --port 8888               on a chosen local port
 """,
     "list": """\
 examples:
-  python -m driver list                          your sessions on every cluster
-  python -m driver list --cluster hpc2 --json    one cluster, as JSON lines
+  nodebook list                                  your sessions on every cluster
+  nodebook list --cluster hpc2 --json            one cluster, as JSON lines
 """,
     "stop": """\
 examples:
-  python -m driver stop 1234                     cancel job 1234 and confirm it left the queue
-  python -m driver stop --all --cluster hpc2     every nodebook session of yours on hpc2
+  nodebook stop 1234                             cancel job 1234 and confirm it left the queue
+  nodebook stop --all --cluster hpc2             every nodebook session of yours on hpc2
 """,
     "setup": """\
 examples:
-  python -m driver setup                         asks the Jupyter password (no echo, twice)
-  python -m driver setup --cluster hpc2 -v       the full Ansible output as it runs
-  python -m driver setup -e @vault.yml           the password from an Ansible Vault file
-  python -m driver setup -e nodebook_password_mode=token   no password: token only
-  python -m driver setup --check --diff          what it would change, changing nothing
+  nodebook setup                                 asks the Jupyter password (no echo, twice)
+  nodebook setup --cluster hpc2 -v               the full Ansible output as it runs
+  nodebook setup -e @vault.yml                   the password from an Ansible Vault file
+  nodebook setup -e nodebook_password_mode=token           no password: token only
+  nodebook setup --check --diff                  what it would change, changing nothing
 
 other options go to ansible-playbook (-e, --check, --diff, --tags ...). Progress is one line
 per phase; the full output is kept in a log file (named when setup fails).
 """,
     "ssh-config": """\
 examples:
-  python -m driver ssh-config 1234                print a Host block for job 1234's node
-  python -m driver ssh-config 1234 > ~/.ssh/nodebook-1234.conf
+  nodebook ssh-config 1234                       print a Host block for job 1234's node
+  nodebook ssh-config 1234 > ~/.ssh/nodebook-1234.conf
   ssh -F ~/.ssh/nodebook-1234.conf nodebook-1234  a shell on the node (or VS Code Remote-SSH)
 
 The block goes through the login node with the inventory's ssh options and pinned host keys,
@@ -81,8 +81,8 @@ password or one-time code is asked. It is valid while the job runs.
 """,
     "doctor": """\
 examples:
-  python -m driver doctor                        ssh, module, Slurm, setup state, local ports
-  python -m driver doctor --cluster hpc2 --json
+  nodebook doctor                                ssh, module, Slurm, setup state, local ports
+  nodebook doctor --cluster hpc2 --json
 """,
 }
 
@@ -151,7 +151,7 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m driver",
+        prog="nodebook",
         description="Jupyter on a Slurm compute node: one-time setup, then one command.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -512,16 +512,16 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None] | Non
 
 INIT_EXAMPLES = """\
 examples:
-  python -m driver init mycluster --host login.cluster.example.org
+  nodebook init mycluster --host login.cluster.example.org
                                   probe, propose, ask; writes mycluster.yml in the inventory dir
-  python -m driver init hpc2 --host hpc2 --user jdoe --module python/3.11 --partition gpu --yes
+  nodebook init hpc2 --host hpc2 --user jdoe --module python/3.11 --partition gpu --yes
                                   no questions: every answer given (or proposed)
-  python -m driver init lab --host workstation --yes
+  nodebook init lab --host workstation --yes
                                   a server without Slurm: written as nodebook_scheduler "none"
-  python -m driver init offline --host login --index-url https://pypi.internal.example.org/simple/
+  nodebook init offline --host login --index-url https://pypi.internal.example.org/simple/
                                   a cluster that installs from its own mirror
 
-then: python -m driver setup --cluster NAME, and python -m driver session --cluster NAME
+then: nodebook setup --cluster NAME, and nodebook session --cluster NAME
 """
 
 
