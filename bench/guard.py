@@ -66,18 +66,26 @@ class Guard:
         return problems
 
     def remove_runtime_dirs(self) -> list[str]:
-        """Remove what the jobs' own cleanup left on the nodes (after it was reported): the
-        benchmark leaves nothing, even when a job's trap was killed."""
+        """Remove what the jobs' own cleanup left (after it was reported): the runtime dirs on
+        the nodes and the job's files on the shared home (connection file with its token,
+        heartbeat, .seen, pid file, job dir; the job's log stays). The benchmark leaves
+        nothing, even when a job's trap was killed."""
         removed = []
         for job_id, user in self.jobs.items():
             try:
-                run_dir = leftovers.job_paths(self.sandbox, user, job_id)["runtime_dir"]
+                paths = leftovers.job_paths(self.sandbox, user, job_id)
             except LookupError:
                 continue
+            run_dir = paths["runtime_dir"]
             for node in ("cn01", "cn02"):
                 if leftovers.existing(self.sandbox, node, [run_dir]):
                     self.sandbox.host(node, ["rm", "-rf", run_dir], check=False)
                     removed.append(f"{node}:{run_dir}")
+            shared = [paths[k] for k in leftovers.SHARED_PATHS if paths.get(k)]
+            found = leftovers.existing(self.sandbox, "login", shared)
+            if found:
+                self.sandbox.host("login", ["rm", "-rf", *found], check=False)
+                removed += [f"login:{f}" for f in found]
         return removed
 
     def close(self) -> None:
