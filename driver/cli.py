@@ -246,8 +246,20 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
 
 def _prune_stale_state(out: Renderer) -> None:
     """A SIGKILLed driver cannot remove its session record: the next command does, and says so."""
-    from driver.state import prune_stale
+    from driver.state import prune_stale, prune_temp_dirs
 
+    removed = prune_temp_dirs()
+    if removed:
+        out.emit(
+            Update(
+                "info",
+                message=(
+                    f"removed what a killed nodebook left: {len(removed)} temporary "
+                    "directories (ssh master, Ansible's run); its ssh master was ended too"
+                ),
+                data={"stale": True, "removed": [str(p) for p in removed]},
+            )
+        )
     for rec in prune_stale():
         out.emit(
             Update(

@@ -9,7 +9,6 @@
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.paths import ANSIBLE_CFG, DATA, PLAYBOOKS
 from driver.progress import Update, carries_secret, parse_event
+from driver.state import owned_temp_dir
 
 
 @dataclass
@@ -59,7 +59,7 @@ class PlaybookRun:
         """Run to completion (``wait`` polls the thread so the caller can react to signals)."""
         import ansible_runner
 
-        private = Path(tempfile.mkdtemp(prefix="nodebook-runner-"))
+        private = owned_temp_dir("nodebook-runner-")
         venv_bin = str(Path(sys.executable).parent)
         envvars = {
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),

@@ -19,6 +19,7 @@ from typing import IO
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
+from driver.state import owned_temp_dir
 
 # How long an orphaned master (driver killed) outlives its last client.
 MASTER_PERSIST = 120
@@ -38,7 +39,7 @@ def target_argv(cluster: Cluster) -> list[str]:
 
 def make_control_dir() -> Path:
     """A private (0700) short directory for the master's socket (unix paths are short)."""
-    return Path(tempfile.mkdtemp(prefix="nb-"))
+    return owned_temp_dir("nb-")
 
 
 @dataclass

@@ -4,11 +4,27 @@ The record holds what ``list`` and ``attach`` need locally (job id, node, local 
 mode, driver pid). Never the token: that stays on the cluster in connection.json (0600).
 """
 
+import contextlib
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+# A driver's temporary directories (the ssh master's, ansible-runner's) carry the driver's pid in
+# this file, so that the next command can remove what a killed driver left (prune_stale).
+OWNER = "owner.pid"
+TEMP_PREFIXES = ("nb-", "nodebook-runner-")
+
+
+def owned_temp_dir(prefix: str) -> Path:
+    """A private (0700) temporary directory marked as this driver's."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / OWNER).write_text(f"{os.getpid()}\n")
+    return path
 
 
 def state_root() -> Path:
@@ -102,11 +118,40 @@ def driver_alive(pid: int) -> bool:
     return b"driver" in cmdline or b"nodebook" in cmdline
 
 
+def prune_temp_dirs(tmp: Path | None = None) -> list[Path]:
+    """Remove the temporary directories of drivers that are gone (their ssh master told to exit
+    first); return them."""
+    removed = []
+    base = tmp or Path(tempfile.gettempdir())
+    for path in sorted(base.iterdir()) if base.is_dir() else []:
+        if not path.name.startswith(TEMP_PREFIXES) or not path.is_dir():
+            continue
+        try:
+            pid = int((path / OWNER).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # not ours, or still being made
+        if pid == os.getpid() or driver_alive(pid):
+            continue
+        socket = path / "m"
+        if socket.exists():  # an orphaned master lingers for its ControlPersist: end it now
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "nodebook-orphan"],
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                )
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def prune_stale(root: Path | None = None) -> list[SessionRecord]:
     """Remove the records of sessions whose driver is gone (killed with SIGKILL, a crash) and
     return them: the next command says so."""
     base = root or state_root()
-    pruned = []
+    pruned: list[SessionRecord] = []
     if not base.is_dir():
         return pruned
     for cluster_dir in sorted(p for p in base.iterdir() if p.is_dir()):

@@ -11,7 +11,14 @@ from driver.cli import build_parser, main
 from driver.errors import ExitCode
 from driver.monitor import describe_end
 from driver.session import job_url
-from driver.state import SessionRecord, StateDir, pid_alive, prune_stale
+from driver.state import (
+    SessionRecord,
+    StateDir,
+    owned_temp_dir,
+    pid_alive,
+    prune_stale,
+    prune_temp_dirs,
+)
 
 
 def test_state_dir_is_private_and_round_trips(tmp_path):
@@ -122,3 +129,20 @@ def test_stale_records_of_killed_drivers_are_pruned_and_said(tmp_path, monkeypat
     out = capsys.readouterr()
     assert "removed the stale record of job 14 on c1" in out.out
     assert StateDir("c1").records() == []
+
+
+def test_a_killed_drivers_temp_dirs_are_removed_and_a_live_ones_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ours = owned_temp_dir("nb-")  # this process: alive
+    killed = tmp_path / "nodebook-runner-x1"
+    killed.mkdir()
+    (killed / "owner.pid").write_text(f"{dead.pid}\n")
+    foreign = tmp_path / "nb-someone-else"  # no owner file: not ours to judge
+    foreign.mkdir()
+    assert prune_temp_dirs() == [killed]
+    assert ours.exists() and foreign.exists() and not killed.exists()
