@@ -25,7 +25,7 @@ from tests.harness.sandbox import REPO
 
 RAW = REPO / "bench" / "last-run.json"
 ALL = ("session", "profile", "sched", "throughput", "setup", "concurrent")  # = STAGES
-ROUNDS = 12  # interleaved rounds of the session stage (each: driver, stop, baseline A and B)
+ROUNDS = 20  # rounds of the session stage: two whole Williams designs of its five kinds
 PENDING_S = 60  # scheduler windows: PENDING behind a full cluster, then RUNNING
 RUNNING_S = 120
 

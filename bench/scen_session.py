@@ -1,7 +1,9 @@
 """Time to notebook, Ctrl-C and `nodebook stop` to job gone: the driver against two hand-written
 baselines, interleaved round by round.
 
-Each round runs five kinds, in an order rotated every round so that slow drift hits all alike:
+Each round runs five kinds, in an order from a Williams design (every kind takes every position
+and follows every other kind equally often over 2 x 5 rounds), so that slow drift and the
+session before (its job's end moves Slurm's scheduling tick) hit all alike:
 
 - driver: t0 = spawn of `python -m driver session`; ready = arrival of its `ready` line (the
   driver emits it after its own first HTTP 200 through the tunnel; the probe checks one more
@@ -246,21 +248,39 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
     warm_inventory(state)  # a user's every session but the first after an inventory edit
     sandbox_cluster("alice")  # the baselines' and the observer's masters: read once, untimed
     script = prepare_manual(guard)
+    orders = williams(len(KINDS))
     for i in range(reps):
-        # rotate the order, so slow drift and "who goes first" hit every kind alike
-        order = KINDS[i % len(KINDS) :] + KINDS[: i % len(KINDS)]
-        for which in order:
+        # a balanced order: slow drift, the position in the round and the session just
+        # before (its job's end moves Slurm's scheduling tick) hit every kind alike
+        order = [KINDS[k] for k in orders[i % len(orders)]]
+        for position, which in enumerate(order):
             for _attempt in range(3):  # a round broken by others' fault injection is redone
                 try:
                     res = one_round(guard, state, which, script)
                     res["round"] = i
+                    res["position"] = position
+                    res["after"] = order[position - 1] if position else None
                     out[which].append(res)
                     break
                 except (RuntimeError, OSError, ValueError) as exc:
                     failed.append(f"{which}: {exc}"[:300])
                     log(f"rep {i + 1}/{reps} {which} failed, redoing it: {exc}"[:300])
             log_round(i, reps, which, out[which])
-    return {**out, "order": "rotated", "failed_rounds": failed, "watch_poll_s": WATCH_POLL_S}
+    return {**out, "order": "williams", "failed_rounds": failed, "watch_poll_s": WATCH_POLL_S}
+
+
+def williams(n: int) -> list[list[int]]:
+    """A Williams design for n kinds: orders in which every kind takes every position equally
+    often and follows every other kind equally often (n orders for even n, 2n for odd n)."""
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + i) % n for x in first] for i in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
 
 
 def one_round(guard: Guard, state: Path, which: str, script: str) -> dict[str, Any]:
