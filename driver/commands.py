@@ -80,15 +80,22 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     if cluster.user:
         ev["ansible_user"] = cluster.user
     stopped: list[str] = []
+    cancelled_now = False
 
     def on_update(update: Update) -> None:
         if update.kind == "stopped" and update.data.get("cancelled") and update.job_id:
             stopped.append(update.job_id)
 
     with connected(cluster) as remote:
+        if job_id and job_id.isdigit() and not cluster.standalone:
+            # scancel at once over the master (Ansible takes most of a second to start);
+            # cleanup.yml then confirms the job left the queue and tidies up.
+            cancelled_now = remote.cancel_now(job_id)
         run = PlaybookRun(cluster, "cleanup.yml", ev, remote.master.ansible_env(), on_update)
         run.run()
         run.raise_for_failure("stop")
+    if job_id and not stopped and cancelled_now:
+        stopped = [job_id]  # gone before cleanup.yml looked
     for job in stopped:
         StateDir(cluster.name).remove(job)
     if job_id and job_id not in stopped:

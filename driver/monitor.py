@@ -47,7 +47,13 @@ def describe_end(
     exit_code = str(ended.get("exit_code") or "")
     log = [str(x) for x in ended.get("log") or []]
     tail = f"; last lines of the job log: {' | '.join(log)}" if log else ""
-    if state == "OUT_OF_MEMORY" or any("memory limit" in line.lower() for line in log):
+    if ended.get("cause") == "heartbeat":
+        return (
+            "the job ended itself: it had no heartbeat from this machine for its dead-man's "
+            "switch's window (this machine or its network was away); start a new session",
+            ExitCode.JOB_ENDED,
+        )
+    if ended.get("cause") == "memory" or state == "OUT_OF_MEMORY":
         # Without cgroups Slurm's memory watch kills the job (FAILED, signal 9) and says so.
         return (
             "the job ran out of memory (--mem) and Slurm ended it; ask for more with --mem next "

@@ -444,6 +444,25 @@ def test_ended_leaves_a_running_jobs_files_alone(cluster: Cluster) -> None:
     assert ended["stale"] is False and (cluster.base / "jobs/43/connection.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("fields", "log", "cause"),
+    [
+        ({"state": "FAILED", "exit_code": "75:0"}, "", "heartbeat"),
+        ({"state": "COMPLETED"}, "nodebook: no heartbeat for 12 s (timeout 10 s)\n", "heartbeat"),
+        (
+            {"state": "FAILED", "exit_code": "0:9"},
+            "StepId=3.batch exceeded memory limit\n",
+            "memory",
+        ),
+        ({"state": "CANCELLED"}, "", ""),
+    ],
+)
+def test_ended_names_the_cause_the_jobs_log_or_exit_code_tells(cluster, fields, log, cause):
+    cluster.job("44", **fields)
+    (cluster.base / "jobs/44.log").write_text(log)
+    assert cluster.run("ended", "44").one("ended")["cause"] == cause
+
+
 def test_ended_without_accounting_asks_squeue(cluster: Cluster) -> None:
     cluster.slurm["accounting"] = False
     cluster.save()
@@ -660,7 +679,7 @@ def test_job_writes_a_private_connection_file_and_cleans_up_on_sigterm(cluster: 
 def test_job_ends_itself_without_heartbeat(cluster: Cluster) -> None:
     proc = start_job(cluster, "71", NODEBOOK_HEARTBEAT_TIMEOUT="2")
     try:
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 75  # DEADMAN_EXIT: Slurm records the job as failed
     finally:
         proc.kill()
         out = proc.communicate()[0]

@@ -62,6 +62,12 @@ def test_job_url():
         ({"state": "CANCELLED", "by": "root"}, ExitCode.JOB_ENDED, "by root"),
         ({"state": "TIMEOUT"}, ExitCode.JOB_ENDED, "--time"),
         ({"state": "OUT_OF_MEMORY"}, ExitCode.JOB_ENDED, "--mem"),
+        ({"state": "FAILED", "exit_code": "0:9", "cause": "memory"}, ExitCode.JOB_ENDED, "--mem"),
+        (
+            {"state": "FAILED", "exit_code": "75:0", "cause": "heartbeat"},
+            ExitCode.JOB_ENDED,
+            "dead-man's switch",
+        ),
         ({"state": "NODE_FAIL"}, ExitCode.JOB_ENDED, "node failed"),
         (
             {"state": "FAILED", "exit_code": "1:0", "log": ["boom"]},
