@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A fake Slurm for the helper's unit tests: sbatch, squeue, scancel, sacct and sinfo in one file.
+"""A fake Slurm for the helper's unit tests: sbatch, squeue, scontrol, scancel, sacct and sinfo.
 
 Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
 ($FAKE_SLURM_STATE, else slurm.json beside the bin dir):
@@ -112,7 +112,7 @@ def main() -> int:
 
 
 def run(name: str, state: dict) -> int:
-    if state.get("down") and name in ("squeue", "sbatch", "scancel", "sinfo"):
+    if state.get("down") and name in ("squeue", "scontrol", "sbatch", "scancel", "sinfo"):
         print(
             f"{name}: error: Unable to contact slurm controller (connect failure)", file=sys.stderr
         )
@@ -155,6 +155,27 @@ def run(name: str, state: dict) -> int:
             selected = [j for j in selected if j["state"] in ACTIVE]
         for job in selected:
             print(long_line(o["-O"], job) if "-O" in o else fmt_line(o.get("-o", "%i"), job))
+        return 0
+    if name == "scontrol":
+        # scontrol --local -o show job ID: one line of Key=Value (Reason may hold spaces)
+        if state.get("old_scontrol"):
+            print("scontrol: unrecognized option '--local'", file=sys.stderr)
+            return 1
+        if sys.argv[1:4] != ["--local", "-o", "show"] or sys.argv[4] != "job":
+            print(f"fake_slurm: scontrol {sys.argv[1:]} is not faked", file=sys.stderr)
+            return 2
+        job = jobs.get(sys.argv[5])
+        if job is None:
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+            return 1
+        start = job.get("start", "N/A")
+        print(
+            f"JobId={job['id']} JobName={job['name']} UserId={job.get('user')}(1000) "
+            f"JobState={job['state']} Reason={job.get('reason', 'None')} Dependency=(null) "
+            f"SubmitTime=2026-12-01T00:00:00 StartTime={'Unknown' if start == 'N/A' else start} "
+            f"Partition=debug ReqNodeList=(null) NodeList={job.get('node') or '(null)'} "
+            f"Comment={job.get('comment', '')}"
+        )
         return 0
     if name == "scancel":
         for job_id in rest:

@@ -1,8 +1,8 @@
 """The remote helper (roles/nodebook_job/files/nodebook-remote) without the sandbox.
 
 Each test gets a home with a setup.json as the role writes it and a fake Slurm on PATH
-(tests/unit/fake_slurm.py: sbatch, squeue, scancel, sacct, sinfo over one JSON state file that
-also records every call). Every line the helper prints must be JSON.
+(tests/unit/fake_slurm.py: sbatch, squeue, scontrol, scancel, sacct, sinfo over one JSON state
+file that also records every call). Every line the helper prints must be JSON.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Cluster:
         self.bin = self.tmp / "bin"
         for d in (self.base / "jobs", self.base / "bin", self.bin):
             d.mkdir(parents=True)
-        for name in ("sbatch", "squeue", "scancel", "sacct", "sinfo"):
+        for name in ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sinfo"):
             (self.bin / name).symlink_to(FAKE)
         (self.base / "bin" / "nodebook-remote").symlink_to(HELPER)
         self.state_file = self.tmp / "slurm.json"
@@ -298,7 +298,7 @@ def test_wait_blocks_while_nothing_changes_and_queries_rarely(cluster: Cluster) 
     assert time.monotonic() - started >= 2  # the window counts whole seconds
     assert res.one("status")["state"] == "PENDING"
     # the last report was just now: no query within the next 5 s
-    assert len(cluster.calls("squeue")) == 0
+    assert not cluster.calls("scontrol") and not cluster.calls("squeue")
 
 
 def test_wait_queries_at_once_when_the_job_log_appears(cluster: Cluster) -> None:
@@ -311,6 +311,18 @@ def test_wait_queries_at_once_when_the_job_log_appears(cluster: Cluster) -> None
     st = res.one("status")
     assert st["state"] == "RUNNING" and st["node"] == "cn02" and st["waiting"] is False
     assert st["reason"] == ""  # Slurm's "None" is no reason
+
+
+def test_a_reason_with_spaces_and_an_old_scontrol(cluster: Cluster) -> None:
+    cluster.job("12", state="PENDING", reason="ReqNodeNotAvail, UnavailableNodes:cn01")
+    assert cluster.run("wait", "12", "--window", "1").one("status")["reason"] == (
+        "ReqNodeNotAvail, UnavailableNodes:cn01"
+    )
+    (cluster.base / "jobs/12.seen").unlink()
+    cluster.slurm["old_scontrol"] = True  # a Slurm without scontrol --local: squeue instead
+    cluster.save()
+    st = cluster.run("wait", "12", "--window", "1").one("status")
+    assert st["state"] == "PENDING" and cluster.calls("squeue")
 
 
 def test_no_start_estimate_is_empty_not_na(cluster: Cluster) -> None:
@@ -416,9 +428,9 @@ def test_ended_reads_sacct(cluster: Cluster, fields, state, by, exit_code) -> No
 def test_heartbeat_check_asks_the_scheduler_once(cluster: Cluster) -> None:
     cluster.job("32", state="RUNNING", node="cn01")
     assert "state" not in cluster.run("heartbeat", "32").one("heartbeat")
-    assert not cluster.calls("squeue")
+    assert not cluster.calls("scontrol")
     beat = cluster.run("heartbeat", "32", "--check").one("heartbeat")
-    assert beat["state"] == "RUNNING" and len(cluster.calls("squeue")) == 1
+    assert beat["state"] == "RUNNING" and len(cluster.calls("scontrol")) == 1
 
 
 def test_ended_tidies_what_a_killed_job_left(cluster: Cluster) -> None:
