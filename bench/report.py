@@ -492,6 +492,31 @@ def profile_rows(fig: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def code_figures(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """The commit and the tree's changed paths at the start and at the end of the run."""
+    same = start.get("commit") == end.get("commit") and start.get("dirty_paths") == end.get(
+        "dirty_paths"
+    )
+    return {
+        "commit": start.get("commit"),
+        "commit_end": end.get("commit"),
+        "dirty": start.get("dirty"),
+        "unchanged": same,
+    }
+
+
+def code_rows(fig: dict[str, Any]) -> list[Row]:
+    """Others work in the same tree: a run whose code changed under it measured two versions."""
+    short = str(fig["commit"])[:7]
+    end = "the same at the end" if fig["unchanged"] else f"at the end {str(fig['commit_end'])[:7]}"
+    tree = "dirty" if fig["dirty"] else "clean"
+    return [
+        Row("code measured: commit and work tree, start and end of the run",
+            f"{short} ({tree}), {end}" + ("" if fig["unchanged"] else " or other changed files"),
+            "-", "unchanged during the run", bool(fig["unchanged"]))
+    ]  # fmt: skip
+
+
 # -- all of it ----------------------------------------------------------------------------------
 
 STAGES = ("session", "profile", "sched", "throughput", "setup", "concurrent")
@@ -500,6 +525,8 @@ STAGES = ("session", "profile", "sched", "throughput", "setup", "concurrent")
 def figures(results: dict[str, Any]) -> dict[str, Any]:
     """Every figure of the report, from the raw results of the stages that ran."""
     out: dict[str, Any] = {}
+    if "machine" in results and "machine_end" in results:
+        out["code"] = code_figures(results["machine"], results["machine_end"])
     if "session" in results:
         out["session"] = session_figures(results["session"])
         out["ssh"] = ssh_figures(results["session"])
@@ -519,6 +546,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
 def rows(fig: dict[str, Any], errors: dict[str, str] | None = None) -> list[Row]:
     out: list[Row] = []
     for name, fn in (
+        ("code", code_rows),
         ("session", session_rows),
         ("ssh", ssh_rows),
         ("profile", profile_rows),

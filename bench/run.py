@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         host.cancel_fill()
     results["started"] = started
+    results["machine_end"] = host.code_state()  # others work in the same tree
     rows = summarize(results)
     print()
     print(report.table(rows))

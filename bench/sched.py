@@ -7,8 +7,9 @@ of two readings around a window). Nothing else of alice runs meanwhile (the prob
 no observer; the host's own state checks run as root, before and after each window, never in
 it), so alice's difference is the session's; a window in which alice had other jobs is marked.
 sdiag has no per-user split by type: the RPC types are the difference of the global per-type
-counts over the window, and they are the session's when every RPC of the window was alice's or
-root's sdiag itself (``types_are_alices``). Then the filler is cancelled, the session starts,
+counts over the window, and they are the session's when every RPC of the window was alice's,
+root's sdiag itself or a daemon's own message (slurmd's registration, a job's completion:
+``DAEMON_TYPES``), so ``types_are_alices``. Then the filler is cancelled, the session starts,
 and a second window is read while it runs.
 
 Beside it, the Slurm client commands the session ran (strace on the session's sshd on login,
@@ -27,6 +28,14 @@ from bench.rpctrace import ExecTrace, session_sshd
 from tests.harness.sandbox import REPO
 
 OWN_TYPES = ("REQUEST_STATS_INFO",)  # root's sdiag readings themselves
+# messages slurmd and slurmstepd send on their own (as root or SlurmUser), never a user's client
+DAEMON_TYPES = (
+    "MESSAGE_NODE_REGISTRATION_STATUS",
+    "MESSAGE_EPILOG_COMPLETE",
+    "REQUEST_COMPLETE_BATCH_SCRIPT",
+    "REQUEST_COMPLETE_PROLOG",
+    "REQUEST_STEP_COMPLETE",
+)
 
 
 def _line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def summarize(
     types = delta(before["by_type"], after["by_type"])
     restarted = any(v < 0 for v in (*users.values(), *types.values()))
     mine = users.get(user, 0)
-    own = sum(types.get(t, 0) for t in OWN_TYPES)
+    own = sum(types.get(t, 0) for t in (*OWN_TYPES, *DAEMON_TYPES))
     foreign = sum(v for u, v in users.items() if u != user) - own
     problems = []
     if set(states) != {want}:
@@ -81,7 +90,7 @@ def summarize(
         "by_user": users,
         "by_type": types,
         "types_are_alices": foreign == 0 and not restarted,
-        "session_types": {k: v for k, v in types.items() if k not in OWN_TYPES}
+        "session_types": {k: v for k, v in types.items() if k not in (*OWN_TYPES, *DAEMON_TYPES)}
         if foreign == 0
         else {},
         "states": list(states),

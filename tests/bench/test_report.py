@@ -40,7 +40,10 @@ def good_results(n: int = 10) -> dict[str, Any]:
          "socket": f"/tmp/s{i}", "http": 200}
         for i, u in enumerate(["alice", "bob"] * 2)
     ]  # fmt: skip
+    code = {"commit": "abc1234", "dirty": False, "dirty_paths": []}
     return {
+        "machine": code,
+        "machine_end": dict(code),
         "session": {"driver": drv, "stop": stop, "baseline_a": base_a, "baseline_b": base_b,
                     "sigint": sig,
                     "failed_rounds": [], "left_behind": []},
@@ -67,7 +70,7 @@ def verdicts(results: dict[str, Any], errors: dict[str, str] | None = None) -> d
 def test_good_results_meet_every_target() -> None:
     v = verdicts(good_results())
     with_target = {k: x for k, x in v.items() if x != "-"}
-    assert len(with_target) == 12, v
+    assert len(with_target) == 13, v
     assert set(with_target.values()) == {"met"}, v
 
 
@@ -107,6 +110,8 @@ def _drop(stage: str) -> Callable[[dict[str, Any]], None]:
 
 # (row's figure prefix, what breaks it): each must turn exactly that row to MISSED
 FAILING: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
+    ("code-commit", "code measured", _set("machine_end.commit", "def5678")),
+    ("code-tree", "code measured", _set("machine_end.dirty_paths", ["roles/x.yml"])),
     ("ratio-a-median", "time to notebook, ratio driver / baseline A",
      _ttn("driver", [2.6 + 0.01 * i for i in range(10)])),
     # the median ratio meets 1.10, but the spread puts the interval's top above it

@@ -58,3 +58,13 @@ def test_a_state_change_or_a_restart_invalidates_the_window() -> None:
     assert not w["valid"] and "restarted" in w["problems"][0]
     w = sched.summarize(before, after, 60.0, ("PENDING", "PENDING"), "PENDING", ["99"])
     assert w["valid"] and w["contaminated"]
+
+
+def test_daemon_messages_do_not_hide_alices_types() -> None:
+    before = reading(100, 50, 10, 500, 300)
+    before["by_type"]["MESSAGE_NODE_REGISTRATION_STATUS"] = 4
+    after = reading(112, 62, 11, 524, 303)
+    after["by_type"]["MESSAGE_NODE_REGISTRATION_STATUS"] = 6
+    w = sched.summarize(before, after, 60.0, ("PENDING", "PENDING"), "PENDING", [])
+    assert w["types_are_alices"] and w["rpcs"] == 24
+    assert w["session_types"] == {"REQUEST_FED_INFO": 12, "REQUEST_JOB_INFO_SINGLE": 12}
