@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +44,9 @@ class Gate:
                 return None
             raise
 
-    def let_through(self, stop: threading.Event) -> bool:
-        """Wait for the play to reach the gate, then let it pass; False if stopped first."""
+    def let_through(self, stop: threading.Event, payload: bytes = b"ok") -> bool:
+        """Wait for the play to reach the gate, then let it pass with `payload` ("ok": submit
+        yourself; else the driver's own submission, the helper's lines); False if stopped."""
         while not stop.is_set():
             fd = self._open_writer()
             if fd is None:
@@ -52,7 +54,10 @@ class Gate:
                 continue
             self.passed = True
             try:
-                os.write(fd, b"ok")
+                os.set_blocking(fd, True)  # the reader is there: the whole payload goes in
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             return True
@@ -75,7 +80,11 @@ class Connector:
 
     connecting: Connecting | None
     gate: Gate
+    # Runs once the master is up, before the play is let through: the driver's own submission
+    # (its result goes through the gate), or None to let the play submit.
+    on_up: Callable[[], bytes] | None = None
     error: NodebookError | None = None
+    submitted: bool = False  # on_up ran: a job may exist
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -87,10 +96,14 @@ class Connector:
         try:
             if self.connecting is not None:
                 self.connecting.wait()
+            payload = b"ok"
+            if self.on_up is not None and not self.stop.is_set():
+                self.submitted = True
+                payload = self.on_up()
         except NodebookError as exc:
             self.error = exc
             return
-        self.gate.let_through(self.stop)
+        self.gate.let_through(self.stop, payload)
 
     def check(self) -> None:
         """Raise the master's failure (cause and fix) in the caller's thread."""
@@ -99,8 +112,8 @@ class Connector:
 
     @property
     def passed(self) -> bool:
-        """True once the play may have run a remote command (a job may have been submitted)."""
-        return self.gate.passed
+        """True once a job may have been submitted (by the driver, or by the play it let pass)."""
+        return self.submitted or self.gate.passed
 
     def close(self) -> None:
         """Stop waiting, end a login still in progress, unblock the play, remove the gate."""

@@ -54,7 +54,8 @@ def carries_secret(event: dict[str, Any]) -> bool:
     return "token" in json.dumps(data.get("res", {})) if isinstance(data, dict) else False
 
 
-def _from_line(line: dict[str, Any]) -> Update | None:
+def from_line(line: dict[str, Any]) -> Update | None:
+    """The update one of the helper's lines stands for (None: not one to show)."""
     kind = line.get("nodebook")
     data = {k: v for k, v in line.items() if k != "nodebook"}
     job_id = str(line.get("job_id") or "") or None
@@ -87,9 +88,9 @@ def parse_event(event: dict[str, Any]) -> list[Update]:
         return []
     lines = parse_lines(res["stdout"]) if isinstance(res.get("stdout"), str) else []
     if kind in ("runner_on_ok", "runner_retry"):
-        return [u for u in map(_from_line, lines) if u is not None]
+        return [u for u in map(from_line, lines) if u is not None]
     if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-        updates = [u for u in map(_from_line, lines) if u is not None and u.kind != "ready"]
+        updates = [u for u in map(from_line, lines) if u is not None and u.kind != "ready"]
         errors = [line for line in lines if line.get("nodebook") == "error"]
         if errors:
             err = error_for(errors[-1])

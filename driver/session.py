@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -28,7 +29,9 @@ from driver.gate import Connector, Gate
 from driver.inventory import Cluster
 from driver.monitor import Job, Monitor
 from driver.options import SessionOptions
+from driver.paths import rules
 from driver.progress import Renderer, Update
+from driver.progress import from_line as progress_update
 from driver.remote import Remote
 from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
@@ -152,6 +155,42 @@ class Session:
             ev["ansible_user"] = self.cluster.user
         return ev
 
+    def _submit_args(self) -> list[str] | None:
+        """The helper's submit arguments as session.yml would build them (the command line's
+        job options over the inventory's), or None when the inventory holds a template the
+        driver cannot evaluate (then the play submits)."""
+        values: dict[str, Any] = {}
+        names = [*rules().SBATCH_FLAGS, *rules().SUBMIT_KEYS]
+        for name in names:
+            value = self.cluster.hostvars.get(name)
+            if isinstance(value, str) and "{{" in value:
+                return None
+            if value is not None:
+                values[name] = value
+        values.update(self.opts.job)
+        values.update(
+            nodebook_scheduler=self.cluster.scheduler,
+            nodebook_session_tag=self.job.tag,
+            nodebook_allow_second=self.opts.allow_second,
+        )
+        try:
+            return [str(a) for a in rules().submit_args(values)]
+        except ValueError as exc:
+            raise NodebookError(str(exc).removeprefix("[usage] "), ExitCode.USAGE) from exc
+
+    def _submit(self, args: list[str]) -> bytes:
+        """(The master's thread, once it is up) submit over the master, show what the helper
+        said at once, and hand its lines to the play through the gate."""
+        reply = self.remote.call("submit", *args, check=False)
+        for line in reply.lines:
+            update = progress_update(line)
+            if update is not None:
+                self._on_update(update)
+        if reply.error is not None and self.connector is not None:
+            self.connector.submitted = False  # the helper refused before sbatch (or sbatch did)
+        self.remote.raise_for(reply)
+        return "\n".join(json.dumps(line) for line in reply.lines).encode()
+
     # -- start ------------------------------------------------------------------------------
     def start(self) -> ExitCode:
         """``session``: submit, wait, connect, then hold the session until it ends."""
@@ -161,7 +200,9 @@ class Session:
                 # The master logs in while ansible-playbook starts; the play's first remote
                 # task waits at the gate until the master is up.
                 gate = Gate.create(self.control_dir)
-                self.connector = Connector(self.master.begin(), gate)
+                args = self._submit_args()
+                on_up = (lambda: self._submit(args)) if args is not None else None
+                self.connector = Connector(self.master.begin(), gate, on_up=on_up)
                 self.connector.start()
                 extravars = {**self._extravars(), "nodebook_master_gate": str(gate.path)}
                 self._play("session.yml", extravars)

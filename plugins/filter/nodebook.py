@@ -8,6 +8,7 @@ defaults are not here: they are the roles' ``defaults/main.yml``, read by ``node
 Filters:
   {{ {'nodebook_job_time': '01:30:00', ...} | nodebook_invalid }}   -> ["name=value: reason", ...]
   {{ {'nodebook_job_time': '01:30:00', ...} | nodebook_sbatch_args }} -> ["--time=01:30:00"]
+  {{ {'nodebook_session_tag': 't1', ...} | nodebook_submit_args }}  -> the helper's submit args
                                                        (raises "[usage] ..." for a bad value)
   {{ '1-00:00:00' | nodebook_slurm_seconds }}                       -> 86400
   {{ 'nodebook_environment_base_dir' | nodebook_default }}          -> ".nodebook"
@@ -216,6 +217,35 @@ def default(name: str) -> Any:
     return defaults[name]
 
 
+# What a session's submission takes, besides the resources (SBATCH_FLAGS).
+SUBMIT_KEYS = (
+    "nodebook_scheduler",
+    "nodebook_session_tag",
+    "nodebook_allow_second",
+    "nodebook_job_endpoint",
+    "nodebook_job_heartbeat_timeout",
+    "nodebook_job_pending_limit",
+)
+
+
+def submit_args(values: Mapping[str, Any]) -> list[str]:
+    """The remote helper's `submit` arguments for a session: the same in playbooks/session.yml
+    and in the driver, which submits over its ssh master before Ansible has started. Values not
+    given are absent or ""; UsageError for a bad one."""
+    given = {k: v for k, v in values.items() if k != "nodebook_allow_second"}
+    scheduler = str(given.get("nodebook_scheduler") or default("nodebook_scheduler"))
+    tag = str(given.get("nodebook_session_tag") or "manual")
+    args = ["--scheduler", scheduler, "--tag", tag]
+    if str(values.get("nodebook_allow_second", "")).lower() in ("true", "yes", "1"):
+        args.append("--allow-second")
+    if given.get("nodebook_job_endpoint") not in (None, ""):
+        args += ["--endpoint", str(given["nodebook_job_endpoint"])]
+    if given.get("nodebook_job_heartbeat_timeout") not in (None, ""):
+        args += ["--heartbeat", str(given["nodebook_job_heartbeat_timeout"])]
+    checked = {**given, "nodebook_scheduler": scheduler, "nodebook_session_tag": tag}
+    return [*args, "--", *sbatch_args(checked)]
+
+
 ROOT = Path(__file__).resolve().parents[2]  # the tree holding plugins/, roles/, playbooks/
 HELPER = ROOT / "roles" / "nodebook_job" / "files" / "nodebook-remote"
 
@@ -251,4 +281,5 @@ class FilterModule:
             "nodebook_slurm_seconds": slurm_seconds,
             "nodebook_default": default,
             "nodebook_helper": helper_command,
+            "nodebook_submit_args": submit_args,
         }

@@ -1,5 +1,6 @@
 """The master gate: a real FIFO read by a real `cat`, as session.yml's pipe lookup does."""
 
+import json
 import subprocess
 import threading
 import time
@@ -64,3 +65,44 @@ def test_a_failed_login_never_opens_the_gate(tmp_path):
     assert not conn.passed
     conn.close()
     assert cat.communicate(timeout=5)[0] == ""
+
+
+class LoggedIn:
+    def wait(self, timeout: float = 120) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_the_drivers_submission_goes_through_the_gate_whole(tmp_path):
+    """The driver submits once its master is up and hands the helper's lines to the play."""
+    gate = Gate.create(tmp_path)
+    cat = reader(gate)
+    lines = "\n".join(json.dumps({"nodebook": "session", "job_id": str(i)}) for i in range(3000))
+    conn = Connector(LoggedIn(), gate, on_up=lambda: lines.encode())  # type: ignore[arg-type]
+    conn.start()
+    assert cat.communicate(timeout=10)[0] == lines  # more than a pipe's buffer, in one piece
+    assert conn.passed and conn.submitted
+
+
+def test_a_refused_submission_keeps_the_gate_shut(tmp_path):
+    gate = Gate.create(tmp_path)
+
+    def refuse() -> bytes:
+        raise NodebookError("a session is already running", ExitCode.DUPLICATE)
+
+    conn = Connector(LoggedIn(), gate, on_up=refuse)  # type: ignore[arg-type]
+    conn.start()
+    assert conn.thread is not None
+    conn.thread.join(5)
+    try:
+        conn.check()
+    except NodebookError as exc:
+        assert exc.code == ExitCode.DUPLICATE
+    else:
+        raise AssertionError("the refusal was not raised")
+    cat = reader(gate)
+    time.sleep(0.2)
+    conn.close()
+    assert cat.communicate(timeout=5)[0] == ""  # released with nothing: the play stops
