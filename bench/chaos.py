@@ -22,7 +22,8 @@ still listed RUNNING by `nodebook list`).
 The SIGKILL path: the job must end by itself (dead-man's switch) and leave nothing on the
 cluster; its files are looked for once the job has left, after the dead-man window; the killed
 driver's master must exit after its ControlPersist; then the next command (`nodebook list`, the
-same state dir) must remove the stale session record, and nothing local may be left.
+same state dir and temp dir, as on the user's machine) must remove the stale session record
+and the killed driver's temp dirs, and nothing local may be left.
 
 It prints a table per path, writes bench/last-chaos.json and the chaos table in
 docs/benchmarks.md (unless --no-write) and exits 1 if any round failed. Everything is scoped to
@@ -301,7 +302,8 @@ class Chaos:
                 time.sleep(2)
             args = ["list", "--cluster", "sandbox"]
             args += ["--user", self.user] if self.user != "alice" else []
-            ls = run_driver(args, state_dir=d.state, timeout=120)
+            # the user's next command on the same machine: the same state dir and temp dir
+            ls = run_driver(args, state_dir=d.state, tmp_dir=d.tmp, timeout=120)
             if ls.rc != 0:
                 item.result.errors.append(f"`list` after SIGKILL: exit {ls.rc}: {ls.output[-300:]}")
             ls.remove_work()
