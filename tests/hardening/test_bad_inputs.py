@@ -237,7 +237,7 @@ CASES = [
         ("--cpus", "two"),
         USAGE,
         r"argument --cpus: invalid int value: 'two'",
-        r"usage: python -m driver session",
+        r"usage: nodebook session",
         submits=False,
         where="output",
     ),
