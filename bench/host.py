@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.common import FILL_JOB_NAME
-from tests.harness.sandbox import REPO, VENV_PY, Sandbox, laptop_argv
+from tests.harness.sandbox import CLUSTER, REPO, VENV_PY, Sandbox, laptop_argv
 from tests.harness.setup import run_setup, user_password
 
 RUNNER_VERSION = "import importlib.metadata as m; print(m.version('ansible-runner'))"
@@ -185,10 +185,31 @@ def activity() -> dict[str, Any]:
     }
 
 
-def ensure_sandbox() -> None:
-    if not SANDBOX.is_up():
-        print("bench: starting the sandbox (sandbox/cluster.py up)", flush=True)
-        SANDBOX.up()
+DOWN = 3  # `sandbox/cluster.py status`: no sandbox at all (1: degraded, 0: up)
+
+
+def ensure_sandbox(wait: float = 300) -> None:
+    """Start the sandbox only when there is none. A degraded one (a test stopped a daemon for
+    a while, others use it) is waited for and never torn down: `cluster.py up` on a degraded
+    sandbox removes it first, under everyone else's feet."""
+    deadline = time.monotonic() + wait
+    while True:
+        rc = subprocess.run(
+            [*CLUSTER, "status"], capture_output=True, text=True, check=False
+        ).returncode
+        if rc == 0:
+            return
+        if rc == DOWN:
+            print("bench: starting the sandbox (sandbox/cluster.py up)", flush=True)
+            SANDBOX.up()
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"bench: the sandbox stayed degraded for {wait:.0f} s (`sandbox/cluster.py "
+                "status`); not touching a sandbox others use: fix or restart it by hand"
+            )
+        print("bench: the sandbox is degraded (a test stopped a daemon?); waiting", flush=True)
+        time.sleep(10)
 
 
 def ensure_setup(users: Sequence[str] = ("alice", "bob")) -> None:
