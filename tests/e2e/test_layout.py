@@ -17,6 +17,7 @@ site provides node-local scratch, and checks those three properties first.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -131,8 +132,14 @@ def test_non_default_layout_session_uses_only_the_configured_paths(
     # the connection file, heartbeat and log on the shared home
     on_node = leftovers.existing(sandbox, node, [paths["socket"], paths["token"]])
     assert on_node == [paths["socket"], paths["token"]]
+    # (the heartbeat is the driver's first touch, which follows `ready`: wait for it)
     shared = [paths["connection"], paths["heartbeat"], paths["log"]]
-    assert leftovers.existing(sandbox, "login", shared) == shared
+    deadline = time.monotonic() + 30
+    while (found := leftovers.existing(sandbox, "login", shared)) != shared:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert found == shared
     assert at_defaults(sandbox, job) == []
 
     d.ctrl_c()
