@@ -478,6 +478,7 @@ def test_standalone_mode_without_slurm(sandbox: Sandbox, bob: SetupResult) -> No
     wait_for(lambda: not conn.exists(), 60, "the standalone server to end itself")
     run_dir = leftovers.job_paths(sandbox, USER, job)["runtime_dir"]
     wait_for(lambda: not leftovers.existing(sandbox, "login", [run_dir]), 30, "runtime dir removed")
+
     # the trap removes the files first, then stops Jupyter (within its grace)
     def jupyter_gone() -> bool:
         pids = sandbox.host("login", ["ps", "-u", USER, "-o", "pid="]).stdout.split()
