@@ -137,3 +137,4 @@ def test_sandbox_wheelhouse_carries_the_pins() -> None:
     assert f"notebook=={d['nodebook_jupyter_notebook_version']}" in lines
     assert f"jupyter-server=={d['nodebook_jupyter_server_version']}" in lines
     assert f"jupyter-server-proxy=={d['nodebook_jupyter_server_proxy_version']}" in lines
+    assert f"jsonschema=={d['nodebook_jupyter_jsonschema_version']}" in lines

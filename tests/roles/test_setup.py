@@ -179,7 +179,12 @@ def test_installed_versions_match_the_pins(bob: SetupResult) -> None:
         "jupyterlab": d["nodebook_jupyter_jupyterlab_version"],
         "jupyter-server": d["nodebook_jupyter_server_version"],
         "jupyter-server-proxy": d["nodebook_jupyter_server_proxy_version"],
+        "jsonschema": d["nodebook_jupyter_jsonschema_version"],
     }
+    # with the pin, jsonschema's format checkers no longer import rfc3987-syntax, whose Lark
+    # parsers slowed Jupyter's start by over a second
+    probe = "import sys, jsonschema._format; print('rfc3987_syntax' in sys.modules)"
+    assert host.check_output(f'{VENV_PY} -c "{probe}"') == "False"
     assert bob.setup["module_python"] == "/opt/nodebook-sandbox/conda-python/3.11/bin/python3"
     assert Path(bob.setup["python"]) == VENV_PY
     assert host.file(str(VENV_PY)).exists
@@ -215,6 +220,10 @@ def test_server_config_as_jupyter_loads_it(sandbox: Sandbox, bob: SetupResult) -
     assert shown["MappingKernelManager.cull_idle_timeout"] == "3600"
     assert shown["PasswordIdentityProvider.hashed_password"].startswith("'argon2:$argon2id$")
     assert "ServerApp.port" not in shown and "ServerApp.sock" not in shown
+    # nothing on the node calls out at start (news, update check, PyPI's extension manager)
+    assert shown["LabApp.news_url"] == "None"
+    assert shown["LabApp.check_for_updates_class"] == "'jupyterlab.NeverCheckForUpdate'"
+    assert shown["LabApp.extension_manager"] == "'readonly'"
 
 
 def test_hash_is_argon2_and_verifies(sandbox: Sandbox, bob: SetupResult) -> None:
