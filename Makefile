@@ -22,7 +22,7 @@ help:
 	@echo "make sandbox-up      start the sandbox cluster (idempotent)"
 	@echo "make sandbox-status  show what runs in the sandbox"
 	@echo "make sandbox-down    stop the sandbox and remove everything it made"
-	@echo "make lint            yamllint, ansible-lint (production profile, offline), ruff"
+	@echo "make lint            yamllint, ansible-lint (production profile, offline), ruff, shellcheck"
 	@echo "make collection      build the Ansible collection nodebook.jupyter into dist/"
 	@echo "make bench | chaos   benchmarks and exit-path chaos loops (see bench/)"
 
@@ -58,6 +58,7 @@ lint: venv collection
 	$(VENV)/bin/ansible-lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/shellcheck roles/nodebook_job/files/nodebook-remote
 
 unit: venv
 	$(VENV)/bin/pytest -m "not sandbox" tests

@@ -212,6 +212,17 @@ def ensure_sandbox(wait: float = 300) -> None:
         time.sleep(10)
 
 
+def compile_driver() -> None:
+    """Byte-compile the driver and its rules, as pip does when it installs nodebook: a checkout
+    run with PYTHONDONTWRITEBYTECODE would otherwise compile them again in every session."""
+    subprocess.run(
+        [str(VENV_PY), "-m", "compileall", "-q", "driver", "plugins"],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def ensure_setup(users: Sequence[str] = ("alice", "bob")) -> None:
     """Set up the users (idempotent: changed=0 when done), as a fresh sandbox has none."""
     for user in users:

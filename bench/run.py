@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     started = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
     host.ensure_sandbox()
     host.ensure_setup()
+    host.compile_driver()
     try:
         results = measure(only, args.quick)
     except KeyboardInterrupt:

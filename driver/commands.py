@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from driver.progress import Renderer, Update
 from driver.remote import Remote
 from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
-from driver.state import StateDir, pid_alive
+from driver.state import SessionRecord, StateDir, pid_alive
 
 
 @contextlib.contextmanager
@@ -72,6 +73,21 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
     return ExitCode.OK
 
 
+def _cancel_through_the_session(cluster: Cluster, record: SessionRecord) -> bool:
+    """When this machine holds the session, scancel over its driver's ssh master: no second
+    login before the cancel (a new master's login is most of what `nodebook stop` took).
+    False when there is no such master; the caller then cancels over its own."""
+    if not record.control_path or not pid_alive(record.driver_pid):
+        return False
+    master = Master(cluster, Path(record.control_path).parent)
+    if not master.alive():  # never a second login through a socket that is gone
+        return False
+    try:
+        return Remote(master, cluster).cancel_now(record.job_id)
+    except (NodebookError, OSError, subprocess.SubprocessError):
+        return False
+
+
 def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     """Cancel one session or all of them (cleanup.yml) and confirm they left the queue."""
     if job_id is not None and not job_id.removeprefix("s").isdigit():
@@ -86,11 +102,21 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
         if update.kind == "stopped" and update.data.get("cancelled") and update.job_id:
             stopped.append(update.job_id)
 
+    # A session this machine started (its record says so) is cancelled at once, without
+    # looking first: over its own driver's master when that is up, else over this command's
+    # (Ansible takes most of a second to start). Any other job id goes to cleanup.yml, which
+    # cancels only nodebook's jobs: a mistyped id never ends a job of another kind.
+    record = None
+    if job_id and job_id.isdigit() and not cluster.standalone:
+        record = StateDir(cluster.name).load(job_id)
+        if record is not None and record.user != cluster.user:
+            record = None
+    if record is not None:
+        cancelled_now = _cancel_through_the_session(cluster, record)
     with connected(cluster) as remote:
-        if job_id and job_id.isdigit() and not cluster.standalone:
-            # scancel at once over the master (Ansible takes most of a second to start);
-            # cleanup.yml then confirms the job left the queue and tidies up.
+        if record is not None and not cancelled_now and job_id:
             cancelled_now = remote.cancel_now(job_id)
+        # cleanup.yml then confirms the job left the queue and tidies up.
         run = PlaybookRun(cluster, "cleanup.yml", ev, remote.master.ansible_env(), on_update)
         run.run()
         run.raise_for_failure("stop")

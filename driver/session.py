@@ -36,7 +36,15 @@ from driver.remote import Remote
 from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import SessionRecord, StateDir
-from driver.tunnel import Endpoint, Forward, Tunnel, free_port, port_is_free, wait_http
+from driver.tunnel import (
+    Endpoint,
+    Forward,
+    Tunnel,
+    free_port,
+    port_is_free,
+    preload,
+    wait_http,
+)
 
 
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
@@ -204,6 +212,7 @@ class Session:
                 on_up = (lambda: self._submit(args)) if args is not None else None
                 self.connector = Connector(self.master.begin(), gate, on_up=on_up)
                 self.connector.start()
+                preload()  # while the master logs in, not at `ready`
                 extravars = {**self._extravars(), "nodebook_master_gate": str(gate.path)}
                 self._play("session.yml", extravars)
                 if self.connected is None:

@@ -17,8 +17,6 @@ import contextlib
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -185,13 +183,38 @@ class Tunnel:
                     proc.wait(timeout=5)
 
 
+def preload() -> None:
+    """Import the HTTP client now (the main thread is idle while the job starts), so that the
+    first request at `ready` does not pay for it."""
+    import http.client  # noqa: F401
+
+
+def _status(url: str, token: str, timeout: float) -> int:
+    """One GET of ``url`` on this machine's tunnel, the token in a header; its HTTP status.
+
+    http.client, not urllib: urllib would send it to an http_proxy from the environment, which
+    cannot reach this machine's 127.0.0.1, and would follow redirects.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request("GET", path or "/", headers={"Authorization": f"token {token}"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def http_ok(url: str, token: str, timeout: float = 5) -> bool:
     """One request through the tunnel: True when Jupyter answers 200."""
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    import http.client
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
+        return _status(url, token, timeout) == 200
+    except (OSError, http.client.HTTPException):
         return False
 
 
@@ -202,6 +225,8 @@ def wait_http(
     alive: Callable[[], bool] | None = None,
 ) -> None:
     """Wait until Jupyter answers ``url`` with 200 through the tunnel (token in a header)."""
+    import http.client
+
     deadline = time.monotonic() + timeout
     last = "no answer"
     delay = 0.05
@@ -213,16 +238,13 @@ def wait_http(
                 "--tunnel via-login",
                 ExitCode.TUNNEL_LOST,
             )
-        request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(getattr(exc, "reason", exc))
+            status = _status(url, token, 5)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = str(exc) or type(exc).__name__
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     raise NodebookError(

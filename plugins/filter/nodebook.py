@@ -198,6 +198,10 @@ def sbatch_args(values: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _loader(yaml: Any) -> Any:
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @cache
 def _role_defaults() -> dict[str, Any]:
     import yaml
@@ -205,7 +209,8 @@ def _role_defaults() -> dict[str, Any]:
     roles = Path(__file__).resolve().parents[2] / "roles"
     merged: dict[str, Any] = dict(HOST_DEFAULTS)
     for path in sorted(roles.glob("*/defaults/main.yml")):
-        merged.update(yaml.safe_load(path.read_text()) or {})
+        # libyaml's loader where PyYAML has it: the driver reads these before it submits
+        merged.update(yaml.load(path.read_text(), Loader=_loader(yaml)) or {})
     return merged
 
 

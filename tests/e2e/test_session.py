@@ -134,6 +134,22 @@ def test_duplicate_guard_list_and_stop(sandbox, drive, nothing_left):
     nothing_left(ready["job_id"], ready["data"]["local_port"])
 
 
+def test_stop_ends_only_nodebook_sessions(sandbox, drive):
+    """A mistyped id never ends another kind of job: `stop` of alice's own batch job, and of an
+    id that does not exist, says there is no such session and cancels nothing."""
+    other = sandbox.host(
+        "login", ["sbatch", "--parsable", "-J", "not-nodebook", "--wrap", "sleep 300"], user="alice"
+    ).stdout.strip()
+    try:
+        for job in (other, "999999"):
+            stop = drive(["stop", job, "--cluster", "sandbox"])
+            assert stop.wait(timeout=60) == ExitCode.NOT_FOUND, stop.output
+            assert f"no session {job}" in stop.output
+        assert other in sandbox.squeue("alice")
+    finally:
+        sandbox.host("login", ["scancel", other], user="alice", check=False)
+
+
 def test_attach_after_the_driver_was_killed(sandbox, drive, nothing_left, test_tmp):
     first = drive(["session", "--cluster", "sandbox", "--allow-second"])
     ready = first.wait_event("ready", timeout=90)

@@ -178,10 +178,17 @@ def run(name: str, state: dict) -> int:
         )
         return 0
     if name == "scancel":
+        # As Slurm 22.05: a job that is gone is named on stderr, and the status stays 0.
         for job_id in rest:
             if job_id in jobs and jobs[job_id]["state"] in ACTIVE:
                 jobs[job_id]["state"] = state.get("cancel_to", "CANCELLED")
                 jobs[job_id]["by"] = os.getuid()
+            elif job_id in jobs:
+                why = "Job/step already completing or completed"
+                print(f"scancel: error: Kill job error on job id {job_id}: {why}", file=sys.stderr)
+            elif not job_id.startswith("-"):
+                why = "Invalid job id specified"
+                print(f"scancel: error: Kill job error on job id {job_id}: {why}", file=sys.stderr)
         return 0
     if name == "sacct":
         if not state.get("accounting", True):

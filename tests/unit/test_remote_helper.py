@@ -515,6 +515,13 @@ def test_cancel_no_wait_is_one_scancel(cluster: Cluster) -> None:
     assert [c["cmd"] for c in cluster.calls()] == ["scancel"]
 
 
+def test_cancel_no_wait_claims_nothing_for_a_job_that_is_gone(cluster: Cluster) -> None:
+    cluster.job("57", state="COMPLETED", user="tester")
+    for job in ("57", "99999"):  # ended, and never there (scancel says so, with status 0)
+        res = cluster.run("cancel", "--job", job, "--no-wait")
+        assert res.rc == 0 and not res.kind("cancelling"), job
+
+
 def test_cancel_reports_a_job_already_gone(cluster: Cluster) -> None:
     res = cluster.run("cancel", "--job", "55")
     assert res.rc == 0 and res.one("gone")["job_id"] == "55" and not res.kind("stopped")

@@ -177,3 +177,42 @@ def test_bad_forward_specs_are_usage_errors(spec):
     with pytest.raises(NodebookError) as exc:
         parse_forward(spec)
     assert exc.value.code == ExitCode.USAGE and "--forward" in exc.value.message
+
+
+@pytest.fixture
+def jupyter_like():
+    """A local server that answers /api/status 200 for the right token, 403 otherwise."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/api/status" and self.headers["Authorization"] == "token t0k"
+            self.send_response(200 if ok else 403)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/status"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_checks_never_go_through_an_environment_proxy(jupyter_like, monkeypatch):
+    """A researcher's http_proxy (common on campus networks) cannot reach this machine's
+    tunnel: the checks must talk to 127.0.0.1 directly."""
+    from driver.tunnel import http_ok, wait_http
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert http_ok(jupyter_like, "t0k")
+    assert not http_ok(jupyter_like, "wrong")
+    wait_http(jupyter_like, "t0k", timeout=5)
+    with pytest.raises(NodebookError, match="HTTP 403"):
+        wait_http(jupyter_like, "wrong", timeout=0.3)
