@@ -114,8 +114,8 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     if record is not None:
         cancelled_now = _cancel_through_the_session(cluster, record)
     with connected(cluster) as remote:
-        if record is not None and not cancelled_now and job_id:
-            cancelled_now = remote.cancel_now(job_id)
+        if record is not None and not cancelled_now:
+            cancelled_now = remote.cancel_now(record.job_id)
         # cleanup.yml then confirms the job left the queue and tidies up.
         run = PlaybookRun(cluster, "cleanup.yml", ev, remote.master.ansible_env(), on_update)
         run.run()

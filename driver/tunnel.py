@@ -189,8 +189,9 @@ def preload() -> None:
     import http.client  # noqa: F401
 
 
-def _status(url: str, token: str, timeout: float) -> int:
-    """One GET of ``url`` on this machine's tunnel, the token in a header; its HTTP status.
+def _status(url: str, token: str, timeout: float) -> tuple[int | None, str]:
+    """One GET of ``url`` on this machine's tunnel, the token in a header: (its HTTP status,
+    "") or (None, why there was none).
 
     http.client, not urllib: urllib would send it to an http_proxy from the environment, which
     cannot reach this machine's 127.0.0.1, and would follow redirects.
@@ -203,19 +204,16 @@ def _status(url: str, token: str, timeout: float) -> int:
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         conn.request("GET", path or "/", headers={"Authorization": f"token {token}"})
-        return conn.getresponse().status
+        return conn.getresponse().status, ""
+    except (OSError, http.client.HTTPException) as exc:
+        return None, str(exc) or type(exc).__name__
     finally:
         conn.close()
 
 
 def http_ok(url: str, token: str, timeout: float = 5) -> bool:
     """One request through the tunnel: True when Jupyter answers 200."""
-    import http.client
-
-    try:
-        return _status(url, token, timeout) == 200
-    except (OSError, http.client.HTTPException):
-        return False
+    return _status(url, token, timeout)[0] == 200
 
 
 def wait_http(
@@ -225,8 +223,6 @@ def wait_http(
     alive: Callable[[], bool] | None = None,
 ) -> None:
     """Wait until Jupyter answers ``url`` with 200 through the tunnel (token in a header)."""
-    import http.client
-
     deadline = time.monotonic() + timeout
     last = "no answer"
     delay = 0.05
@@ -238,13 +234,10 @@ def wait_http(
                 "--tunnel via-login",
                 ExitCode.TUNNEL_LOST,
             )
-        try:
-            status = _status(url, token, 5)
-            if status == 200:
-                return
-            last = f"HTTP {status}"
-        except (OSError, http.client.HTTPException) as exc:
-            last = str(exc) or type(exc).__name__
+        status, why = _status(url, token, 5)
+        if status == 200:
+            return
+        last = f"HTTP {status}" if status is not None else why
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     raise NodebookError(

@@ -198,19 +198,16 @@ def sbatch_args(values: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _loader(yaml: Any) -> Any:
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 @cache
 def _role_defaults() -> dict[str, Any]:
     import yaml
 
     roles = Path(__file__).resolve().parents[2] / "roles"
+    # libyaml's safe loader where PyYAML has it: the driver reads these before it submits
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     merged: dict[str, Any] = dict(HOST_DEFAULTS)
     for path in sorted(roles.glob("*/defaults/main.yml")):
-        # libyaml's loader where PyYAML has it: the driver reads these before it submits
-        merged.update(yaml.load(path.read_text(), Loader=_loader(yaml)) or {})
+        merged.update(yaml.load(path.read_text(), Loader=loader) or {})
     return merged
 
 

@@ -17,7 +17,6 @@ site provides node-local scratch, and checks those three properties first.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.e2e.conftest import http_status, token_of
 from tests.harness import leftovers
 from tests.harness.sandbox import CLUSTER_HOSTS, INVENTORY, NODES, SSH_CONFIG, Sandbox
 from tests.harness.setup import read_setup_json, run_setup
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(900)]
 
@@ -134,12 +134,7 @@ def test_non_default_layout_session_uses_only_the_configured_paths(
     assert on_node == [paths["socket"], paths["token"]]
     # (the heartbeat is the driver's first touch, which follows `ready`: wait for it)
     shared = [paths["connection"], paths["heartbeat"], paths["log"]]
-    deadline = time.monotonic() + 30
-    while (found := leftovers.existing(sandbox, "login", shared)) != shared:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert found == shared
+    wait_for(lambda: leftovers.existing(sandbox, "login", shared) == shared, 30, f"{shared}")
     assert at_defaults(sandbox, job) == []
 
     d.ctrl_c()

@@ -9,6 +9,7 @@
   own job ids, temp dir and port, with the cluster's files at the paths the helper reports.
 - ``tests.harness.sshlog``: an ``ssh`` wrapper first on the driver's PATH that logs every
   invocation, and how to read the log (connections opened, remote commands).
+- ``tests.harness.wait``: ``wait_for``, a bounded wait for a condition.
 
 Used by tests/ (through the fixtures in tests/fixtures/) and by bench/ (run as ``python -m
 bench.run`` from the repository's root, so ``tests.harness`` imports as a package).

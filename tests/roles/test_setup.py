@@ -24,6 +24,7 @@ from tests.fixtures.setup import SetupResult
 from tests.harness import leftovers
 from tests.harness.sandbox import INVENTORY, REPO, Sandbox
 from tests.harness.setup import FIND_LINKS_ENV, run_setup, user_password
+from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -366,13 +367,6 @@ def status(headers):
     return c.getresponse().status
 print(status({"Authorization": "token " + info["token"]}), status({}))
 """
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
 
 
 def submit(sandbox: Sandbox, bob: SetupResult, *env: str) -> str:
