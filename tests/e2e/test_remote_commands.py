@@ -53,10 +53,21 @@ def test_every_remote_command_of_a_session_and_a_stop_runs_the_helper(
     # 2. another session, ended by `nodebook stop` from a second driver
     second = drive(session, env=env)
     ready2 = second.wait_event("ready", timeout=90)
+    masters_before = {c.option("ControlPath") for c in log.read() if c.master}
     stop = drive(["stop", ready2["job_id"], "--cluster", "sandbox"], env=env)
     assert stop.wait(timeout=60) == 0, stop.output
     assert second.wait(timeout=60) == ExitCode.JOB_ENDED
     nothing_left(ready2["job_id"], ready2["local_port"])
+    # stop cancelled over the session's own master (already up), before any login of its own
+    after = log.read()
+    fast = [
+        c for c in after
+        if c.helper_command() == "cancel" and "--no-wait" in c.command_words()
+        and ready2["job_id"] in c.command_words()
+    ]  # fmt: skip
+    assert fast and fast[0].option("ControlPath") in masters_before, [c.argv for c in fast]
+    own = [c for c in after if c.master and c.option("ControlPath") not in masters_before]
+    assert own and fast[0].t < own[0].t
 
     calls = log.read()
     with_command = [c for c in calls if c.remote_command]
