@@ -822,7 +822,8 @@ def slurmdbd_answers() -> bool:
 
 def port_open(host: Host, address: str, port: int) -> bool:
     probe = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)"
-    argv = [sys.executable, "-c", probe, address, str(port)]
+    # The system's Python: a cluster host has its own /tmp, where a checkout's venv may live.
+    argv = ["/usr/bin/python3", "-c", probe, address, str(port)]
     return subprocess.run(ns_argv(host, argv), capture_output=True, check=False).returncode == 0
 
 
