@@ -37,6 +37,8 @@ PLUGINS = DATA / "plugins"
 ANSIBLE_CFG = DATA / "ansible.cfg"
 # The remote helper: installed on the cluster by setup, piped in before setup exists.
 HELPER = ROLES / "nodebook_job" / "files" / "nodebook-remote"
+# Starts the job's Jupyter; installed next to the helper, which runs it (docs/design.md).
+LAUNCHER = ROLES / "nodebook_job" / "files" / "nodebook-jupyter"
 
 
 RULES_FILE = PLUGINS / "filter" / "nodebook.py"

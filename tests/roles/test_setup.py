@@ -151,6 +151,7 @@ def test_files_modes_and_owners(bob: SetupResult) -> None:
         "job.sbatch": (0o700, "file"),
         "bin": (0o700, "directory"),
         "bin/nodebook-remote": (0o700, "file"),
+        "bin/nodebook-jupyter": (0o700, "file"),
         "setup.json": (0o600, "file"),
         "jobs": (0o700, "directory"),
         "venv": (0o755, "directory"),
@@ -397,7 +398,7 @@ def check_running_job(sandbox: Sandbox, bob: SetupResult, job: str, endpoint: st
     probe = sandbox.host(node, [str(VENV_PY), "-c", PROBE, str(conn)], user=USER).stdout.split()
     assert probe == ["200", "403"]
     # Jupyter's argv carries no token; its log shows none.
-    ps = sandbox.host(node, ["ps", "-u", USER, "-o", "args="]).stdout
+    ps = sandbox.host(node, ["ps", "-ww", "-u", USER, "-o", "args="]).stdout
     assert info["token"] not in ps and "jupyter-lab" in ps
     return info
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from driver.paths import HELPER, helper_protocol
+from driver.paths import HELPER, LAUNCHER, helper_protocol
 
 FAKE = Path(__file__).with_name("fake_slurm.py")
 
@@ -59,6 +59,7 @@ class Cluster:
         for name in ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sinfo"):
             (self.bin / name).symlink_to(FAKE)
         (self.base / "bin" / "nodebook-remote").symlink_to(HELPER)
+        (self.base / "bin" / "nodebook-jupyter").symlink_to(LAUNCHER)
         self.state_file = self.tmp / "slurm.json"
         self.write_setup()
         self.slurm = {"jobs": {}, "next_id": 100}
