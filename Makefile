@@ -65,7 +65,7 @@ unit: venv
 
 # pytest's exit code 5 means "no tests ran": a test run that tests nothing is a failure here.
 test: deps venv lint
-	@$(VENV)/bin/pytest tests; rc=$$?; \
+	@$(VENV)/bin/pytest --durations=25 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 sandbox-up: deps venv
