@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -10,6 +11,14 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.setup",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Started in the background by a non-interactive shell (`make test &`, nohup), pytest
+    inherits SIGINT as ignored, and so would every driver a test starts: a test's Ctrl-C would
+    do nothing. Handle SIGINT again, so children start with its default, as from a terminal."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
