@@ -58,6 +58,8 @@ lint: venv collection
 	$(VENV)/bin/ansible-lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check roles/nodebook_job/files/nodebook-jupyter
+	$(VENV)/bin/ruff format --check roles/nodebook_job/files/nodebook-jupyter
 	$(VENV)/bin/shellcheck roles/nodebook_job/files/nodebook-remote
 
 unit: venv

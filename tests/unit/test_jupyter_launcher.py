@@ -57,12 +57,13 @@ def stand_in(tmp_path: Path, *, probe: bool = True) -> Path:
 Launched = tuple[subprocess.CompletedProcess[str], list[str]]
 
 
-def launch(tmp_path: Path, script: Path, *args: str) -> Launched:
+def run(tmp_path: Path, argv: list[str]) -> Launched:
+    """Run argv with the stand-in importable; its exit and the probe calls it logged."""
     log = tmp_path / "probe.log"
     log.write_text("")
     env = {"PYTHONPATH": str(tmp_path / "site"), "PROBE_LOG": str(log), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
-        [sys.executable, str(LAUNCHER), str(script), *args],
+        argv,
         env=env,
         capture_output=True,
         text=True,
@@ -70,6 +71,11 @@ def launch(tmp_path: Path, script: Path, *args: str) -> Launched:
         check=False,
     )
     return proc, log.read_text().splitlines()
+
+
+def launch(tmp_path: Path, script: Path, *args: str) -> Launched:
+    """The script started as the helper starts it: through the launcher."""
+    return run(tmp_path, [sys.executable, str(LAUNCHER), str(script), *args])
 
 
 def test_the_import_time_probe_is_skipped_and_later_calls_run(tmp_path: Path) -> None:
@@ -87,14 +93,9 @@ def test_the_import_time_probe_is_skipped_and_later_calls_run(tmp_path: Path) ->
 
 def test_without_the_launcher_the_probe_runs_at_import(tmp_path: Path) -> None:
     """The control: the stand-in really probes at import when started the usual way."""
-    script = stand_in(tmp_path)
-    log = tmp_path / "probe.log"
-    env = {"PYTHONPATH": str(tmp_path / "site"), "PROBE_LOG": str(log), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 3
-    assert log.read_text().splitlines() == ["probe import", "probe later"]
+    proc, probes = run(tmp_path, [sys.executable, str(stand_in(tmp_path))])
+    assert proc.returncode == 3, proc.stderr
+    assert probes == ["probe import", "probe later"]
 
 
 def test_a_jupyterlab_without_the_probe_starts_unchanged(tmp_path: Path) -> None:
