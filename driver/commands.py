@@ -4,7 +4,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,18 +245,8 @@ def setup(cluster: Cluster, extra: list[str], out: Renderer, verbose: int = 0) -
                 passwords={PASSWORD_PROMPT: password},
             )
             del password
-
-            def wait(thread: threading.Thread) -> None:
-                try:
-                    while thread.is_alive():
-                        thread.join(0.1)
-                except KeyboardInterrupt:
-                    run.cancelled.set()  # ansible-runner stops ansible-playbook
-                    thread.join()
-                    raise
-
             try:
-                run.run(wait)
+                run.run()  # a Ctrl-C stops ansible-playbook before it is raised here
             except KeyboardInterrupt:
                 progress.close(ok=False)
                 raise NodebookError(

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,18 @@ from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.paths import ANSIBLE_CFG, DATA, PLAYBOOKS
 from driver.progress import Update, carries_secret, parse_event
+from driver.signals import shielded
 from driver.state import owned_temp_dir
+
+
+def remove_tree(path: Path, tries: int = 5) -> None:
+    """Remove a directory that a process being killed may still write into (ansible-playbook's
+    callback drops event files there): try again until it is gone."""
+    for attempt in range(tries):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.05 * (attempt + 1))
 
 
 @dataclass
@@ -88,12 +100,19 @@ class PlaybookRun:
                 **({"cmdline": self.cmdline} if self.cmdline else {}),
                 **({"passwords": self.passwords} if self.passwords is not None else {}),
             )
-            if wait is not None:
-                wait(thread)
-            thread.join()
+            try:
+                if wait is not None:
+                    wait(thread)
+                thread.join()
+            except BaseException:  # (wait's own reaction comes first) stop the play, then go
+                self.cancelled.set()
+                with shielded():
+                    thread.join(30)
+                raise
             self.status, self.rc = runner.status, runner.rc
         finally:
-            shutil.rmtree(private, ignore_errors=True)
+            with shielded():  # a Ctrl-C as the play ends must not leave half of it behind
+                remove_tree(private)
 
     def raise_for_failure(self, what: str) -> None:
         """Turn a failed run into one NodebookError (the first tagged task failure wins)."""

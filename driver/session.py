@@ -14,14 +14,11 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import threading
 import time
 import webbrowser
-from collections.abc import Iterator
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from driver.errors import ExitCode, NodebookError, Stopped
@@ -34,6 +31,7 @@ from driver.progress import Renderer, Update
 from driver.progress import from_line as progress_update
 from driver.remote import Remote
 from driver.runner import PlaybookRun
+from driver.signals import exit_signals, shielded
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import SessionRecord, StateDir
 from driver.tunnel import (
@@ -45,35 +43,6 @@ from driver.tunnel import (
     preload,
     wait_http,
 )
-
-
-def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
-    if signum == signal.SIGHUP:
-        raise Stopped(ExitCode.HANGUP, "SIGHUP")
-    raise Stopped(ExitCode.TERMINATED, "SIGTERM")
-
-
-@contextlib.contextmanager
-def exit_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C does, into the cleanup."""
-    old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Cleanup must finish: a second Ctrl-C, SIGTERM or SIGHUP does not interrupt it."""
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def job_url(local_port: int, base_url: str, app: str, token: str | None) -> str:
@@ -265,9 +234,7 @@ class Session:
                 # The job first: ansible-runner takes a few tenths of a second to stop
                 # ansible-playbook (Ctrl-C right after `ready` lands while the play still ends).
                 self._cancel_now()
-                run.cancelled.set()  # SIGKILLs ansible-playbook
-                thread.join(30)
-                raise
+                raise  # then run() stops ansible-playbook (SIGKILL) and waits for it
 
         run.run(wait)
         run.raise_for_failure("starting the session")
