@@ -5,8 +5,8 @@
 
 Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tunnel's ssh is
 killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
-job must end itself by the dead-man's switch within --heartbeat-timeout, and the ssh master
-must exit after its ControlPersist), slurmctld-restart (mid-session; the session survives, then
+job must end itself by the dead-man's switch within --heartbeat-timeout, and the next command
+must end the orphaned ssh master), slurmctld-restart (mid-session; the session survives, then
 Ctrl-C), network-cut (the laptop's only link is cut until the driver gives up; the job ends
 itself by the dead-man's switch).
 
@@ -20,10 +20,10 @@ slurmctld path, a session that did not survive the restart (still HTTP 200 throu
 still listed RUNNING by `nodebook list`).
 
 The SIGKILL path: the job must end by itself (dead-man's switch) and leave nothing on the
-cluster; its files are looked for once the job has left, after the dead-man window; the killed
-driver's master must exit after its ControlPersist; then the next command (`nodebook list`, the
-same state dir and temp dir, as on the user's machine) must remove the stale session record
-and the killed driver's temp dirs, and nothing local may be left.
+cluster; its files are looked for once the job has left, after the dead-man window; then the
+next command (`nodebook list`, the same state dir and temp dir, as on the user's machine) must
+end the killed driver's orphaned master and remove its stale session record and temp dirs, and
+nothing local may be left.
 
 It prints a table per path, writes bench/last-chaos.json and the chaos table in
 docs/benchmarks.md (unless --no-write) and exits 1 if any round failed. Everything is scoped to
@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import host
-from driver.ssh import MASTER_PERSIST  # an orphaned master outlives its last client this long
 from tests.harness import alive, leftovers
 from tests.harness.driver import DriverProcess, NoEvent, run_driver
 from tests.harness.sandbox import REPO, Sandbox
@@ -132,15 +131,6 @@ class NotStarted(Exception):
     """The session never became ready (the round did not get to its exit path)."""
 
 
-@dataclass
-class Deferred:
-    """A check that must wait (a SIGKILLed driver's master outlives it by ControlPersist)."""
-
-    result: Result
-    driver: DriverProcess
-    deadline: float
-
-
 def _tunnel_pids(d: DriverProcess) -> list[int]:
     """The session's tunnel ssh (jump mode: `ssh ... -L ...` with the master as ProxyCommand)."""
     return [
@@ -182,7 +172,6 @@ class Chaos:
         self.sandbox = sandbox
         self.user = user
         self.log = log
-        self.deferred: list[Deferred] = []
 
     def args(self) -> list[str]:
         args = [
@@ -282,7 +271,7 @@ class Chaos:
             left = leftovers.wait_clean(self.sandbox, scope, timeout=timeout, local=check_local)
             record(res, left)
             if path == "sigkill":
-                self.deferred.append(Deferred(res, d, time.monotonic() + MASTER_PERSIST + 60))
+                self._next_command_prunes(res, d)
         finally:
             if path != "sigkill":
                 self._cleanup(d)
@@ -290,29 +279,18 @@ class Chaos:
     def _cleanup(self, d: DriverProcess) -> None:
         leftovers.tidy(self.sandbox, [d])
 
-    def finish_deferred(self) -> None:
-        """SIGKILLed drivers: wait (up to each deadline) for their masters and tunnels to exit,
-        let the next command (`list`, same state dir) remove the stale session record, then
-        nothing of theirs may be left on the laptop: processes, port, temp files, record."""
-        for item in self.deferred:
-            before = item.result.count()
-            d = item.driver
-            tmp = [d.tmp]
-            while leftovers.local_processes(tmp) and time.monotonic() < item.deadline:
-                time.sleep(2)
-            args = ["list", "--cluster", "sandbox"]
-            args += ["--user", self.user] if self.user != "alice" else []
-            # the user's next command on the same machine: the same state dir and temp dir
-            ls = run_driver(args, state_dir=d.state, tmp_dir=d.tmp, timeout=120)
-            if ls.rc != 0:
-                item.result.errors.append(f"`list` after SIGKILL: exit {ls.rc}: {ls.output[-300:]}")
-            ls.remove_work()
-            scope = leftovers.scope_of([d], self.user)
-            record(item.result, local_leftovers(scope))
-            if item.result.count() > before:
-                item.result.failed_rounds += 1
-            self._cleanup(d)
-        self.deferred.clear()
+    def _next_command_prunes(self, res: Result, d: DriverProcess) -> None:
+        """After a SIGKILLed driver, the user's next command on the same machine (`list`, the
+        same state dir and temp dir) ends its orphaned master and removes its stale session
+        record and temp dirs: then nothing of it may be left on the laptop (processes, port,
+        temp files, record)."""
+        args = ["list", "--cluster", "sandbox"]
+        args += ["--user", self.user] if self.user != "alice" else []
+        ls = run_driver(args, state_dir=d.state, tmp_dir=d.tmp, timeout=120)
+        if ls.rc != 0:
+            res.errors.append(f"`list` after SIGKILL: exit {ls.rc}: {ls.output[-300:]}")
+        ls.remove_work()
+        record(res, local_leftovers(leftovers.scope_of([d], self.user)))
 
 
 def table(results: list[Result]) -> str:
@@ -381,7 +359,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'FAIL' if res.count() > before else 'ok'} "
                 f"({time.monotonic() - started_round:.1f} s)"
             )
-    chaos.finish_deferred()
     print(table(results))
     for r in results:
         for item in r.retried[:3]:
@@ -396,7 +373,6 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "user": args.user,
         "heartbeat_timeout_s": HEARTBEAT,
-        "master_persist_s": MASTER_PERSIST,
         "machine": code,
         "activity": activity,
         "results": [r.as_json() for r in results],
