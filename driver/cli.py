@@ -12,6 +12,8 @@ from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 from driver.inventory import load_cluster
 from driver.options import add_job_options, session_options
 from driver.progress import Renderer, Update
+from driver.signals import shielded
+from driver.state import prune_stale, prune_temp_dirs
 from driver.tunnel import MODES
 
 EXAMPLES = f"""\
@@ -246,8 +248,6 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
 
 def _prune_stale_state(out: Renderer) -> None:
     """A SIGKILLed driver cannot remove its session record: the next command does, and says so."""
-    from driver.state import prune_stale, prune_temp_dirs
-
     removed = prune_temp_dirs()
     if removed:
         out.emit(
@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as exc:
         out.emit(Update("info", message=f"{exc.signame}; cleaned up", code=int(exc.code)))
         return int(exc.code)
+    finally:
+        with shielded():
+            prune_temp_dirs(own=True)
 
 
 if __name__ == "__main__":

@@ -118,9 +118,10 @@ def driver_alive(pid: int) -> bool:
     return b"driver" in cmdline or b"nodebook" in cmdline
 
 
-def prune_temp_dirs(tmp: Path | None = None) -> list[Path]:
+def prune_temp_dirs(tmp: Path | None = None, *, own: bool = False) -> list[Path]:
     """Remove the temporary directories of drivers that are gone (their ssh master told to exit
-    first); return them."""
+    first); return them. ``own``: this driver's instead, as it exits (whatever a cleanup that
+    was cut short left)."""
     removed = []
     base = tmp or Path(tempfile.gettempdir())
     for path in sorted(base.iterdir()) if base.is_dir() else []:
@@ -130,7 +131,7 @@ def prune_temp_dirs(tmp: Path | None = None) -> list[Path]:
             pid = int((path / OWNER).read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue  # not ours, or still being made
-        if pid == os.getpid() or driver_alive(pid):
+        if (pid != os.getpid()) if own else (pid == os.getpid() or driver_alive(pid)):
             continue
         socket = path / "m"
         if socket.exists():  # an orphaned master lingers for its ControlPersist: end it now

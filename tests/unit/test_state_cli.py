@@ -152,3 +152,32 @@ def test_a_killed_drivers_temp_dirs_are_removed_and_a_live_ones_kept(tmp_path, m
     foreign.mkdir()
     assert prune_temp_dirs() == [killed]
     assert ours.exists() and foreign.exists() and not killed.exists()
+
+
+def test_a_command_exits_without_its_own_temp_dirs_whatever_cut_its_cleanup_short(
+    tmp_path, monkeypatch
+):
+    """Whatever a cleanup cut short left (a run's private_data_dir), the CLI edge removes as
+    the command exits; another live driver's and foreign directories stay."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("NODEBOOK_STATE_DIR", str(tmp_path / "state"))
+    ours = owned_temp_dir("nodebook-runner-")
+    (ours / "job_events").mkdir()
+    (ours / "job_events" / "1-partial.json").write_text("{}")
+    # another driver, still running (its command line names nodebook)
+    live = subprocess.Popen(["python3", "-c", "import time; time.sleep(30)", "nodebook"])
+    other = tmp_path / "nb-other"
+    other.mkdir()
+    (other / "owner.pid").write_text(f"{live.pid}\n")
+    foreign = tmp_path / "nb-foreign"  # no owner file
+    foreign.mkdir()
+    try:
+        code = main(["stop", "--cluster", "c1", "-i", str(tmp_path / "none.yml")])
+    finally:
+        live.kill()
+        live.wait()
+    assert code == ExitCode.USAGE
+    assert not ours.exists()
+    assert other.exists() and foreign.exists()
