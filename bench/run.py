@@ -51,7 +51,7 @@ def guarded_stage(results: dict[str, Any], name: str, fn: Any) -> None:
 
 
 def st_session(results: dict[str, Any], quick: bool) -> None:
-    reps = 2 if quick else ROUNDS
+    reps = 2 if quick else results["method"]["rounds"]
     stage(f"time to notebook, Ctrl-C and stop: driver vs baselines A and B, {reps} rounds")
     results["session"] = host.run_probe("session", "--reps", str(reps))  # with its left_behind
 
@@ -93,12 +93,12 @@ STAGES = {
 }
 
 
-def method() -> dict[str, Any]:
+def method(rounds: int = ROUNDS) -> dict[str, Any]:
     """The parameters of the measurement (the docs quote them from here, never by hand)."""
     from bench import baseline, common, profile
 
     return {
-        "rounds": ROUNDS,
+        "rounds": rounds,
         "pending_window_s": PENDING_S,
         "running_window_s": RUNNING_S,
         "watch_poll_s": common.WATCH_POLL_S,
@@ -111,12 +111,12 @@ def method() -> dict[str, Any]:
     }
 
 
-def measure(only: list[str], quick: bool) -> dict[str, Any]:
+def measure(only: list[str], quick: bool, rounds: int = ROUNDS) -> dict[str, Any]:
     results: dict[str, Any] = {
         "quick": quick,
         "mode": "quick mode (fewer repetitions)" if quick else "full run",
         "machine": {**host.machine(), **host.code_state()},
-        "method": method(),
+        "method": method(rounds),
     }
     for name, fn in STAGES.items():
         if name in only:
@@ -150,7 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer repetitions, 6 sessions at once")
     p.add_argument("--only", default=",".join(ALL), help=f"comma list of {', '.join(ALL)}")
     p.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"rounds of the session stage, a multiple of 10 (whole Williams designs; {ROUNDS})",
+    )
     args = p.parse_args(argv)
+    if args.rounds < 10 or args.rounds % 10:
+        p.error(f"--rounds {args.rounds}: give a multiple of 10 (10, 20, 30, ...)")
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with nohup/&
     only = [x for x in args.only.split(",") if x]
     unknown = set(only) - set(ALL)
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     host.ensure_setup()
     host.compile_driver()
     try:
-        results = measure(only, args.quick)
+        results = measure(only, args.quick, args.rounds)
     except KeyboardInterrupt:
         print("bench: interrupted; cleaned up", file=sys.stderr)
         return 130
