@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import host
+from bench.common import CHAOS_RESULTS
 from tests.harness import alive, leftovers
 from tests.harness.driver import DriverProcess, NoEvent, run_driver
 from tests.harness.sandbox import REPO, Sandbox
@@ -71,7 +72,7 @@ EXPECTED = {
     "slurmctld-restart": {130},
     "network-cut": {7},
 }
-RAW = REPO / "bench" / "last-chaos.json"
+RAW = CHAOS_RESULTS
 # What each kind of leftover is called in the table (leftovers.find's keys -> Result fields).
 KINDS = {
     "jobs": "jobs",

@@ -20,7 +20,14 @@ from functools import cache
 from driver.errors import NodebookError
 from driver.inventory import Cluster, load_cluster
 from driver.ssh import Master, cleanup_dir, make_control_dir
-from tests.harness.sandbox import INVENTORY
+from tests.harness.sandbox import INVENTORY, REPO
+
+# What `make bench` and `make chaos` write: their raw results and the page made from them. They
+# are outputs, not the code measured (host.code_state leaves them out).
+RUN_RESULTS = REPO / "bench" / "last-run.json"
+CHAOS_RESULTS = REPO / "bench" / "last-chaos.json"
+PAGE = REPO / "docs" / "benchmarks.md"
+OUTPUTS = (RUN_RESULTS, CHAOS_RESULTS, PAGE)
 
 # Job name of the hand-written baseline's jobs (not "nodebook": the driver's duplicate guard
 # and other users of the sandbox must not mistake them for sessions).

@@ -26,12 +26,11 @@ from typing import Any
 
 from bench import report
 from bench.chaos import COUNTED
+from bench.common import CHAOS_RESULTS, PAGE, RUN_RESULTS
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "bench" / "benchmarks.template.md"
-DOC = REPO / "docs" / "benchmarks.md"
-RUN = REPO / "bench" / "last-run.json"
-CHAOS = REPO / "bench" / "last-chaos.json"
+DOC, RUN, CHAOS = PAGE, RUN_RESULTS, CHAOS_RESULTS
 PLACEHOLDER = re.compile(r"\{\{\s*([^}:]+?)\s*(?::\s*([^}]*?)\s*)?\}\}")
 NA = "n/a"
 MISSING = object()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import FILL_JOB_NAME
+from bench.common import FILL_JOB_NAME, OUTPUTS
 from tests.harness.sandbox import CLUSTER, REPO, VENV_PY, Sandbox, laptop_argv
 from tests.harness.setup import run_setup, user_password
 
@@ -155,13 +155,17 @@ def machine() -> dict[str, Any]:
 
 def code_state() -> dict[str, Any]:
     """The commit measured (full hash) and whether the work tree differed from it: others work
-    in the same tree, so the paths that differed are named too."""
+    in the same tree, so the paths that differed are named too. The benchmarks' own results
+    and page do not count: `make chaos` before `make bench` changes them."""
     git = ["git", "-C", str(REPO)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
     status = subprocess.run(
         [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
     )
-    changed = sorted(line[3:] for line in status.stdout.splitlines() if line.strip())
+    outputs = {str(p.relative_to(REPO)) for p in OUTPUTS}
+    changed = sorted(
+        line[3:] for line in status.stdout.splitlines() if line.strip() and line[3:] not in outputs
+    )
     return {"commit": head.stdout.strip(), "dirty": bool(changed), "dirty_paths": changed}
 
 

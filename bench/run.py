@@ -21,9 +21,10 @@ import sys
 from typing import Any
 
 from bench import docs, host, report, sched
+from bench.common import RUN_RESULTS
 from tests.harness.sandbox import REPO
 
-RAW = REPO / "bench" / "last-run.json"
+RAW = RUN_RESULTS
 ALL = ("session", "profile", "sched", "throughput", "setup", "concurrent")  # = STAGES
 ROUNDS = 20  # rounds of the session stage: two whole Williams designs of its five kinds
 PENDING_S = 60  # scheduler windows: PENDING behind a full cluster, then RUNNING
