@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import host
-from bench.common import CHAOS_RESULTS
+from bench.common import CHAOS_RESULTS, PAGE
 from tests.harness import alive, leftovers
 from tests.harness.driver import DriverProcess, NoEvent, run_driver
 from tests.harness.sandbox import REPO, Sandbox
@@ -72,7 +72,6 @@ EXPECTED = {
     "slurmctld-restart": {130},
     "network-cut": {7},
 }
-RAW = CHAOS_RESULTS
 # What each kind of leftover is called in the table (leftovers.find's keys -> Result fields).
 KINDS = {
     "jobs": "jobs",
@@ -383,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         from bench import docs
 
-        RAW.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")
+        CHAOS_RESULTS.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")
         docs.write()
-        print(f"wrote {RAW.relative_to(REPO)} and {docs.DOC.relative_to(REPO)}")
+        print(f"wrote {CHAOS_RESULTS.relative_to(REPO)} and {PAGE.relative_to(REPO)}")
     print("chaos: nothing left behind" if not bad else "chaos: FAILED (see above)")
     return 1 if bad else 0
 

@@ -30,7 +30,6 @@ from bench.common import CHAOS_RESULTS, PAGE, RUN_RESULTS
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "bench" / "benchmarks.template.md"
-DOC, RUN, CHAOS = PAGE, RUN_RESULTS, CHAOS_RESULTS
 PLACEHOLDER = re.compile(r"\{\{\s*([^}:]+?)\s*(?::\s*([^}]*?)\s*)?\}\}")
 NA = "n/a"
 MISSING = object()
@@ -268,11 +267,11 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def generate() -> str:
-    return render(TEMPLATE.read_text(), load(RUN), load(CHAOS))
+    return render(TEMPLATE.read_text(), load(RUN_RESULTS), load(CHAOS_RESULTS))
 
 
 def write() -> None:
-    DOC.write_text(generate())
+    PAGE.write_text(generate())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="compare instead of writing")
     args = p.parse_args(argv)
     if args.check:
-        same = DOC.exists() and DOC.read_text() == generate()
+        same = PAGE.exists() and PAGE.read_text() == generate()
         print("docs/benchmarks.md is up to date" if same else "docs/benchmarks.md differs")
         return 0 if same else 1
     write()

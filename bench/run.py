@@ -21,10 +21,9 @@ import sys
 from typing import Any
 
 from bench import docs, host, report, sched
-from bench.common import RUN_RESULTS
+from bench.common import PAGE, RUN_RESULTS
 from tests.harness.sandbox import REPO
 
-RAW = RUN_RESULTS
 ALL = ("session", "profile", "sched", "throughput", "setup", "concurrent")  # = STAGES
 ROUNDS = 20  # rounds of the session stage: two whole Williams designs of its five kinds
 PENDING_S = 60  # scheduler windows: PENDING behind a full cluster, then RUNNING
@@ -142,7 +141,7 @@ def activity_max(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write(results: dict[str, Any]) -> None:
-    RAW.write_text(report.raw_json(results) + "\n")
+    RUN_RESULTS.write_text(report.raw_json(results) + "\n")
     docs.write()
 
 
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name}: left behind: " + "; ".join(problems))
     if not args.no_write:
         write(results)
-        print(f"\nwrote {docs.DOC.relative_to(REPO)} and {RAW.relative_to(REPO)}")
+        print(f"\nwrote {PAGE.relative_to(REPO)} and {RUN_RESULTS.relative_to(REPO)}")
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench import chaos, docs, report
+from bench.common import CHAOS_RESULTS, PAGE, RUN_RESULTS
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 CODE = re.compile(r"`[^`]*`")
@@ -46,7 +47,7 @@ def prose(text: str) -> str:
 
 
 def test_the_page_is_what_the_results_give() -> None:
-    assert docs.DOC.read_text() == docs.generate(), (
+    assert PAGE.read_text() == docs.generate(), (
         "docs/benchmarks.md differs from its template and bench/last-*.json: "
         "run `python -m bench.docs` (never edit the page by hand)"
     )
@@ -59,9 +60,9 @@ def test_the_template_has_no_hand_typed_figure() -> None:
 
 
 def test_every_number_on_the_page_occurs_in_the_results() -> None:
-    known = numbers_of({"run": docs.load(docs.RUN), "chaos": docs.load(docs.CHAOS),
+    known = numbers_of({"run": docs.load(RUN_RESULTS), "chaos": docs.load(CHAOS_RESULTS),
                         "targets": report.TARGETS}, set())  # fmt: skip
-    page = re.sub(r"<!--.*?-->", "", docs.DOC.read_text(), flags=re.S)
+    page = re.sub(r"<!--.*?-->", "", PAGE.read_text(), flags=re.S)
     page = CODE.sub("", page)
     stray = sorted({n for n in NUMBER.findall(page) if n not in known})
     assert stray == [], stray
@@ -93,7 +94,7 @@ def test_the_readme_speed_claim_is_a_link_to_the_generated_page() -> None:
 
 
 def test_the_chaos_results_cover_every_exit_path() -> None:
-    raw = docs.load(docs.CHAOS)
+    raw = docs.load(CHAOS_RESULTS)
     assert raw, "bench/last-chaos.json is missing: run `make chaos`"
     assert [r["path"] for r in raw["results"]] == list(chaos.PATHS)
     assert all(r["rounds"] == raw["rounds"] for r in raw["results"])
