@@ -65,13 +65,17 @@ class Gate:
 
     def release(self) -> None:
         """Unblock a play still waiting (it reads nothing, so its remote task is skipped), and
-        remove the FIFO."""
-        with contextlib.suppress(OSError):
-            fd = self._open_writer()
-            if fd is not None:
-                os.close(fd)
+        remove the FIFO. Held open read-write (never ENXIO on Linux) across the unlink, so a
+        reader that opens it at any moment up to the unlink gets EOF rather than blocking; one
+        that comes later finds no FIFO and its task fails."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        except OSError:
+            fd = None
         with contextlib.suppress(OSError):
             self.path.unlink()
+        if fd is not None:
+            os.close(fd)
 
 
 @dataclass

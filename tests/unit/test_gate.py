@@ -106,3 +106,17 @@ def test_a_refused_submission_keeps_the_gate_shut(tmp_path):
     time.sleep(0.2)
     conn.close()
     assert cat.communicate(timeout=5)[0] == ""  # released with nothing: the play stops
+
+
+def test_release_never_strands_a_reader_that_is_just_opening_the_gate(tmp_path):
+    """A play whose `cat` opens the FIFO as the driver releases it must not block forever (a
+    reader that opened between a failed write-open and the unlink once hung a CI run)."""
+    for i in range(150):
+        directory = tmp_path / str(i)
+        directory.mkdir()
+        gate = Gate.create(directory)
+        cat = reader(gate)
+        time.sleep(i % 5 * 0.0005)
+        gate.release()
+        assert cat.communicate(timeout=5)[0] == ""
+        assert not gate.path.exists()

@@ -166,8 +166,13 @@ def test_a_command_exits_without_its_own_temp_dirs_whatever_cut_its_cleanup_shor
     ours = owned_temp_dir("nodebook-runner-")
     (ours / "job_events").mkdir()
     (ours / "job_events" / "1-partial.json").write_text("{}")
-    # another driver, still running (its command line names nodebook)
-    live = subprocess.Popen(["python3", "-c", "import time; time.sleep(30)", "nodebook"])
+    # another driver, still running (its command line names nodebook). Wait for its first line:
+    # right after exec, /proc/PID/cmdline can still read empty, as a zombie's does.
+    live = subprocess.Popen(
+        ["python3", "-c", "import time; print(flush=True); time.sleep(30)", "nodebook"],
+        stdout=subprocess.PIPE,
+    )
+    assert live.stdout is not None and live.stdout.readline() == b"\n"
     other = tmp_path / "nb-other"
     other.mkdir()
     (other / "owner.pid").write_text(f"{live.pid}\n")
@@ -178,6 +183,7 @@ def test_a_command_exits_without_its_own_temp_dirs_whatever_cut_its_cleanup_shor
     finally:
         live.kill()
         live.wait()
+        live.stdout.close()
     assert code == ExitCode.USAGE
     assert not ours.exists()
     assert other.exists() and foreign.exists()
