@@ -79,7 +79,7 @@ def _cancel_through_the_session(cluster: Cluster, record: SessionRecord) -> bool
     if not record.control_path or not pid_alive(record.driver_pid):
         return False
     master = Master(cluster, Path(record.control_path).parent)
-    if not master.alive():  # never a second login through a socket that is gone
+    if not master.listening():  # never a second login through a socket that is gone
         return False
     try:
         return Remote(master, cluster).cancel_now(record.job_id)

@@ -147,7 +147,9 @@ def cluster_from_hostvars(
             "endpoint, as in roles/nodebook_job); rename it",
             ExitCode.USAGE,
         )
-    scheduler = str(hv.get("nodebook_scheduler", rules().default("nodebook_scheduler")))
+    scheduler = str(
+        hv.get("nodebook_scheduler", inventory_cache.role_default("nodebook_scheduler"))
+    )
     problems = rules().invalid(
         {k: hv[k] for k in ("nodebook_scheduler", "nodebook_job_endpoint") if k in hv}
     )
@@ -169,7 +171,7 @@ def cluster_from_hostvars(
         endpoint=str(hv["nodebook_job_endpoint"]) if hv.get("nodebook_job_endpoint") else None,
         base_dir=str(
             hv.get("nodebook_environment_base_dir")
-            or rules().default("nodebook_environment_base_dir")
+            or inventory_cache.role_default("nodebook_environment_base_dir")
         ),
         hostvars=hv,
     )

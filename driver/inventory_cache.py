@@ -1,4 +1,5 @@
-"""A cache of `ansible-inventory --list` for static inventories (it costs ~0.6 s per start).
+"""A cache of `ansible-inventory --list` for static inventories (it costs ~0.6 s per start), and
+of the roles' defaults (PyYAML's import alone is a tenth of the driver's start-up).
 
 The cache entry is keyed by the inventory's files (path, size, mtime) and ansible-core's
 version, so any edit is seen at once. Inventories that could hold secrets or run code are never
@@ -6,13 +7,16 @@ cached: vault-encrypted values, executable (dynamic) inventories and inventory p
 Entries live in a 0700 directory of the state root, 0600 each.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+from functools import cache
 from pathlib import Path
 
 from ansible import __version__ as ansible_version
 
+from driver.paths import ROLES, RULES_FILE, rules
 from driver.state import private_dir, state_root
 
 MAX_FILES = 200
@@ -53,18 +57,52 @@ def _entry(inventory: Path) -> Path:
 
 
 def load(inventory: Path, key: str) -> object | None:
+    return _read(_entry(inventory), key)
+
+
+def store(inventory: Path, key: str, listing: object) -> None:
+    _write(_entry(inventory), key, listing)
+
+
+def _read(path: Path, key: str) -> object | None:
     try:
-        entry = json.loads(_entry(inventory).read_text())
+        entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return entry.get("listing") if isinstance(entry, dict) and entry.get("key") == key else None
 
 
-def store(inventory: Path, key: str, listing: object) -> None:
-    path = _entry(inventory)
+def _write(path: Path, key: str, value: object) -> None:
+    text = json.dumps({"key": key, "listing": value})  # TypeError before any file is made
     private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"key": key, "listing": listing}, fh)
+        fh.write(text)
     os.replace(tmp, path)
+
+
+def role_default(name: str) -> object:
+    """``rules().default(name)``, without reading YAML on every start."""
+    defaults = role_defaults()
+    return defaults[name] if name in defaults else rules().default(name)
+
+
+@cache
+def role_defaults() -> dict[str, object]:
+    """The roles' merged defaults (``rules().role_defaults()``), read from their
+    defaults/main.yml once per change of those files or of the rules, else from a JSON copy."""
+    files = [RULES_FILE, *sorted(ROLES.glob("*/defaults/main.yml"))]
+    digest = hashlib.sha256(ansible_version.encode())
+    for path in files:
+        st = path.stat()
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    key = digest.hexdigest()
+    entry = state_root() / "inventory-cache" / "role-defaults.json"
+    cached = _read(entry, key)
+    if isinstance(cached, dict):
+        return cached
+    defaults: dict[str, object] = rules().role_defaults()
+    with contextlib.suppress(OSError, TypeError, ValueError):  # not cacheable: read them again
+        _write(entry, key, defaults)
+    return defaults

@@ -199,7 +199,8 @@ def sbatch_args(values: Mapping[str, Any]) -> list[str]:
 
 
 @cache
-def _role_defaults() -> dict[str, Any]:
+def role_defaults() -> dict[str, Any]:
+    """Every role's defaults/main.yml, merged (the driver keeps them cached, as JSON)."""
     import yaml
 
     roles = Path(__file__).resolve().parents[2] / "roles"
@@ -213,7 +214,7 @@ def _role_defaults() -> dict[str, Any]:
 
 def default(name: str) -> Any:
     """A role's default for one of its variables (as written in defaults/main.yml)."""
-    defaults = _role_defaults()
+    defaults = role_defaults()
     if name not in defaults:
         raise KeyError(f"no role defines a default for {name}")
     return defaults[name]

@@ -55,3 +55,28 @@ def test_vault_values_and_plugins_are_never_cached(inventory, text):
 def test_executable_inventories_are_never_cached(inventory):
     inventory.chmod(0o755)
     assert inventory_cache.cache_key(inventory) is None
+
+
+def test_role_defaults_are_read_from_yaml_once_then_from_their_private_copy(tmp_path, monkeypatch):
+    from driver.paths import rules
+
+    monkeypatch.setenv("NODEBOOK_STATE_DIR", str(tmp_path / "state"))
+    inventory_cache.role_defaults.cache_clear()
+    first = inventory_cache.role_defaults()
+    assert first == rules().role_defaults()
+    assert inventory_cache.role_default("nodebook_scheduler") == "slurm"
+    entry = tmp_path / "state" / "inventory-cache" / "role-defaults.json"
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+
+    def no_yaml() -> dict[str, object]:
+        raise AssertionError("read the YAML again")
+
+    monkeypatch.setattr(rules(), "role_defaults", no_yaml)
+    inventory_cache.role_defaults.cache_clear()
+    assert inventory_cache.role_defaults() == first  # the copy, no YAML read
+    # a copy made for other files (another key) is never used
+    entry.write_text(entry.read_text().replace('"key": "', '"key": "x'))
+    inventory_cache.role_defaults.cache_clear()
+    with pytest.raises(AssertionError, match="read the YAML again"):
+        inventory_cache.role_defaults()
+    inventory_cache.role_defaults.cache_clear()

@@ -216,3 +216,19 @@ def test_http_checks_never_go_through_an_environment_proxy(jupyter_like, monkeyp
     wait_http(jupyter_like, "t0k", timeout=5)
     with pytest.raises(NodebookError, match="HTTP 403"):
         wait_http(jupyter_like, "wrong", timeout=0.3)
+
+
+def test_listening_is_true_only_while_something_accepts_on_the_socket(tmp_path):
+    """`nodebook stop` cancels over the session's master only when it listens: a socket file
+    left by a dead master, or none, means no (never a second login through it)."""
+    import socket
+
+    master = Master(CLUSTER, tmp_path)
+    assert not master.listening()  # no socket at all
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(master.control_path))
+    server.listen(1)
+    assert master.listening()
+    server.close()  # the file stays, nothing accepts: a master that died
+    assert master.control_path.exists()
+    assert not master.listening()
