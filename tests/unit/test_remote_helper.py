@@ -1023,3 +1023,24 @@ def test_jupyter_ending_by_itself_ends_the_job_at_once(cluster: Cluster) -> None
         out = proc.communicate()[0]
     assert "jupyter exited with status 0" in out
     assert not conn.exists()
+
+
+@pytest.mark.parametrize("how", ["absolute", "relative"])
+def test_the_helper_finds_its_base_from_its_own_path(cluster, tmp_path, how):
+    """The base is the directory above the helper's bin/ (not $HOME/.nodebook), whether it is
+    called by its absolute path, as the driver does, or as ./nodebook-remote from bin/."""
+    alt = tmp_path / "elsewhere"
+    alt.symlink_to(cluster.base)
+    env = cluster.env(HOME=str(tmp_path / "empty-home"))
+    argv = [str(alt / "bin" / "nodebook-remote")] if how == "absolute" else ["./nodebook-remote"]
+    proc = subprocess.run(
+        [*argv, "paths", "7"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=alt / "bin",
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["job_id"] == "7"
