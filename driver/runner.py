@@ -53,9 +53,6 @@ class PlaybookRun:
     on_event: Callable[[dict[str, Any]], None] | None = None
     cmdline: str | None = None
     passwords: dict[str, str] | None = None
-    # The session's play is not on the way to the notebook (the driver submits, connects and
-    # tunnels itself): it runs niced, so its start-up never slows those steps (docs/design.md).
-    nice: int = 0
 
     def _event(self, event: dict[str, Any]) -> bool:
         if self.on_event is not None:
@@ -86,8 +83,7 @@ class PlaybookRun:
             **self.env,
         }
         try:
-            thread, runner = self._start(
-                ansible_runner.run_async,
+            thread, runner = ansible_runner.run_async(
                 private_data_dir=str(private),
                 project_dir=str(DATA),
                 playbook=str(PLAYBOOKS / self.playbook),
@@ -117,29 +113,6 @@ class PlaybookRun:
         finally:
             with shielded():  # a Ctrl-C as the play ends must not leave half of it behind
                 remove_tree(private)
-
-    def _start(self, start: Callable[..., Any], **kwargs: Any) -> Any:
-        """``start(**kwargs)`` from a thread of its own with ``nice`` added: on Linux each thread
-        has its own nice value, and runner's thread and ansible-playbook inherit that one, not
-        the driver's."""
-        if not self.nice or not sys.platform.startswith("linux"):
-            return start(**kwargs)
-        result: list[Any] = []
-        failure: list[BaseException] = []
-
-        def niced() -> None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
-                result.append(start(**kwargs))
-            except BaseException as exc:  # raised again in the caller's thread
-                failure.append(exc)
-
-        launcher = threading.Thread(target=niced, name="nodebook-play-start")
-        launcher.start()
-        launcher.join()
-        if failure:
-            raise failure[0]
-        return result[0]
 
     def raise_for_failure(self, what: str) -> None:
         """Turn a failed run into one NodebookError (the first tagged task failure wins)."""

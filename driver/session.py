@@ -44,9 +44,6 @@ from driver.tunnel import (
     wait_http,
 )
 
-# How much the session's play yields the CPU to the driver, ssh and (on one machine) the job.
-PLAY_NICE = 10
-
 
 def job_url(local_port: int, base_url: str, app: str, token: str | None) -> str:
     """The browser URL; with a token it logs in directly."""
@@ -240,7 +237,6 @@ class Session:
             extravars,
             self.master.ansible_env(),
             self._on_update,
-            nice=PLAY_NICE,
         )
 
         def wait(thread: threading.Thread) -> None:

@@ -62,39 +62,3 @@ def test_remove_tree_gives_up_after_its_tries(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.time, "sleep", lambda _s: None)
     runner.remove_tree(private, tries=3)
     assert private.exists()
-
-
-def test_the_session_play_starts_niced_and_the_driver_does_not(tmp_path):
-    """PlaybookRun(nice=N) starts ansible-runner from a thread of its own with nice N added:
-    runner's thread and ansible-playbook inherit it, the driver's threads keep theirs."""
-    import os
-    import subprocess
-    import sys
-    import threading
-
-    from driver.runner import PlaybookRun
-
-    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    run = PlaybookRun(None, "x.yml", {}, {}, lambda u: None, nice=5)  # type: ignore[arg-type]
-
-    def start(**kwargs: object) -> tuple[int, int]:
-        child = subprocess.run(
-            [sys.executable, "-c", "import os; print(os.nice(0))"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), int(child.stdout)
-
-    assert run._start(start) == (min(own + 5, 19), min(own + 5, 19))
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
-    assert PlaybookRun(None, "x.yml", {}, {}, lambda u: None)._start(start) == (own, own)  # type: ignore[arg-type]
-
-    def broken(**kwargs: object) -> None:
-        raise RuntimeError("cannot start")
-
-    try:
-        run._start(broken)
-        raise AssertionError("the start's failure was swallowed")
-    except RuntimeError as exc:
-        assert str(exc) == "cannot start"
