@@ -36,10 +36,6 @@ ERROR_CODES: dict[str, ExitCode] = {
 }
 # What a shell says when the installed helper is not there (setup never ran, or an older one).
 MISSING = ("No such file or directory", "command not found", "Permission denied")
-# The driver's own look for the job's start, in whole seconds: the helper's `wait` counts them
-# whole and queries at the submission's second + SCHED_POLL, so a window up to SCHED_POLL - 2
-# always ends before that query (a unit test holds the two together).
-START_WATCH_S = 3
 
 
 @dataclass
@@ -150,15 +146,6 @@ class Remote:
         if line is None:
             raise NodebookError(f"job {job_id}: the helper returned no connection")
         return {k: v for k, v in line.items() if k != "nodebook"}
-
-    def started(self, job_id: str) -> dict[str, Any] | None:
-        """The job's status line once it differs from the submission's, else None after a
-        window shorter than the helper's scheduler poll: the helper then sends no query of its
-        own unless the job's log appears (its start), so waiting here adds no load while the
-        job pends."""
-        window = str(START_WATCH_S)
-        reply = self.call("wait", job_id, "--window", window, *self._sched(), check=False)
-        return reply.first("status")
 
     def state(self, job_id: str) -> str:
         """The scheduler's state of the job now (one query), touching the heartbeat too."""

@@ -166,22 +166,7 @@ class Session:
         if reply.error is not None and self.connector is not None:
             self.connector.submitted = False  # the helper refused before sbatch (or sbatch did)
         self.remote.raise_for(reply)
-        status = reply.first("status")
-        if self.job.id and status is not None and status.get("waiting") is True:
-            threading.Thread(
-                target=self._watch_start, args=(self.job.id,), name="nodebook-start", daemon=True
-            ).start()
         return "\n".join(json.dumps(line) for line in reply.lines).encode()
-
-    def _watch_start(self, job_id: str) -> None:
-        """(A thread) the job's start, seen by the driver itself: the play reports it too, but
-        only once ansible-playbook has started, and a job on an idle cluster runs before that.
-        Only the node is taken (the main thread opens the tunnel); the play's line is shown."""
-        with contextlib.suppress(NodebookError, OSError, subprocess.SubprocessError):
-            line = self.remote.started(job_id)
-            if line and line.get("state") == "RUNNING" and line.get("node"):
-                self._running_on = self._running_on or str(line["node"])
-                self._wake.set()
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> ExitCode:
@@ -232,11 +217,7 @@ class Session:
 
     def _play(self, playbook: str, extravars: dict[str, Any]) -> None:
         run = PlaybookRun(
-            self.cluster,
-            playbook,
-            extravars,
-            self.master.ansible_env(),
-            self._on_update,
+            self.cluster, playbook, extravars, self.master.ansible_env(), self._on_update
         )
 
         def wait(thread: threading.Thread) -> None:

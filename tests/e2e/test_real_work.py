@@ -184,4 +184,7 @@ def test_why_a_job_ended_walltime_memory_and_scancel(sandbox, drive, nothing_lef
         if state:
             assert ended["state"] == state, ended
         assert words in ended["message"], ended
+    # Only once all three have ended: the leftover check looks at this test's whole TMPDIR, and
+    # a driver whose session ends later (the memory one, at times) is no leftover of another.
+    for name in expect:
         nothing_left(ready[name]["job_id"], ready[name]["local_port"], timeout=40)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -1045,18 +1044,3 @@ def test_the_helper_finds_its_base_from_its_own_path(cluster, tmp_path, how):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["job_id"] == "7"
-
-
-def test_the_drivers_start_watch_never_queries_while_the_job_pends(cluster: Cluster) -> None:
-    """The driver's own `wait --window START_WATCH_S` right after a submission (its .seen
-    written a second earlier, the worst case of whole seconds) ends without a query of its
-    own: the pending load stays the play's alone."""
-    from driver.remote import START_WATCH_S
-
-    poll = re.search(r"^SCHED_POLL=(\d+)", HELPER.read_text(), re.M)
-    assert poll is not None and int(poll.group(1)) - 2 >= START_WATCH_S
-    cluster.job("9", state="PENDING", reason="Resources")
-    seen(cluster, "9", "PENDING|Resources||", last=int(time.time()) - 1)
-    res = cluster.run("wait", "9", "--window", str(START_WATCH_S))
-    assert res.one("status")["waiting"] is True
-    assert not cluster.calls("scontrol") and not cluster.calls("squeue")
