@@ -39,7 +39,7 @@ def cache_key(inventory: Path) -> str | None:
     files = inventory_files(inventory.resolve())
     if not files or len(files) > MAX_FILES:
         return None
-    digest = hashlib.sha256(ansible_version.encode())
+    stamped = []
     for path in files:
         st = path.stat()
         if st.st_mode & 0o111:
@@ -47,6 +47,14 @@ def cache_key(inventory: Path) -> str | None:
         text = "\n" + path.read_text(errors="replace")
         if any(marker in text for marker in UNSAFE_MARKERS):
             return None
+        stamped.append((path, st))
+    return _key(stamped)
+
+
+def _key(stamped: list[tuple[Path, os.stat_result]]) -> str:
+    """A digest of ansible-core's version and each file's path, size and mtime."""
+    digest = hashlib.sha256(ansible_version.encode())
+    for path, st in stamped:
         digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
@@ -93,11 +101,7 @@ def role_defaults() -> dict[str, object]:
     """The roles' merged defaults (``rules().role_defaults()``), read from their
     defaults/main.yml once per change of those files or of the rules, else from a JSON copy."""
     files = [RULES_FILE, *sorted(ROLES.glob("*/defaults/main.yml"))]
-    digest = hashlib.sha256(ansible_version.encode())
-    for path in files:
-        st = path.stat()
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    key = digest.hexdigest()
+    key = _key([(path, path.stat()) for path in files])
     entry = state_root() / "inventory-cache" / "role-defaults.json"
     cached = _read(entry, key)
     if isinstance(cached, dict):
