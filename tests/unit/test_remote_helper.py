@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,6 +301,35 @@ def test_wait_blocks_while_nothing_changes_and_queries_rarely(cluster: Cluster) 
     assert res.one("status")["state"] == "PENDING"
     # the last report was just now: no query within the next 5 s
     assert not cluster.calls("scontrol") and not cluster.calls("squeue")
+
+
+def test_the_poll_loops_wait_without_forking_sleep(cluster: Cluster) -> None:
+    """wait and connection look at the shared file system every FS_POLL s: with read's timeout,
+    not one `sleep` process per look (a `sleep` first on PATH logs every call)."""
+    calls = cluster.tmp / "sleep-calls"
+    fake = cluster.bin / "sleep"
+    fake.write_text(f'#!/bin/sh\necho "$@" >>{calls}\nexec /bin/sleep "$@"\n')
+    fake.chmod(0o755)
+    cluster.job("8", state="PENDING", reason="Resources")
+    seen(cluster, "8", "PENDING|Resources||")
+    started = time.monotonic()
+    assert cluster.run("wait", "8", "--window", "2").one("status")["state"] == "PENDING"
+    assert time.monotonic() - started >= 1  # it did wait, look after look
+    cluster.job("8", state="RUNNING", node="cn01", reason="None")
+
+    def write_conn_atomically() -> None:  # as the job does: the helper never reads half a file
+        jobs = cluster.base / "jobs"
+        assert write_conn(cluster, "8x")
+        (jobs / "8").mkdir(mode=0o700)
+        os.replace(jobs / "8x/connection.json", jobs / "8/connection.json")
+
+    timer = threading.Timer(0.6, write_conn_atomically)
+    timer.start()
+    try:
+        assert cluster.run("connection", "8").one("connection")["node"]
+    finally:
+        timer.join()
+    assert not calls.exists(), calls.read_text()
 
 
 def test_wait_queries_at_once_when_the_job_log_appears(cluster: Cluster) -> None:
