@@ -95,7 +95,7 @@ STAGES = {
 
 def method(rounds: int = ROUNDS) -> dict[str, Any]:
     """The parameters of the measurement (the docs quote them from here, never by hand)."""
-    from bench import baseline, common, profile
+    from bench import baseline, common, profile, scen_session
 
     return {
         "rounds": rounds,
@@ -106,6 +106,8 @@ def method(rounds: int = ROUNDS) -> dict[str, Any]:
         "file_poll_s": baseline.FILE_POLL_S,
         "http_poll_s": baseline.HTTP_POLL_S,
         "profile_hold_s": profile.HOLD_S,
+        "sched_tick_s": scen_session.SCHED_TICK_S,
+        "phase_strata": scen_session.PHASE_STRATA,
         "bootstrap": report.BOOTSTRAP,
         "targets": report.TARGETS,
     }

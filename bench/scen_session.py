@@ -43,6 +43,14 @@ from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
+# slurmctld starts a submitted job from its background loop, about once a second: on the
+# sandbox every job's batch script starts at the same fraction of a second. Run back to back,
+# each session starts a near-fixed fraction of that tick after the previous job's end, so the
+# kind that submits a tenth of a second sooner catches the next tick far more often than chance
+# would have it. Every session therefore starts after an untimed pause that spreads its start
+# over one tick, the same pause for every kind of a round.
+SCHED_TICK_S = 1.0
+PHASE_STRATA = 10
 KINDS = ("driver", "stop", "baseline_a", "baseline_b", "sigint")
 MANUAL_SCRIPT = f"{MANUAL_JOB_NAME}.sbatch"  # in the user's home, for baseline B
 
@@ -256,9 +264,11 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
         for position, which in enumerate(order):
             for _attempt in range(3):  # a round broken by others' fault injection is redone
                 try:
+                    time.sleep(phase_delay(i))
                     res = one_round(guard, state, which, script)
                     res["round"] = i
                     res["position"] = position
+                    res["phase_delay"] = phase_delay(i)
                     res["after"] = order[position - 1] if position else None
                     out[which].append(res)
                     break
@@ -267,6 +277,14 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
                     log(f"rep {i + 1}/{reps} {which} failed, redoing it: {exc}"[:300])
             log_round(i, reps, which, out[which])
     return {**out, "order": "williams", "failed_rounds": failed, "watch_poll_s": WATCH_POLL_S}
+
+
+def phase_delay(round_no: int) -> float:
+    """The untimed pause before each session of round `round_no`: every block of PHASE_STRATA
+    rounds puts one round in each stratum of the tick (a permuted order, shifted by one stratum
+    from block to block), at the stratum's middle."""
+    stratum = (3 * round_no + round_no // PHASE_STRATA) % PHASE_STRATA
+    return SCHED_TICK_S * (stratum + 0.5) / PHASE_STRATA
 
 
 def williams(n: int) -> list[list[int]]:
