@@ -43,8 +43,9 @@ from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
-# slurmctld starts a submitted job from its background loop, about once a second: on the
-# sandbox every job's batch script starts at the same fraction of a second. Run back to back,
+# slurmctld does not start a submitted job at once: on the sandbox, jobs start on a tick of
+# about a second (timestamps in the job script put every batch script's start at the same
+# fraction of a second). Run back to back,
 # each session starts a near-fixed fraction of that tick after the previous job's end, so the
 # kind that submits a tenth of a second sooner catches the next tick far more often than chance
 # would have it. Every session therefore starts after an untimed pause that spreads its start
