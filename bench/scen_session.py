@@ -43,13 +43,10 @@ from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
-# slurmctld does not start a submitted job at once: on the sandbox, jobs start on a tick of
-# about a second (timestamps in the job script put every batch script's start at the same
-# fraction of a second). Run back to back,
-# each session starts a near-fixed fraction of that tick after the previous job's end, so the
-# kind that submits a tenth of a second sooner catches the next tick far more often than chance
-# would have it. Every session therefore starts after an untimed pause that spreads its start
-# over one tick, the same pause for every kind of a round.
+# Slurm starts jobs on a tick (about a second on the sandbox): every session starts after an
+# untimed pause that spreads its start over one tick, the same for every kind of a round, so
+# the kind that submits sooner does not catch the tick more often than chance (why, measured:
+# docs/benchmarks.md, "Time to notebook").
 SCHED_TICK_S = 1.0
 PHASE_STRATA = 10
 KINDS = ("driver", "stop", "baseline_a", "baseline_b", "sigint")
@@ -262,14 +259,15 @@ def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
         # a balanced order: slow drift, the position in the round and the session just
         # before (its job's end moves Slurm's scheduling tick) hit every kind alike
         order = [KINDS[k] for k in orders[i % len(orders)]]
+        pause = phase_delay(i)
         for position, which in enumerate(order):
             for _attempt in range(3):  # a round broken by others' fault injection is redone
                 try:
-                    time.sleep(phase_delay(i))
+                    time.sleep(pause)
                     res = one_round(guard, state, which, script)
                     res["round"] = i
                     res["position"] = position
-                    res["phase_delay"] = phase_delay(i)
+                    res["phase_delay"] = pause
                     res["after"] = order[position - 1] if position else None
                     out[which].append(res)
                     break

@@ -316,14 +316,7 @@ def test_the_poll_loops_wait_without_forking_sleep(cluster: Cluster) -> None:
     assert cluster.run("wait", "8", "--window", "2").one("status")["state"] == "PENDING"
     assert time.monotonic() - started >= 1  # it did wait, look after look
     cluster.job("8", state="RUNNING", node="cn01", reason="None")
-
-    def write_conn_atomically() -> None:  # as the job does: the helper never reads half a file
-        jobs = cluster.base / "jobs"
-        assert write_conn(cluster, "8x")
-        (jobs / "8").mkdir(mode=0o700)
-        os.replace(jobs / "8x/connection.json", jobs / "8/connection.json")
-
-    timer = threading.Timer(0.6, write_conn_atomically)
+    timer = threading.Timer(0.6, write_conn, args=(cluster, "8"))
     timer.start()
     try:
         assert cluster.run("connection", "8").one("connection")["node"]
@@ -401,7 +394,9 @@ def write_conn(cluster: Cluster, job: str, token: str = "ab" * 32) -> dict[str, 
     info = {"job_id": job, "node": "cn01", "endpoint": "socket", "socket": "/tmp/x.sock",
             "host": None, "port": None, "pid": 1, "base_url": "/", "app": "lab",
             "started": 1, "token": token}  # fmt: skip
-    (d / "connection.json").write_text(json.dumps(info) + "\n")
+    # as the job writes it (a temp file, then a rename): the helper never reads half a file
+    (d / "connection.json.tmp").write_text(json.dumps(info) + "\n")
+    os.replace(d / "connection.json.tmp", d / "connection.json")
     return info
 
 
