@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         out.emit(Update("info", message=f"{exc.signame}; cleaned up", code=int(exc.code)))
         return int(exc.code)
     finally:
-        with shielded():
+        with shielded(final=True):  # the exit code is decided; a late Ctrl-C changes nothing
             prune_temp_dirs(own=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -29,18 +30,30 @@ def exit_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Cleanup must finish: a second Ctrl-C, SIGTERM or SIGHUP does not interrupt it.
+def shielded(final: bool = False) -> Iterator[None]:
+    """Cleanup must finish: Ctrl-C, SIGTERM or SIGHUP do not interrupt it, and are not lost.
 
-    Signals reach only the main thread, so elsewhere there is nothing to shield.
+    A signal that comes during the block is held, and takes effect as soon as the block is
+    done, so a Ctrl-C as a play ends (its temp dir being removed) still ends the session.
+    It is dropped only when the driver is on its way out already: an exception is unwinding
+    through the block, or ``final`` (the last cleanup before the exit). Signals reach only the
+    main thread, so elsewhere there is nothing to shield.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held: list[int] = []
+    leaving = final or sys.exc_info()[1] is not None
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        held.append(signum)
+
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+    old = {s: signal.signal(s, hold) for s in sigs}
     try:
         yield
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        if held and not leaving and sys.exc_info()[1] is None:
+            signal.raise_signal(held[0])  # its own handler runs now (raises, in most cases)

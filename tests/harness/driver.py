@@ -36,6 +36,18 @@ class NoEvent(AssertionError, RuntimeError):
     """The driver ended, or the time ran out, before the awaited event came."""
 
 
+class Hung(subprocess.TimeoutExpired):
+    """The driver did not exit in time; the message says where it was stuck (its process tree,
+    each process's kernel wait, and every Python thread's stack, dumped by faulthandler)."""
+
+    def __init__(self, cmd: list[str], timeout: float, diagnosis: str) -> None:
+        super().__init__(cmd, timeout)
+        self.diagnosis = diagnosis
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.diagnosis}"
+
+
 def new_workdir(prefix: str = "nbh-") -> Path:
     """A private (0700), short directory: the driver's TMPDIR and state dir live in it."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -54,6 +66,9 @@ def driver_env(
         "NODEBOOK_INVENTORY": str(inventory),
         "TMPDIR": str(tmp),
         "HOME": "/root",
+        # A driver that hangs is aborted by the harness (Hung): SIGABRT then dumps every
+        # thread's Python stack to its stderr.
+        "PYTHONFAULTHANDLER": "1",
         **(extra or {}),
     }
 
@@ -211,13 +226,34 @@ class DriverProcess:
         deadline = time.monotonic() + timeout
         while self.poll() is None:
             if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.args, timeout)
+                raise Hung(self.args, timeout, self.diagnose())
             time.sleep(0.02)
         while self.drain(1.0) is not None:
             pass
         self._err_done.wait(5)
         assert self.rc is not None
         return self.rc
+
+    def diagnose(self) -> str:
+        """Where a driver that should have exited is stuck: its process tree (state, kernel
+        wait, argv), then SIGABRT, whose faulthandler dump of every Python thread ends its
+        stderr, and its last lines. The driver is dead afterwards."""
+        kids = _children_map()
+        lines = ["process tree (pid state wchan argv):"]
+        stack = [(self.pid, 0)]
+        while stack:
+            pid, depth = stack.pop()
+            lines.append("  " * (depth + 1) + _describe(pid))
+            stack.extend((k, depth + 1) for k in sorted(kids.get(pid, []), reverse=True))
+        self.signal(signal.SIGABRT)
+        end = time.monotonic() + 10
+        while self.poll() is None and time.monotonic() < end:
+            time.sleep(0.05)
+        self._err_done.wait(5)
+        while self.drain(0.2) is not None:
+            pass
+        tail = "\n".join(json.dumps(e) for e in self.events[-15:])
+        return "\n".join([*lines, "last events:", tail, "stderr:", self.stderr[-6000:]])
 
     def reap(self, timeout: float = 120) -> int:
         """Wait for the exit; SIGKILL after ``timeout`` (then wait up to 30 s more)."""
@@ -292,6 +328,19 @@ def _children_map() -> dict[int, list[int]]:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         kids.setdefault(ppid, []).append(int(entry.name))
     return kids
+
+
+def _describe(pid: int) -> str:
+    """One line about a process: pid, state, kernel wait channel, argv (shortened)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(errors="replace").rsplit(")", 1)[1].split()[0]
+        wchan = Path(f"/proc/{pid}/wchan").read_text(errors="replace") or "-"
+        argv = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return f"{pid} (gone)"
+    return f"{pid} {state} {wchan} {argv[:300]}"
 
 
 def _rss_kib(pid: int) -> int:

@@ -2,8 +2,10 @@
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,14 +13,58 @@ from driver import runner
 from driver.signals import shielded
 
 
-def test_shielded_ignores_ctrl_c_and_restores_the_handler():
+def test_a_ctrl_c_during_the_block_takes_effect_once_it_is_done():
+    """The lost Ctrl-C: one that came while a play's temp dir was removed (the session play
+    ends, the driver goes on to hold the session) was dropped, and the driver ran on."""
     before = signal.getsignal(signal.SIGINT)
-    with shielded():
-        os.kill(os.getpid(), signal.SIGINT)  # delivered now; ignored, so nothing is raised
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    assert signal.getsignal(signal.SIGINT) is before
-    with pytest.raises(KeyboardInterrupt):
+    done = []
+    with pytest.raises(KeyboardInterrupt), shielded():
         os.kill(os.getpid(), signal.SIGINT)  # the handler runs before os.kill returns
+        done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigterm_during_the_block_goes_to_its_own_handler_after_it():
+    seen: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _f: seen.append(signum))
+    try:
+        with shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert seen == []
+        assert seen == [signal.SIGTERM]  # once: the driver unwinds on the first anyway
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_signal_is_dropped_when_the_driver_is_already_on_its_way_out():
+    # unwinding (the cleanup of a Ctrl-C): a second Ctrl-C neither cuts it short nor replaces
+    # the exit reason
+    with pytest.raises(ValueError, match="first"):
+        try:
+            raise ValueError("first")
+        finally:
+            with shielded():
+                os.kill(os.getpid(), signal.SIGINT)
+    # the body itself fails: its error wins
+    with pytest.raises(ValueError, match="body"), shielded():
+        os.kill(os.getpid(), signal.SIGINT)
+        raise ValueError("body")
+    # the last cleanup before the exit
+    with shielded(final=True):
+        os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)  # the handler is back
+
+
+def test_nested_blocks_hold_the_signal_until_the_outer_one_is_done():
+    order: list[str] = []
+    with pytest.raises(KeyboardInterrupt), shielded():
+        with shielded():
+            os.kill(os.getpid(), signal.SIGINT)
+        order.append("outer block went on")
+    assert order == ["outer block went on"]
 
 
 def test_shielded_off_the_main_thread_changes_nothing():
@@ -62,3 +108,32 @@ def test_remove_tree_gives_up_after_its_tries(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.time, "sleep", lambda _s: None)
     runner.remove_tree(private, tries=3)
     assert private.exists()
+
+
+def test_ctrl_c_while_a_finished_plays_temp_dir_is_removed_still_ends_the_driver(
+    monkeypatch, tmp_path
+):
+    """The CI hang: the session play ended, the user's Ctrl-C came during the removal of its
+    temp dir, and the driver went on to hold the session as if nothing had been pressed."""
+    done = threading.Thread(target=lambda: None)
+
+    class Finished:
+        status, rc = "successful", 0
+
+    def run_async(**_kw):
+        done.start()
+        return done, Finished()
+
+    def remove_tree(path, tries=5):
+        os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C lands in the shielded removal
+        removed.append(path)
+
+    removed: list[Path] = []
+    monkeypatch.setitem(sys.modules, "ansible_runner", SimpleNamespace(run_async=run_async))
+    monkeypatch.setattr(runner, "remove_tree", remove_tree)
+    monkeypatch.setattr(runner, "owned_temp_dir", lambda _prefix: tmp_path)
+    cluster = SimpleNamespace(inventory=str(tmp_path / "hosts.yml"), name="c")
+    run = runner.PlaybookRun(cluster, "session.yml", {}, {}, lambda _u: None)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    assert removed == [tmp_path]  # the removal itself was not cut short
