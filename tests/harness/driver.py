@@ -315,30 +315,36 @@ def run_driver(args: Sequence[str], timeout: float = 240, **kw: Any) -> DriverPr
 # -- memory of process trees (the benchmark's figures) -------------------------------------------
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (state, ppid, ...); [] if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def _children_map() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(entry.name))
+        fields = _stat_fields(int(entry.name))
+        if fields:
+            kids.setdefault(int(fields[1]), []).append(int(entry.name))
     return kids
 
 
 def _describe(pid: int) -> str:
     """One line about a process: pid, state, kernel wait channel, argv (shortened)."""
+    fields = _stat_fields(pid)
     try:
-        state = Path(f"/proc/{pid}/stat").read_text(errors="replace").rsplit(")", 1)[1].split()[0]
+        state = fields[0]
         wchan = Path(f"/proc/{pid}/wchan").read_text(errors="replace") or "-"
         argv = (
             Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         )
-    except OSError:
+    except (OSError, IndexError):
         return f"{pid} (gone)"
     return f"{pid} {state} {wchan} {argv[:300]}"
 
