@@ -11,7 +11,7 @@ from typing import Any
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, all_clusters
-from driver.progress import Renderer, Update
+from driver.progress import Renderer, Update, gpus_text
 from driver.remote import Remote
 from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
@@ -56,7 +56,8 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
                 continue
             where = f"port {rec.local_port}" if attached and rec else "no tunnel here"
             extra = f" ({s['reason']})" if state == "PENDING" and s.get("reason") else ""
-            gres = f" GPUs {s['gpus']}" if s.get("gpus") else ""
+            gres = gpus_text(count=s.get("gpus"))
+            gres = f" {gres}" if gres else ""
             used, limit = s.get("elapsed") or "-", s.get("time_limit") or "-"
             out.emit(
                 Update(

@@ -130,6 +130,23 @@ def pending_line(update: Update) -> str:
     return text
 
 
+def gpus_text(count: object = None, devices: object = None) -> str:
+    """A session's GPUs in the same words on the ready line and in `nodebook list`: Slurm's count
+    ('2 GPUs'), or the job's CUDA_VISIBLE_DEVICES counted and named ('1 GPU: index 0',
+    '2 GPUs: indices 0,1'; UUIDs as they are). '' when there are none."""
+    names = [d.strip() for d in str(devices or "").split(",") if d.strip()]
+    count = str(count or "")
+    if not names and not count.isdigit():
+        return f"GPUs {count}" if count else ""  # a count Slurm wrote some other way: as it is
+    n = len(names) or int(count)
+    text = f"{n} GPU{'' if n == 1 else 's'}" if n else ""
+    if names and all(d.isdigit() for d in names):
+        text += f": {'index' if n == 1 else 'indices'} {','.join(names)}"
+    elif names:
+        text += f": {','.join(names)}"
+    return text
+
+
 class _Quiet:
     """A stream whose writes never raise: a closed terminal (SIGHUP) must not stop the cleanup."""
 
@@ -300,8 +317,8 @@ class Renderer:
             return f"job {update.job_id}: RUNNING{where}, starting Jupyter"
         if update.kind == "ready":
             where = f" on {update.node}" if update.node else ""
-            gpus = update.data.get("gpus")
-            where += f" (GPUs {gpus})" if gpus else ""
+            gpus = gpus_text(devices=update.data.get("gpus"))
+            where += f" ({gpus})" if gpus else ""
             return f"Jupyter is ready{where}: {update.url or update.data.get('url', '')}".rstrip()
         if update.kind in ("error", "ended", "info"):
             return update.message

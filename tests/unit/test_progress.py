@@ -2,9 +2,13 @@
 
 import io
 import json
+from contextlib import contextmanager
+from pathlib import Path
 
+from driver import commands
 from driver.errors import ExitCode
-from driver.progress import Renderer, Update, carries_secret, parse_event
+from driver.inventory import Cluster
+from driver.progress import Renderer, Update, carries_secret, gpus_text, parse_event
 
 
 def ok(res, event="runner_on_ok"):
@@ -150,3 +154,38 @@ def test_ready_from_the_connection_line_without_waiting_for_set_stats():
     assert (u.kind, u.job_id, u.node) == ("ready", "31", "cn02")
     assert u.data["socket"] == "/tmp/nodebook-alice-31/jupyter.sock"
     assert "nodebook" not in u.data
+
+
+def test_gpus_are_counted_the_same_on_the_ready_line_and_in_list(monkeypatch):
+    """connection.json's gpus is CUDA_VISIBLE_DEVICES (index 0 is one GPU, not none); `list`
+    has Slurm's count. Both say how many, in the same words."""
+    assert gpus_text(devices="0") == "1 GPU: index 0"
+    assert gpus_text(devices="0,1") == "2 GPUs: indices 0,1"
+    assert gpus_text(devices="GPU-3f2a") == "1 GPU: GPU-3f2a"
+    assert gpus_text(count="1") == "1 GPU" and gpus_text(count="2") == "2 GPUs"
+    assert gpus_text() == gpus_text(devices="", count="") == ""
+    # the ready line
+    buf = io.StringIO()
+    Renderer(False, buf, live=False).emit(
+        Update("ready", job_id="5", node="cn02", url="http://127.0.0.1:1/lab",
+               data={"gpus": "0"})
+    )  # fmt: skip
+    ready = buf.getvalue()
+    assert "on cn02 (1 GPU: index 0):" in ready and "GPUs 0" not in ready, ready
+
+    # `nodebook list`, its helper's session line faked
+    class FakeRemote:
+        def sessions(self):
+            return [{"job_id": "5", "state": "RUNNING", "node": "cn02", "gpus": "1"}]
+
+    @contextmanager
+    def connected(cluster):
+        yield FakeRemote()
+
+    cluster = Cluster(name="hpc", inventory=Path("i"), host="login")
+    monkeypatch.setattr(commands, "all_clusters", lambda *a: [cluster])
+    monkeypatch.setattr(commands, "connected", connected)
+    buf = io.StringIO()
+    assert commands.list_sessions(Path("i"), None, None, Renderer(False, buf, live=False)) == 0
+    (line,) = buf.getvalue().splitlines()
+    assert " cn02     1 GPU " in line, line
