@@ -81,14 +81,20 @@ def ssh_config(cluster: Cluster, job_id: str, out: Renderer) -> ExitCode:
             f"{cluster.name} is a standalone server: ssh to it directly, no block needed",
             ExitCode.USAGE,
         )
+    record = StateDir(cluster.name).load(job_id)
+    # The inventory's mode, and the session's own: a via-login session has no ssh to its node.
+    why = fix = ""
     if cluster.tunnel == "via-login":
+        why = f"{cluster.name} forbids ssh to compute nodes (nodebook_tunnel: via-login)"
+    elif record is not None and record.tunnel == "via-login":
+        why = f"job {job_id} was started with --tunnel via-login"
+        fix = " (or start a session with --tunnel jump)"
+    if why:
         raise NodebookError(
-            f"{cluster.name} forbids ssh to compute nodes (nodebook_tunnel: via-login): VS Code "
-            "Remote-SSH cannot reach the node there; connect VS Code's Jupyter to the session's "
-            "URL instead (README, VS Code)",
+            f"{why}: VS Code Remote-SSH cannot reach the node there; connect VS Code's Jupyter "
+            f"to the session's URL instead{fix} (README, VS Code)",
             ExitCode.USAGE,
         )
-    record = StateDir(cluster.name).load(job_id)
     live = record is not None and pid_alive(record.driver_pid)
     node = record.node if live and record else None
     if node is None:

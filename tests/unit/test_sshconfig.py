@@ -1,6 +1,8 @@
 """`nodebook ssh-config`: the Host block (pure logic; the sandbox test runs ssh with it)."""
 
+import os
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -8,6 +10,7 @@ from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.progress import Renderer
 from driver.sshconfig import host_block, proxy_command, ssh_config
+from driver.state import SessionRecord, StateDir
 
 CLUSTER = Cluster(name="hpc", inventory=Path("i"), host="login", user="jdoe")
 
@@ -46,3 +49,25 @@ def test_refusals_say_why(cluster, job, words):
     with pytest.raises(NodebookError, match=words) as exc:
         ssh_config(cluster, job, Renderer(False))
     assert exc.value.code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("tunnel", ["via-login", "jump"])
+def test_a_session_started_via_login_is_refused_by_its_own_mode(tunnel):
+    """The inventory allows ssh to nodes, but this session was started with --tunnel via-login:
+    its record says so, and no block that cannot work is printed."""
+    StateDir(CLUSTER.name).save(
+        SessionRecord(
+            cluster=CLUSTER.name, job_id="77", node="cn03", local_port=1, tunnel=tunnel,
+            driver_pid=os.getpid(), control_path="/nonexistent/m",
+        )
+    )  # fmt: skip
+    if tunnel == "jump":  # not refused: it goes on to ask ssh for the login's options
+        with patch("driver.sshconfig.resolved", return_value={}):
+            assert ssh_config(CLUSTER, "77", Renderer(False)) == ExitCode.OK
+        return
+    with pytest.raises(NodebookError) as exc:
+        ssh_config(CLUSTER, "77", Renderer(False))
+    assert exc.value.code == ExitCode.USAGE
+    message = exc.value.message
+    assert len(message.splitlines()) == 1
+    assert "--tunnel via-login" in message and "session's URL" in message, message
