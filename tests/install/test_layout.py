@@ -16,6 +16,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from tests.install.conftest import COLLECTION, REPO
+from tests.install.test_collection import readme_playbook
 
 # The collection's content: in the wheel under ansible_collections/nodebook/jupyter/, in the
 # collection's tarball at its root.
@@ -126,3 +127,15 @@ def test_roles_and_playbooks_call_the_filters_by_their_collection_name() -> None
         if name in names and not line.lstrip().startswith("#")
     ]
     assert not bare, "unqualified nodebook filters:\n" + "\n".join(bare)
+
+
+def test_readme_playbook_lists_the_roles_setup_runs_in_its_order() -> None:
+    """README's playbook of one's own runs each role whole, one after the other: it must list
+    every role playbooks/setup.yml imports, in the order of their last phase there (a role's
+    configure may use what an earlier one set: nodebook_job the kernels' data dir)."""
+    play = yaml.safe_load((REPO / "playbooks" / "setup.yml").read_text())[0]
+    imported = [t["ansible.builtin.import_role"]["name"] for t in play["tasks"]]
+    last_phase_order = sorted(set(imported), key=lambda r: len(imported) - imported[::-1].index(r))
+    (readme,) = yaml.safe_load(readme_playbook())
+    listed = [role.removeprefix("nodebook.jupyter.") for role in readme["roles"]]
+    assert listed == last_phase_order, (listed, last_phase_order)
