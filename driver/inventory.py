@@ -10,7 +10,7 @@ from pathlib import Path
 
 from driver import inventory_cache
 from driver.errors import ExitCode, NodebookError
-from driver.paths import rules, user_inventory_dir, user_inventory_file
+from driver.paths import reinstall_fix, rules, user_inventory_dir, user_inventory_file
 
 INVENTORY_ENV = "NODEBOOK_INVENTORY"
 NO_INVENTORY = "no inventory: run `nodebook init NAME --host LOGIN-HOST` (or pass -i PATH)"
@@ -89,7 +89,10 @@ def _run_inventory(inventory: Path, args: list[str]) -> object:
             argv, capture_output=True, text=True, timeout=60, check=False, env=env
         )
     except FileNotFoundError as exc:
-        raise NodebookError("ansible-inventory not found: run `make venv` first") from exc
+        raise NodebookError(
+            "ansible-inventory not found (ansible-core is missing): "
+            + reinstall_fix("ansible-core")
+        ) from exc
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         why = next(

@@ -31,6 +31,8 @@ def _data_root() -> Path:
 
 
 DATA = _data_root()
+# Running from a checkout (`make venv`, an editable install), not from an installed wheel.
+FROM_CHECKOUT = DATA == CHECKOUT
 PLAYBOOKS = DATA / "playbooks"
 ROLES = DATA / "roles"
 PLUGINS = DATA / "plugins"
@@ -61,6 +63,26 @@ def user_inventory_dir() -> Path:
 def user_inventory_file() -> Path:
     """A single inventory file in the config dir, accepted when the inventory dir is empty."""
     return config_dir() / "inventory.yml"
+
+
+def reinstall_fix(dependency: str) -> str:
+    """How to get a missing dependency of nodebook back, as words that work where it runs:
+    `make venv` in a checkout; an installed wheel has no Makefile, so pip (or pipx) with this
+    very Python and the version nodebook requires."""
+    if FROM_CHECKOUT:
+        return f"run `make venv` in {CHECKOUT}"
+    import importlib.metadata
+    import re
+    import shlex
+    import sys
+
+    try:
+        wanted = importlib.metadata.requires("nodebook") or []
+    except importlib.metadata.PackageNotFoundError:
+        wanted = []
+    spec = next((r for r in wanted if re.split(r"[\s<>=!~;\[]", r)[0] == dependency), dependency)
+    pip = f"{shlex.quote(sys.executable)} -m pip install {shlex.quote(spec)}"
+    return f"install it into nodebook's Python: `{pip}` (with pipx: `pipx reinstall nodebook`)"
 
 
 @cache

@@ -43,6 +43,7 @@ print(json.dumps({
     "data": str(p.DATA), "playbooks": str(p.PLAYBOOKS), "cfg": str(p.ANSIBLE_CFG),
     "helper": str(p.HELPER), "rules": p.rules().__file__,
     "inventory_dir": str(p.user_inventory_dir()), "cwd": os.getcwd(),
+    "from_checkout": p.FROM_CHECKOUT, "fix": p.reinstall_fix("ansible-core"),
 }))
 """
 
@@ -103,6 +104,10 @@ def test_installed_driver_and_its_data_come_from_the_venv(user: Installed) -> No
     assert found.pop("data") == str(collection)
     assert found.pop("inventory_dir") == str(user.home / ".config" / "nodebook" / "inventory")
     assert found.pop("cwd") == str(user.cwd)
+    # no checkout, no Makefile: a missing dependency is put back with this venv's pip
+    assert found.pop("from_checkout") is False
+    fix = found.pop("fix")
+    assert "make" not in fix and f"{user.venv}/bin/python -m pip install 'ansible-core<" in fix
     for name, path in found.items():
         assert Path(path).is_relative_to(collection), (name, path)
 

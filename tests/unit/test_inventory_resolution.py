@@ -3,11 +3,12 @@ never the sandbox's by default (driver/inventory.py::resolve_inventory)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from driver import cli
+from driver import cli, inventory, paths
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import NO_INVENTORY, all_clusters, load_cluster, resolve_inventory
 from driver.paths import SANDBOX_INVENTORY, config_dir, user_inventory_dir, user_inventory_file
@@ -127,3 +128,22 @@ def test_cli_without_inventory_exits_with_usage_and_says_init(
     assert cli.main(["doctor"]) == int(ExitCode.USAGE)
     captured = capsys.readouterr()
     assert "nodebook init" in captured.out + captured.err
+
+
+@pytest.mark.parametrize("from_checkout", [True, False])
+def test_missing_ansible_says_a_fix_that_works_where_nodebook_runs(
+    home: Path, monkeypatch: pytest.MonkeyPatch, from_checkout: bool
+) -> None:
+    """An installed wheel has no Makefile: `make venv` only from a checkout, else pip with the
+    very Python nodebook runs on and the ansible-core it requires."""
+    monkeypatch.setattr(paths, "FROM_CHECKOUT", from_checkout)
+    monkeypatch.setattr(inventory, "_ansible_bin", lambda name: f"/nonexistent/bin/{name}")
+    with pytest.raises(NodebookError) as exc:
+        load_cluster(write(home / "hosts.yml"), None, None)
+    message = exc.value.message
+    assert len(message.splitlines()) == 1 and "ansible-inventory not found" in message
+    if from_checkout:
+        assert f"make venv` in {paths.CHECKOUT}" in message, message
+    else:
+        assert "make" not in message, message
+        assert f"`{sys.executable} -m pip install 'ansible-core<" in message, message
