@@ -23,7 +23,7 @@ examples:
   nodebook session                               a notebook on a compute node (Ctrl-C ends it)
   nodebook session --time 02:00:00 --cpus 4 --mem 16G --partition long
   nodebook session --gpus a100:1 --no-browser --json
-  nodebook session --cluster sandbox-server      a standalone server (no Slurm)
+  nodebook session --cluster lab                 a standalone server (no Slurm)
   nodebook list                                  your sessions on each cluster
   nodebook attach 1234                           reconnect to job 1234 (and take it over)
   nodebook stop 1234 | --all                     cancel sessions
@@ -41,7 +41,7 @@ examples:
   nodebook session                               a notebook, default partition (Ctrl-C ends it)
   nodebook session --time 02:00:00 --cpus 4 --mem 16G --partition long
   nodebook session --gpus a100:1 --no-browser
-  nodebook session --cluster sandbox-server      a standalone server (no Slurm)
+  nodebook session --cluster lab                 a standalone server (no Slurm)
   nodebook session --tunnel via-login --endpoint tcp-node           no ssh to compute nodes
   nodebook session --json                        one JSON object per line (for scripts)
 """,

@@ -17,8 +17,8 @@ from driver.progress import Renderer, Update
 
 EXAMPLES = """\
 examples:
-  python -m driver kernels                       the kernels of your default cluster
-  python -m driver kernels --cluster hpc2 --json one JSON object per kernel
+  nodebook kernels                               the kernels of your default cluster
+  nodebook kernels --cluster hpc2 --json         one JSON object per kernel
 
 Your own conda envs and venvs become kernels through setup: list them in the inventory as
 nodebook_kernels_environments (README, "Your own environments as kernels") and run setup.

@@ -1,8 +1,10 @@
 """Local state files, session helpers and the CLI edge (exit codes, one-line errors)."""
 
+import argparse
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,26 @@ def test_help_teaches_with_examples(capsys):
     out = capsys.readouterr().out
     for word in ("session", "attach", "stop", "doctor", "examples:", "exit codes:", "130"):
         assert word in out
+
+
+def test_help_reads_as_the_installed_command(tmp_path):
+    """What a user sees of --help: `nodebook ...` and clusters of their own, never the sandbox's
+    hosts or `python -m driver`, whichever way the command was started."""
+    env = {**os.environ, "XDG_CONFIG_HOME": "/home/you/.config"}  # init's help names it
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert commands.choices, "no subcommands found"
+    for argv in ([], *([name] for name in commands.choices)):
+        text = subprocess.run(
+            [sys.executable, "-m", "driver", *argv, "--help"],
+            capture_output=True, text=True, check=True, env=env, cwd=tmp_path,
+        ).stdout  # fmt: skip
+        assert text.startswith(f"usage: {' '.join(['nodebook', *argv])} "), text[:80]
+        for wrong in ("sandbox", "-m driver"):
+            assert wrong not in text, (argv, wrong)
+        block = text.split("examples:\n")[1].split("\n\n")[0].splitlines()
+        commands_shown = {ln.split()[0] for ln in block if ln[:2] == "  " and ln[2] != " "}
+        assert commands_shown and commands_shown <= {"nodebook", "ssh"}, (argv, block)
 
 
 @pytest.mark.parametrize(
