@@ -118,6 +118,7 @@ class Monitor:
     time_limit: str | None = None
     unreachable: bool = False  # the cluster stopped answering: the job cannot be cancelled
     sleep: Callable[[float], None] = time.sleep
+    last_failure: str = ""  # why the last reconnect attempt failed (ssh's reason)
 
     def hold(self) -> ExitCode:
         next_check = 0.0
@@ -197,12 +198,12 @@ class Monitor:
                     self.api_url,
                     self.token,
                     max(2.0, min(15.0, deadline - time.monotonic())),
-                    self.tunnel.alive,
+                    self.tunnel,
                 )
                 self.out.emit(Update("info", job_id=self.job.id, message="tunnel re-established"))
                 return "ok"
-            except NodebookError:
-                pass
+            except NodebookError as exc:
+                self.last_failure = exc.message
             self.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 10.0)
         self.unreachable = not self.remote.responsive()
@@ -213,4 +214,6 @@ class Monitor:
             f"the tunnel was lost and could not be re-established within "
             f"{self.reconnect_bound:.0f} s"
         )
+        if self.last_failure:
+            text += f"; the last try: {self.last_failure}"
         return NodebookError(text, ExitCode.TUNNEL_LOST)

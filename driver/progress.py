@@ -70,7 +70,7 @@ def from_line(line: dict[str, Any]) -> Update | None:
             reason=line.get("reason") or None,
             start=line.get("start") or None,
             node=line.get("node") or None,
-            data={"start_known": bool(line.get("start"))},
+            data={"start_known": bool(line.get("start")), "host_keys": line.get("host_keys") or []},
         )
     if kind == "connection" and line.get("node"):
         return Update("ready", job_id=job_id, node=str(line["node"]), data=data)

@@ -21,6 +21,7 @@ import webbrowser
 from dataclasses import dataclass
 from typing import Any
 
+from driver import hostkeys
 from driver.errors import ExitCode, NodebookError, Stopped
 from driver.gate import Connector, Gate
 from driver.inventory import Cluster
@@ -38,6 +39,7 @@ from driver.tunnel import (
     Endpoint,
     Forward,
     Tunnel,
+    TunnelFailed,
     free_port,
     port_is_free,
     preload,
@@ -117,6 +119,8 @@ class Session:
             self.job.socket = str(update.data.get("socket") or "") or None
             self.job.endpoint = str(update.data.get("endpoint") or "") or None
         if update.kind == "running" and update.node:
+            # The login node's records of the node's key first: the early tunnel checks it.
+            self._pin(update.node, update.data.get("host_keys"))
             self._running_on = update.node  # the main thread opens the tunnel early
         if update.kind == "ready":
             self._ready = dict(update.data)  # the main thread connects while the play ends
@@ -124,6 +128,11 @@ class Session:
             self.out.emit(update)
         if update.kind in ("running", "ready"):
             self._wake.set()
+
+    def _pin(self, node: str, records: object) -> None:
+        """Pin the login node's records of ``node``'s host key (driver.hostkeys)."""
+        if isinstance(records, list) and records:
+            hostkeys.pin(self.cluster.name, node, [str(r) for r in records])
 
     def _extravars(self) -> dict[str, Any]:
         ev: dict[str, Any] = dict(self.opts.job)
@@ -316,8 +325,13 @@ class Session:
             self.job.heartbeat_timeout = info["heartbeat_timeout"]
         info = {**ready, **info}
         endpoint = endpoint_of(info)
+        self._pin(endpoint.node, info.pop("host_keys", None))
         mode = self._mode()
         early = self.tunnel
+        if early is not None and early.proc is not None and not early.alive():
+            died = early.failure()
+            if died.final:  # a host key, a refused login: ssh's word, no second try
+                raise died
         if early is not None and (
             early.endpoint != endpoint or early.mode != mode or not early.alive()
         ):
@@ -337,14 +351,14 @@ class Session:
             self.tunnel.start()
         connected = Connected(endpoint, info, token, self.tunnel)
         try:
-            wait_http(connected.api_url, token, 60, self.tunnel.alive)
-        except NodebookError:
-            if self.tunnel.alive():
+            wait_http(connected.api_url, token, 60, self.tunnel)
+        except TunnelFailed as exc:
+            if exc.final:  # a host key, a refused login: the same again on a second try
                 raise
             # the tunnel's ssh died (a node's sshd restarting, a dropped login): one more try
             self.tunnel.close()
             self.tunnel.start()
-            wait_http(connected.api_url, token, 60, self.tunnel.alive)
+            wait_http(connected.api_url, token, 60, self.tunnel)
         return connected
 
     def _announce(self, connected: Connected) -> None:
@@ -383,12 +397,19 @@ class Session:
                 },
             )
         )
+        node = connected.endpoint.node
+        through = (  # the login node forwards to node:port (driver/tunnel.py), not to loopback
+            f", through the login node to {node}: the app must listen on {node}'s address "
+            "(0.0.0.0, --bind_all), not on 127.0.0.1"
+            if connected.tunnel.mode in ("via-login", "hops")
+            else ""
+        )
         for fw in connected.tunnel.forwards:
             self.out.emit(
                 Update(
                     "info",
                     job_id=self.job.id,
-                    message=f"node port {fw.node_port} forwarded to {fw.url}",
+                    message=f"node port {fw.node_port} forwarded to {fw.url}{through}",
                 )
             )
         if self.opts.browser:

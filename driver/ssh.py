@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from driver.errors import ExitCode, NodebookError
+from driver.hostkeys import node_options
 from driver.inventory import Cluster
 from driver.state import owned_temp_dir
 
@@ -215,6 +216,7 @@ class Master:
             "ServerAliveInterval=5",
             "-o",
             "ServerAliveCountMax=3",
+            *node_options(cluster, node),
             "-T",
             *options,
             node,

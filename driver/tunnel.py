@@ -14,11 +14,12 @@ Modes (``--tunnel``):
 """
 
 import contextlib
+import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from driver.errors import ExitCode, NodebookError
 from driver.remote import Remote
@@ -43,6 +44,111 @@ class Endpoint:
         if self.port is None:
             raise NodebookError("connection file has neither socket nor port")
         return f"{self.host}:{self.port}"
+
+
+class TunnelFailed(NodebookError):
+    """The tunnel's ssh ended: what ssh said, worded as a cause and a fix. ``final`` failures
+    (a host key, a refused login) come back the same on a second try."""
+
+    def __init__(self, message: str, kind: str, final: bool) -> None:
+        super().__init__(message, ExitCode.TUNNEL_LOST)
+        self.kind = kind
+        self.final = final
+
+
+# (kind, pattern in ssh's stderr, cause, fix, final); the first match wins. {node} is the
+# compute node, {said} ssh's own line(s). The patterns are OpenSSH's messages (client, and the
+# login node's channel-open failures relayed through the master), plus pam_slurm_adopt's.
+TUNNEL_CAUSES: tuple[tuple[str, str, str, str, bool], ...] = (
+    (
+        "host-key-changed",
+        r"REMOTE HOST IDENTIFICATION HAS CHANGED|POSSIBLE DNS SPOOFING",
+        "{node} presented a host key that differs from the login node's record of it, a "
+        "possible man-in-the-middle (ssh: {said})",
+        "nothing was trusted or changed; tell your cluster's admins, and do not work around it",
+        True,
+    ),
+    (
+        "host-key-unknown",
+        r"No \S+ host key is known for|Host key verification failed|host key .* not known",
+        "{node}'s host key is unknown: neither your known_hosts nor the login node's records "
+        "(/etc/ssh/ssh_known_hosts, ~/.ssh/known_hosts there) have it (ssh: {said})",
+        "ask your cluster's admins to publish the nodes' keys in the login node's "
+        "/etc/ssh/ssh_known_hosts, or run `ssh {node} true` once on the login node and check "
+        "the fingerprint it shows",
+        True,
+    ),
+    (
+        "no-job-on-node",
+        r"pam_slurm_adopt|no active jobs on this node",
+        "{node} refused the login: the cluster admits ssh to a node only for a job of yours "
+        "running there (ssh: {said})",
+        "check with `nodebook list` that the job still runs on {node}",
+        True,
+    ),
+    (
+        "permission-denied",
+        r"Permission denied|Too many authentication failures|Authentication failed",
+        "{node} refused the login (ssh: {said})",
+        "the node must accept your key: check that `ssh {node}` works from the login node "
+        "with the same key, or use --tunnel hops",
+        True,
+    ),
+    (
+        "prohibited",
+        r"administratively prohibited|Session open refused by peer",
+        "the login node refused to open another channel (ssh: {said}); its sshd limits the "
+        "sessions per connection (MaxSessions) or forbids forwarding (AllowTcpForwarding)",
+        "close other ssh sessions that share this connection and retry (if it persists, ask "
+        "your admins), or use --tunnel via-login",
+        False,
+    ),
+    (
+        "refused",
+        r"Connection refused",
+        "nothing on {node} accepts ssh (ssh: {said}); the cluster may forbid ssh to compute nodes",
+        "use --tunnel via-login (set nodebook_tunnel: via-login in the inventory to keep it)",
+        True,
+    ),
+    (
+        "no-route",
+        r"No route to host|Network is unreachable|timed out",
+        "the login node cannot reach {node} (ssh: {said})",
+        "the node may be down or firewalled from the login node: check `nodebook list`, or use "
+        "--tunnel via-login",
+        False,
+    ),
+    (
+        "unresolvable",
+        r"Name or service not known|Could not resolve hostname|"
+        r"Temporary failure in name resolution|nodename nor servname",
+        "the login node cannot resolve {node}'s name (ssh: {said})",
+        "ask your cluster's admins how nodes are named from the login node, or use "
+        "--tunnel via-login",
+        True,
+    ),
+)
+
+
+def failure(node: str, stderr: str, rc: int | None) -> TunnelFailed:
+    """What ssh's stderr says about why the tunnel to ``node`` ended (pure; unit-tested)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@@")]
+    for kind, pattern, cause, fix, final in TUNNEL_CAUSES:
+        said = [ln for ln in lines if re.search(pattern, ln)]
+        if not said:
+            continue
+        if kind == "host-key-changed":  # ssh's own warning, with the fingerprint it saw
+            said += [ln for ln in lines if "fingerprint" in ln.lower() and ln not in said][:1]
+        text = "; ".join(s.rstrip(".") for s in said[:2])
+        message = f"{cause.format(node=node, said=text)}; {fix.format(node=node)}"
+        return TunnelFailed(message, kind, final)
+    said = lines[-1].rstrip(".") if lines else f"ssh exited with status {rc}"
+    return TunnelFailed(
+        f"the tunnel to {node} closed (ssh: {said}); check that `ssh {node}` works from the "
+        "login node, or use --tunnel via-login",
+        "other",
+        False,
+    )
 
 
 def free_port() -> int:
@@ -100,6 +206,7 @@ class Tunnel:
     hop_socket: str | None = None  # hops: the login node's socket (from the connection info)
     forwards: tuple[Forward, ...] = ()  # --forward: more node ports, over the same master
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    stderr: Path | None = None  # the tunnel ssh's stderr (in the master's private dir)
     forward_spec: str | None = None
     extra_specs: list[str] = field(default_factory=list)  # --forward held by the master
 
@@ -147,18 +254,32 @@ class Tunnel:
     def _spawn(self, argv: list[str]) -> None:
         # Own session: Ctrl-C on the driver's terminal does not reach it; the driver closes it.
         # stdin is a pipe the driver holds: when the driver dies, the remote `cat` ends.
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # stderr goes to a file in the master's 0700 dir: why it ended is ssh's to say.
+        self.stderr = self.master.control_dir / f"tunnel-{self.local_port}.err"
+        with open(self.stderr, "wb") as err:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             return False
         return self.forward_spec is None or self.master.alive()
+
+    def failure(self) -> TunnelFailed:
+        """Why the tunnel ended, from its ssh's stderr."""
+        text = ""
+        with contextlib.suppress(OSError):
+            if self.stderr is not None:
+                text = self.stderr.read_text(errors="replace")[-8000:]
+        rc = self.proc.poll() if self.proc is not None else None
+        if not text and self.forward_spec is not None and not self.master.alive():
+            text = "the ssh connection to the login node was lost"
+        return failure(self.endpoint.node, text, rc)
 
     def close(self) -> None:
         for spec in self.extra_specs:
@@ -216,24 +337,15 @@ def http_ok(url: str, token: str, timeout: float = 5) -> bool:
     return _status(url, token, timeout)[0] == 200
 
 
-def wait_http(
-    url: str,
-    token: str,
-    timeout: float,
-    alive: Callable[[], bool] | None = None,
-) -> None:
-    """Wait until Jupyter answers ``url`` with 200 through the tunnel (token in a header)."""
+def wait_http(url: str, token: str, timeout: float, tunnel: Tunnel | None = None) -> None:
+    """Wait until Jupyter answers ``url`` with 200 through the tunnel (token in a header);
+    TunnelFailed, with ssh's reason, if the tunnel's ssh ends first."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     delay = 0.05
     while time.monotonic() < deadline:
-        if alive is not None and not alive():
-            raise NodebookError(
-                "the tunnel closed before Jupyter answered (its ssh to the compute node "
-                "failed); check that `ssh NODE` works from the login node, or use "
-                "--tunnel via-login",
-                ExitCode.TUNNEL_LOST,
-            )
+        if tunnel is not None and not tunnel.alive():
+            raise tunnel.failure()
         status, why = _status(url, token, 5)
         if status == 200:
             return

@@ -88,6 +88,7 @@ LOGIN = Host("login", "10.251.0.1", cluster=True)
 COMPUTE = (Host("cn01", "10.251.0.11", cluster=True), Host("cn02", "10.251.0.12", cluster=True))
 HOSTS = (LAPTOP, LOGIN, *COMPUTE)
 LOGIN_PUBLIC = "10.251.1.1"
+CLUSTER_DOMAIN = "sandbox.cluster"  # the hosts' fully qualified names: cn01.sandbox.cluster
 GPU_HOST = COMPUTE[1]  # cn02: two fake GPUs (Slurm GRES gpu:a100:2) in partition gpu
 
 
@@ -325,16 +326,23 @@ def setup_ssh() -> None:
     for host in (LOGIN, *COMPUTE):
         pub = keygen(L.ssh / "hostkeys" / host.name, f"{host.name}-hostkey")
         host_keys[host.name] = " ".join(pub.split()[:2])
-    # Laptop side: the user's keys and the pinned host keys, as a real user would have them.
+    # Laptop side: the user's keys and the login node's key, as on a real user's laptop: it has
+    # never seen a compute node's key.
     known = [
         f"login,{LOGIN_PUBLIC} {host_keys['login']}",
         f"[login]:{OTP_PORT},[{LOGIN_PUBLIC}]:{OTP_PORT} {host_keys['login']}",
-        *(f"{h.name},{h.address} {host_keys[h.name]}" for h in COMPUTE),
     ]
     (L.ssh / "known_hosts").write_text("\n".join(known) + "\n")
+    # Cluster side: the site-wide /etc/ssh/ssh_known_hosts of every cluster host knows every
+    # host (short names, FQDNs, addresses); the laptop shares the machine's /etc, so the cluster
+    # hosts get a copy of /etc/ssh of their own (anchor-cluster.sh).
     cluster_known = "\n".join(
-        f"{h.name},{h.address} {host_keys[h.name]}" for h in (LOGIN, *COMPUTE)
+        f"{h.name},{h.name}.{CLUSTER_DOMAIN},{h.address} {host_keys[h.name]}"
+        for h in (LOGIN, *COMPUTE)
     )
+    shutil.copytree("/etc/ssh", L.etc / "ssh", symlinks=True)
+    (L.etc / "ssh" / "ssh_known_hosts").write_text(cluster_known + "\n")
+    (L.etc / "ssh" / "ssh_known_hosts").chmod(0o644)
     for user in USERS:
         laptop_pub = keygen(L.ssh / f"id_{user}", f"{user}@laptop")
         dot_ssh = Path(f"/home/{user}/.ssh")
@@ -345,13 +353,19 @@ def setup_ssh() -> None:
         internal.with_suffix(".pub").unlink(missing_ok=True)
         internal_pub = keygen(internal, f"{user}@cluster")
         (dot_ssh / "authorized_keys").write_text(f"{laptop_pub}\n{internal_pub}\n")
-        (dot_ssh / "known_hosts").write_text(cluster_known + "\n")
+        # alice has logged in to the nodes before: her own known_hosts, hashed as Debian's ssh
+        # writes it (HashKnownHosts); bob relies on the site-wide file alone.
+        known_file = dot_ssh / "known_hosts"
+        known_file.unlink(missing_ok=True)
+        if user == ENV_OWNER:
+            known_file.write_text(cluster_known + "\n")
+            run(["ssh-keygen", "-q", "-H", "-f", str(known_file)])
+            known_file.with_name("known_hosts.old").unlink(missing_ok=True)
         for path in dot_ssh.iterdir():
             path.chmod(0o600 if path.suffix != ".pub" else 0o644)
         run(["chown", "-R", f"{user}:{user}", str(dot_ssh)])
     (L.ssh / "config").write_text(
-        render("ssh_config", ssh_dir=L.ssh, login_public=LOGIN_PUBLIC, otp_port=OTP_PORT,
-               cn01_address=COMPUTE[0].address, cn02_address=COMPUTE[1].address)
+        render("ssh_config", ssh_dir=L.ssh, login_public=LOGIN_PUBLIC, otp_port=OTP_PORT)
     )  # fmt: skip
     keys_only = render("sshd-auth-keys.conf")
     for host in (LOGIN, *COMPUTE):
@@ -370,6 +384,22 @@ def setup_pam() -> None:
     run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(module),
          str(HERE / "pam_verification_code.c"), "-lpam"])  # fmt: skip
     (L.etc / "pam-sshd").write_text(render("pam-sshd", module=module, secrets=L.secrets))
+
+
+def setup_shells() -> None:
+    """Shells that talk, as on real clusters: sandbox-site.sh for the cluster hosts' login shells
+    (stdout and stderr; anchor-cluster.sh overlays <etc>/profile.d on their /etc/profile.d), and
+    a line on stderr first in each user's ~/.bashrc (every command sshd runs reads it)."""
+    profile_d = L.etc / "profile.d"
+    profile_d.mkdir(mode=0o755)
+    (profile_d / "sandbox-site.sh").write_text(render("profile-site.sh"))
+    noise = render("bashrc-site.sh")
+    for user in USERS:
+        bashrc = Path(f"/home/{user}/.bashrc")
+        text = bashrc.read_text() if bashrc.exists() else ""
+        if not text.startswith(noise):
+            bashrc.write_text(noise + text)
+            shutil.chown(bashrc, user, user)
 
 
 def setup_lmod() -> None:
@@ -533,7 +563,8 @@ def finish_envs(marker_install: subprocess.Popen[bytes]) -> None:
 
 
 def write_hosts_and_slurm() -> None:
-    (L.etc / "hosts").write_text(render("hosts", **{f"{h.name}_address": h.address for h in HOSTS}))
+    addresses = {f"{h.name}_address": h.address for h in HOSTS}
+    (L.etc / "hosts").write_text(render("hosts", domain=CLUSTER_DOMAIN, **addresses))
     slurm_etc = L.etc / "slurm"
     slurm_etc.mkdir()
     (L.slurm / "ctld").mkdir(parents=True)
@@ -869,6 +900,7 @@ def up() -> None:
                 path.mkdir(mode=0o755, parents=True, exist_ok=True)
             L.secrets.mkdir(mode=0o700)
             create_users()
+            setup_shells()
             setup_lmod()
             envs = pool.submit(make_envs, wheels)
             setup_ssh()

@@ -61,9 +61,17 @@ def run(
 
 
 def host_argv(name: str, argv: Sequence[str], user: str | None = None) -> list[str]:
-    """argv that runs ``argv`` on a sandbox host: as root, or as ``user`` in a login shell."""
-    opts = ["--user", user, "--login"] if user else []
-    return [*CLUSTER, "exec", name, *opts, "--", *argv]
+    """argv that runs ``argv`` on a sandbox host: as root, or as ``user`` with a login's clean
+    environment in the user's home, but no login shell: the cluster hosts' login shells talk
+    (sandbox-site.sh), and the tests read the command's own output. A test that wants the login
+    shell (``module``) runs ``bash -lc`` and finds its lines among the greeting's."""
+    if not user:
+        return [*CLUSTER, "exec", name, "--", *argv]
+    home = f"/home/{user}"
+    clean = ["env", "-i", f"HOME={home}", f"USER={user}", f"LOGNAME={user}", "SHELL=/bin/bash"]
+    clean += ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
+    in_home = ["sh", "-c", 'cd "$HOME" && exec "$@"', "sh", *argv]
+    return [*CLUSTER, "exec", name, "--user", user, "--", *clean, *in_home]
 
 
 def _namespaces(pid: int | str) -> tuple[str, str]:
@@ -134,8 +142,11 @@ class Sandbox:
     def ssh(
         self, user: str, command: str, host: str = "login", **kw: object
     ) -> subprocess.CompletedProcess[str]:
-        """Run a remote command over ssh from the laptop, as a real user would."""
-        argv = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", f"{user}@{host}", command]
+        """Run a remote command over ssh from the laptop, as a real user would: a compute
+        node through the login node (the laptop knows only the login node's host key)."""
+        if host != "login":
+            command = shlex.join(["ssh", "-o", "BatchMode=yes", host, command])
+        argv = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", f"{user}@login", command]
         return self.laptop(argv, **kw)
 
     def squeue(self, user: str | None = None) -> list[str]:

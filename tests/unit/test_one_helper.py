@@ -138,7 +138,9 @@ def test_the_checks_catch_what_they_look_for() -> None:
 CLUSTER = Cluster(name="c", inventory=Path("i"), host="login", user="alice")
 
 
-def test_every_remote_command_starts_the_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_remote_command_starts_the_helper(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Run the driver's remote calls and tunnels against a recording subprocess."""
     seen: list[list[str]] = []
 
@@ -158,7 +160,7 @@ def test_every_remote_command_starts_the_helper(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(subprocess, "run", record)
     monkeypatch.setattr(subprocess, "Popen", Proc)
-    remote = Remote(Master(CLUSTER, Path("/tmp/nb-t")), CLUSTER)
+    remote = Remote(Master(CLUSTER, tmp_path), CLUSTER)
     remote.heartbeat("7")
     remote.ended("7")
     remote.cancel_now("7")
@@ -168,7 +170,8 @@ def test_every_remote_command_starts_the_helper(monkeypatch: pytest.MonkeyPatch)
     for mode, ep in (("jump", Endpoint("cn01", socket="/s")), ("hops", Endpoint("cn01", port=9))):
         Tunnel(remote, mode, ep, 18000, "7", hop_socket="/tmp/h.sock").start()
     helper = str(rules().helper_command(CLUSTER.base_dir))
-    commands = [argv[-1] for argv in seen if argv[0] == "ssh" and "-O" not in argv]
+    # (ssh -G: the node's known_hosts files, read locally)
+    commands = [a[-1] for a in seen if a[0] == "ssh" and "-O" not in a and "-G" not in a]
     assert len(commands) == 8
     for command in commands:
         assert command.startswith(helper + " "), command
