@@ -146,6 +146,8 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
         help=(
             "also forward a web app's port on the node (TensorBoard, a Dask dashboard) to "
             "127.0.0.1:LOCALPORT (default: a free port), over the same connection; repeatable. "
+            "With --tunnel via-login or hops the login node connects to the node's address, so "
+            "the app must listen there (0.0.0.0, --bind_all), not on 127.0.0.1. "
             "Apps are also reachable through Jupyter at /proxy/NODEPORT/"
         ),
     )

@@ -50,7 +50,7 @@ import http.server, threading, tempfile, functools
 d = tempfile.mkdtemp()
 open(d + "/marker.txt", "w").write("{marker}")
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
-server = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), handler)
+server = http.server.ThreadingHTTPServer(("{host}", {port}), handler)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 print("serving")
 """
@@ -84,10 +84,8 @@ def test_gpu_session_kernel_list_proxy_forward_and_ssh_config(
     assert sessions[job]["data"]["gpus"] == "1"
     # a web app started from a cell: through Jupyter's proxy with the login, not without it
     marker = f"nodebook-proxy-{random.randint(0, 10**9)}"
-    assert (
-        "serving"
-        in cell(sandbox, ready, SERVE.format(marker=marker, port=app_port), keep=True)["stdout"]
-    )
+    serve = SERVE.format(marker=marker, host="127.0.0.1", port=app_port)
+    assert "serving" in cell(sandbox, ready, serve, keep=True)["stdout"]
     proxied = f"http://127.0.0.1:{port}/proxy/{app_port}/marker.txt"
     assert curl(sandbox, proxied, token) == (200, marker)
     status, body = curl(sandbox, proxied)

@@ -8,11 +8,13 @@ protection: the API answers 403 without it, also to bob on the cluster network.
 from __future__ import annotations
 
 import json
+import random
 import signal
 
 import pytest
 
 from driver.errors import ExitCode
+from tests.e2e import test_real_work as real_work
 from tests.e2e.conftest import http_status, token_of
 from tests.harness import leftovers
 
@@ -22,7 +24,11 @@ NODE_ADDRESS = {"cn01": "10.251.0.11", "cn02": "10.251.0.12"}
 
 
 def test_via_login_tcp_node_200_with_token_403_without_and_bob_403(sandbox, drive, nothing_left):
-    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--tunnel", "via-login"])
+    app_port = random.randint(20000, 29999)
+    d = drive(
+        ["session", "--cluster", "sandbox", "--allow-second", "--tunnel", "via-login",
+         "--forward", str(app_port)]
+    )  # fmt: skip
     ready = d.wait_event("ready", timeout=90)
     job, node, port = ready["job_id"], ready["node"], ready["local_port"]
     assert ready["data"]["tunnel"] == "via-login"
@@ -50,6 +56,25 @@ def test_via_login_tcp_node_200_with_token_403_without_and_bob_403(sandbox, driv
             assert out.stdout == "403", (host, headers, out.stdout, out.stderr)
     # The token is nowhere in a process's argv.
     assert not [p for p in leftovers.job_processes([job]) if token in p]
+
+    # --forward goes through login to node:port, and the driver says where the app must listen;
+    # an app (started from a cell) on the node's address is reached on the forward's port.
+    (fw,) = ready["data"]["forwards"]
+    said = ""
+    while fw["url"] not in said:  # the info lines follow the ready line
+        said = d.wait_event("info", timeout=30)["message"]
+    assert f"must listen on {node}'s address" in said and "not on 127.0.0.1" in said, said
+    marker = f"nodebook-forward-{random.randint(0, 10**9)}"
+    serve = real_work.SERVE.format(marker=marker, host=conn["host"], port=app_port)
+    assert "serving" in real_work.cell(sandbox, ready, serve, keep=True)["stdout"]
+    assert real_work.curl(sandbox, f"{fw['url']}marker.txt") == (200, marker)
+    # no ssh to the node in this session: ssh-config refuses, by the session's own mode
+    conf = drive(["ssh-config", job, "--cluster", "sandbox"])
+    assert conf.wait(timeout=60) == ExitCode.USAGE
+    (error,) = conf.errors
+    assert "--tunnel via-login" in error and not [
+        e for e in conf.events if e["event"] == "ssh-config"
+    ]
 
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED

@@ -112,6 +112,17 @@ def test_help_reads_as_the_installed_command(tmp_path):
         assert commands_shown and commands_shown <= {"nodebook", "ssh"}, (argv, block)
 
 
+@pytest.mark.parametrize("command", ["session", "attach"])
+def test_forward_help_says_where_the_app_must_listen_through_the_login_node(command, capsys):
+    """With via-login or hops the login node connects to node:port: an app on the node's
+    127.0.0.1 is out of its reach, and --help says so."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    forward = text.split("--forward NODEPORT[:LOCALPORT] ", 1)[1]
+    assert "via-login or hops" in forward and "not on 127.0.0.1" in forward, forward
+
+
 @pytest.mark.parametrize(
     "argv",
     [
