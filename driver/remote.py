@@ -140,7 +140,12 @@ class Remote:
         ``wait`` the helper returns once Jupyter answers (or the job gave up starting)."""
         limit = [] if wait else ["--timeout", "0"]
         reply = self.call(
-            "connection", job_id, "--token", *limit, *self._sched(), timeout=900 if wait else 30
+            "connection",
+            job_id,
+            "--token",
+            *limit,
+            *self.scheduler_args(),
+            timeout=900 if wait else 30,
         )
         line = reply.first("connection")
         if line is None:
@@ -149,7 +154,9 @@ class Remote:
 
     def state(self, job_id: str) -> str:
         """The scheduler's state of the job now (one query), touching the heartbeat too."""
-        reply = self.call("heartbeat", job_id, "--check", *self._sched(), timeout=15, check=False)
+        reply = self.call(
+            "heartbeat", job_id, "--check", *self.scheduler_args(), timeout=15, check=False
+        )
         line = reply.first("heartbeat")
         return str(line.get("state") or "UNKNOWN") if line else "UNKNOWN"
 
@@ -171,16 +178,18 @@ class Remote:
 
     def ended(self, job_id: str) -> dict[str, Any]:
         """How the job ended: state, exit code, who cancelled it, the last lines of its log."""
-        reply = self.call("ended", job_id, *self._sched(), timeout=40)
+        reply = self.call("ended", job_id, *self.scheduler_args(), timeout=40)
         return reply.first("ended") or {}
 
     def cancel_now(self, job_id: str) -> bool:
         """scancel at once, no confirmation (cleanup.yml confirms); True if it was sent."""
-        reply = self.call("cancel", "--job", job_id, "--no-wait", *self._sched(), check=False)
+        reply = self.call(
+            "cancel", "--job", job_id, "--no-wait", *self.scheduler_args(), check=False
+        )
         return reply.rc == 0 and reply.first("cancelling") is not None
 
     def sessions(self) -> list[dict[str, Any]]:
-        return self.call("list", *self._sched()).of("session")
+        return self.call("list", *self.scheduler_args()).of("session")
 
     def responsive(self, timeout: float = 5) -> bool:
         """One round trip to the login node (a master hung on a dead link still answers
@@ -200,5 +209,5 @@ class Remote:
         """The login node's inner ssh of ``--tunnel hops``."""
         return self.command("hop", job_id, node, target)
 
-    def _sched(self) -> list[str]:
+    def scheduler_args(self) -> list[str]:
         return ["--scheduler", self.cluster.scheduler]

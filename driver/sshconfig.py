@@ -12,6 +12,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from driver import hostkeys
 from driver.commands import connected
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
@@ -45,7 +46,12 @@ def resolved(cluster: Cluster) -> dict[str, list[str]]:
 
 
 def host_block(
-    cluster: Cluster, job_id: str, node: str, proxy: str, config: dict[str, list[str]]
+    cluster: Cluster,
+    job_id: str,
+    node: str,
+    proxy: str,
+    config: dict[str, list[str]],
+    pinned: Path,
 ) -> str:
     """The Host block text (pure; unit-tested)."""
     lines = [
@@ -57,7 +63,11 @@ def host_block(
     ]
     for key in KEPT:
         for value in config.get(key, []):
+            if key == "userknownhostsfile":  # the user's own files, then the pinned node keys
+                value = " ".join([*value.split(), hostkeys.quoted(str(pinned))])
             lines.append(f"  {key} {value}")
+    # The node's key is looked up under its own name (driver.hostkeys pinned it there).
+    lines.append(f"  HostKeyAlias {node}")
     # Never off: an inventory that turns it off is refused before this point.
     lines.append("  StrictHostKeyChecking yes")
     return "\n".join(lines) + "\n"
@@ -100,15 +110,22 @@ def ssh_config(cluster: Cluster, job_id: str, out: Renderer) -> ExitCode:
     if node is None:
         with connected(cluster) as remote:
             sessions = {str(s.get("job_id")): s for s in remote.sessions()}
-        found = sessions.get(job_id)
-        if found is None or found.get("state") != "RUNNING" or not found.get("node"):
-            raise NodebookError(
-                f"job {job_id} is not a running session on {cluster.name} (see `nodebook list`)",
-                ExitCode.NOT_FOUND,
-            )
-        node = str(found["node"])
+            found = sessions.get(job_id)
+            if found is None or found.get("state") != "RUNNING" or not found.get("node"):
+                raise NodebookError(
+                    f"job {job_id} is not a running session on {cluster.name} "
+                    "(see `nodebook list`)",
+                    ExitCode.NOT_FOUND,
+                )
+            node = str(found["node"])
+            # A session of another machine: the login node's records of the node's key, pinned
+            # here as a session pins them (no token asked for).
+            reply = remote.call("connection", job_id, "--timeout", "0", *remote.scheduler_args())
+            line = reply.first("connection") or {}
+            hostkeys.pin(cluster.name, node, [str(r) for r in line.get("host_keys") or []])
     proxy = proxy_command(cluster, record.control_path if live and record else None)
-    text = host_block(cluster, job_id, node, proxy, resolved(cluster))
+    pinned = hostkeys.pinned_file(cluster.name)
+    text = host_block(cluster, job_id, node, proxy, resolved(cluster), pinned)
     if out.json_mode:
         out.emit(Update("ssh-config", job_id=job_id, node=node, data={"config": text}))
     else:

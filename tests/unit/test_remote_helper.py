@@ -57,7 +57,7 @@ class Cluster:
         self.bin = self.tmp / "bin"
         for d in (self.base / "jobs", self.base / "bin", self.bin):
             d.mkdir(parents=True)
-        for name in ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sinfo"):
+        for name in ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sinfo", "sacctmgr"):
             (self.bin / name).symlink_to(FAKE)
         (self.base / "bin" / "nodebook-remote").symlink_to(HELPER)
         (self.base / "bin" / "nodebook-jupyter").symlink_to(LAUNCHER)
@@ -246,6 +246,78 @@ def test_each_kind_of_refusal_gets_its_fix(cluster: Cluster, slurm_says: str, fi
     res = cluster.run("submit")
     assert res.rc == 5 and slurm_says in res.one("error")["message"]
     assert fix in res.one("error")["message"].split(slurm_says)[1]
+
+
+def accounts(cluster: Cluster, *mine: str) -> None:
+    """The user's Slurm accounts (the first their default) and a partition for chemistry only."""
+    cluster.slurm["accounts"] = list(mine)
+    cluster.slurm["partitions"] = {
+        "debug": {"default": True},
+        "chem": {"allow_accounts": "chemistry"},
+        "shared": {"allow_accounts": "physics,chemistry"},
+    }
+    cluster.save()
+
+
+@pytest.mark.parametrize(
+    ("mine", "options", "fix"),
+    [
+        (  # alice: her default account is not admitted, her other one is
+            ("physics", "chemistry"),
+            ["--partition=chem"],
+            "partition chem admits only the account chemistry, not physics (your default "
+            "account): pass --account chemistry (nodebook_job_account in the inventory keeps it)",
+        ),
+        (  # the account given is not admitted (and is not called the default)
+            ("physics", "chemistry"),
+            ["--partition=chem", "--account=physics"],
+            "partition chem admits only the account chemistry, not physics: pass --account "
+            "chemistry",
+        ),
+        (  # bob: none of his accounts is admitted
+            ("physics",),
+            ["-p", "chem"],
+            "partition chem admits only the account chemistry, not physics (your default "
+            "account), and none of yours (physics) is admitted: pick another --partition",
+        ),
+        (  # a partition open to every account: the account is not the user's
+            ("physics", "chemistry"),
+            ["--account=biology"],
+            "account biology is not one of yours (physics, chemistry): pass --account with one "
+            "of them",
+        ),
+    ],
+)
+def test_an_account_refusal_names_what_the_partition_admits_and_the_fix(
+    cluster: Cluster, mine: tuple[str, ...], options: list[str], fix: str
+) -> None:
+    accounts(cluster, *mine)
+    res = cluster.run("submit", "--", *options)
+    assert res.rc == 5, res
+    message = res.one("error")["message"]
+    assert "\n" not in message
+    assert message.startswith("sbatch refused the job: ") and "Invalid account" in message
+    assert fix in message.split("specified; ", 1)[1]
+    assert not cluster.load()["jobs"]  # nothing queued
+
+
+def test_an_account_refusal_reads_the_partition_from_the_job_script(cluster: Cluster) -> None:
+    accounts(cluster, "physics", "chemistry")
+    (cluster.base / "job.sbatch").write_text(
+        "#!/bin/bash -l\n# comment\n#SBATCH --partition=chem\n#SBATCH --time=01:00:00\n"
+        "exec true\n#SBATCH --partition=debug\n"  # after the first command: not sbatch's
+    )
+    message = cluster.run("submit").one("error")["message"]
+    assert "partition chem admits only the account chemistry, not physics" in message
+    # an option on the command line comes before the script's
+    cluster.run("submit", "--", "--account=chemistry").one("submitted")
+
+
+def test_accounts_are_asked_only_on_a_refusal(cluster: Cluster) -> None:
+    accounts(cluster, "physics", "chemistry")
+    cluster.run("submit", "--", "--partition=chem", "--account=chemistry").one("submitted")
+    assert not cluster.calls("sacctmgr")
+    assert not [c for c in cluster.calls("scontrol") if "partition" in c["argv"]]
 
 
 def test_sbatch_refusal_is_its_last_line_with_a_fix(cluster: Cluster) -> None:
@@ -1069,3 +1141,33 @@ def test_the_helper_finds_its_base_from_its_own_path(cluster, tmp_path, how):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["job_id"] == "7"
+
+
+def test_a_running_jobs_status_carries_the_login_nodes_records_of_its_key(
+    cluster: Cluster,
+) -> None:
+    """host_keys: what this host's ssh would check for the node (ssh -G: its files, its HostName)
+    as ssh-keygen -F finds it there: a FQDN-only site-wide line, a hashed user line, a CA line."""
+    key, ca = (
+        "AAAAC3NzaC1lZDI1NTE5AAAAIFdZGyM9XOEkwYeIHAUuafn9QTpF2MSDY1VurjznDQFl",
+        "AAAAC3NzaC1lZDI1NTE5AAAAIE1TzIfDU1pCqC+qb7QC/9Ll5XRqfaTk6ZGPhPCyoVp/",
+    )
+    site, mine = cluster.tmp / "ssh_known_hosts", cluster.home / ".ssh" / "known_hosts"
+    site.write_text(f"cn02.hpc.example,10.0.0.12 ssh-ed25519 {key}\ncn09 ssh-ed25519 {ca}\n")
+    mine.parent.mkdir()
+    mine.write_text(f"cn02 ssh-ed25519 {key}\n@cert-authority *.hpc.example ssh-ed25519 {ca}\n")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(mine)], check=True)
+    ssh = cluster.bin / "ssh"  # -G only: the config this host's ssh would use for the node
+    ssh.write_text(
+        f"#!/bin/sh\nprintf 'hostname %s.hpc.example\\nglobalknownhostsfile {site}\\n"
+        f'userknownhostsfile {mine} {mine}2\\n\' "$2"\n'
+    )
+    ssh.chmod(0o755)
+    cluster.job("7", state="RUNNING", node="cn02", reason="None")
+    records = cluster.run("wait", "7", "--window", "5").one("status")["host_keys"]
+    assert f"cn02.hpc.example,10.0.0.12 ssh-ed25519 {key}" in records
+    assert f"@cert-authority *.hpc.example ssh-ed25519 {ca}" in records
+    assert any(r.startswith("|1|") and r.endswith(key) for r in records)  # hashed, as it is
+    assert not any(ca in r and "cn09" in r for r in records)
+    cluster.job("8", state="PENDING", reason="Priority")
+    assert "host_keys" not in cluster.run("wait", "8", "--window", "0").one("status")

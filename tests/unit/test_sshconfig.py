@@ -23,11 +23,14 @@ def test_block_keeps_host_keys_identity_and_checking_on():
         "stricthostkeychecking": ["false"],  # never copied: the block says yes
         "port": ["2222"],  # the login's port is not the node's
     }
-    text = host_block(CLUSTER, "123", "cn07", "ssh -W %h:%p login", config)
+    pinned = Path("/state/hpc/known_hosts")
+    text = host_block(CLUSTER, "123", "cn07", "ssh -W %h:%p login", config, pinned)
     lines = text.splitlines()
     assert "Host nodebook-123" in lines and "  HostName cn07" in lines
     assert "  ProxyCommand ssh -W %h:%p login" in lines
-    assert "  userknownhostsfile ~/.ssh/known_hosts" in lines
+    # the user's own files, then the node keys nodebook pinned, looked up under the node's name
+    assert "  userknownhostsfile ~/.ssh/known_hosts /state/hpc/known_hosts" in lines
+    assert "  HostKeyAlias cn07" in lines
     assert "  StrictHostKeyChecking yes" in lines
     assert not [ln for ln in lines if "false" in ln or "2222" in ln]
 
