@@ -31,6 +31,10 @@ from typing import Any
 from bench.common import BASELINE_JOB_NAME, close_master, open_master, popen
 from driver.ssh import Master, target_argv
 from driver.tunnel import free_port
+from tests.harness.sandbox import STATE
+
+# The sandbox's site-wide known_hosts (the cluster hosts' /etc/ssh/ssh_known_hosts).
+SITE_KNOWN_HOSTS = STATE / "etc" / "ssh" / "ssh_known_hosts"
 
 MANUAL_JOB_NAME = "nb-bench-manual"
 SQUEUE_POLL_S = 0.5  # a person's `watch squeue`-like loop, in the baselines
@@ -95,6 +99,9 @@ def tunnel_argv(master: Master, conn: dict[str, Any], port: int) -> list[str]:
             *ssh,
             "-o",
             f"ProxyCommand={master.proxy_command()}",
+            # By hand, the user has accepted the nodes' keys once: the cluster's own list.
+            "-o",
+            f"GlobalKnownHostsFile={SITE_KNOWN_HOSTS}",
             "-o",
             "ExitOnForwardFailure=yes",
             "-N",
