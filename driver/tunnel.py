@@ -97,7 +97,8 @@ TUNNEL_CAUSES: tuple[tuple[str, str, str, str, bool], ...] = (
     (
         "prohibited",
         r"administratively prohibited|Session open refused by peer",
-        "the login node refused to open another channel (ssh: {said}); its sshd limits the "
+        "the login node refused to open another channel to {node} (ssh: {said}); its sshd "
+        "limits the "
         "sessions per connection (MaxSessions) or forbids forwarding (AllowTcpForwarding)",
         "close other ssh sessions that share this connection and retry (if it persists, ask "
         "your admins), or use --tunnel via-login",
