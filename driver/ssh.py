@@ -13,7 +13,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -97,9 +96,31 @@ class Master:
         """Start connecting without waiting; None when the master is already up."""
         if self.alive():
             return None
-        err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by Connecting.wait)
+        # The master keeps this file as its stderr once it is in the background: what it says
+        # about a channel it could not open (a forward's connect refused, MaxSessions) is there.
+        err = open(self.log_path, "w+")  # noqa: SIM115 (closed by Connecting.wait)
         proc = subprocess.Popen(self.start_argv(), stdout=subprocess.DEVNULL, stderr=err)
         return Connecting(self, proc, err)
+
+    @property
+    def log_path(self) -> Path:
+        """The master's stderr (in its private control dir)."""
+        return self.control_dir / "master.err"
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        """What the master wrote to its stderr after ``offset`` bytes."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                return log.read(16384).decode(errors="replace")
+        except OSError:
+            return ""
 
     def alive(self) -> bool:
         return self.pid() is not None

@@ -95,8 +95,17 @@ TUNNEL_CAUSES: tuple[tuple[str, str, str, str, bool], ...] = (
         True,
     ),
     (
+        "forward-refused",
+        r"forwarding request failed: the login node's sshd refused",
+        "the login node's sshd refused to forward to {node}'s port 22, which answers from the "
+        "login node itself (ssh: {said})",
+        "the login node forbids forwarding (AllowTcpForwarding, PermitOpen): use --tunnel hops "
+        "or --tunnel via-login",
+        True,
+    ),
+    (
         "prohibited",
-        r"administratively prohibited|Session open refused by peer",
+        r"administratively prohibited|session request failed: Session open refused by peer",
         "the login node refused to open another channel to {node} (ssh: {said}); its sshd "
         "limits the "
         "sessions per connection (MaxSessions) or forbids forwarding (AllowTcpForwarding)",
@@ -208,6 +217,7 @@ class Tunnel:
     forwards: tuple[Forward, ...] = ()  # --forward: more node ports, over the same master
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     stderr: Path | None = None  # the tunnel ssh's stderr (in the master's private dir)
+    master_log_at: int = 0  # the master's stderr up to the tunnel's start (not its business)
     forward_spec: str | None = None
     extra_specs: list[str] = field(default_factory=list)  # --forward held by the master
 
@@ -257,6 +267,7 @@ class Tunnel:
         # stdin is a pipe the driver holds: when the driver dies, the remote `cat` ends.
         # stderr goes to a file in the master's 0700 dir: why it ended is ssh's to say.
         self.stderr = self.master.control_dir / f"tunnel-{self.local_port}.err"
+        self.master_log_at = self.master.log_size()
         with open(self.stderr, "wb") as err:
             self.proc = subprocess.Popen(
                 argv,
@@ -272,15 +283,33 @@ class Tunnel:
         return self.forward_spec is None or self.master.alive()
 
     def failure(self) -> TunnelFailed:
-        """Why the tunnel ended, from its ssh's stderr."""
+        """Why the tunnel ended, from its ssh's stderr and the master's: through the master, a
+        client learns only "Session open refused by peer"; the master says why."""
         text = ""
         with contextlib.suppress(OSError):
             if self.stderr is not None:
                 text = self.stderr.read_text(errors="replace")[-8000:]
+        text += self.master.log_since(self.master_log_at)
+        if "Stdio forwarding request failed: Session open refused by peer" in text:
+            text += self._probe()
         rc = self.proc.poll() if self.proc is not None else None
         if not text and self.forward_spec is not None and not self.master.alive():
             text = "the ssh connection to the login node was lost"
         return failure(self.endpoint.node, text, rc)
+
+    def _probe(self) -> str:
+        """Through the master a -W learns only that the login node refused it: what the login
+        node meets connecting to the node's sshd (one helper call, on failure only)."""
+        node = self.endpoint.node
+        with contextlib.suppress(NodebookError, OSError, subprocess.SubprocessError):
+            line = self.remote.call("probe", node, timeout=15, check=False).first("probe") or {}
+            if line.get("open"):
+                return (
+                    f"\nforwarding request failed: the login node's sshd refused ({node}:22 open)"
+                )
+            if line.get("error"):
+                return f"\n{line['error']}"
+        return ""
 
     def close(self) -> None:
         for spec in self.extra_specs:

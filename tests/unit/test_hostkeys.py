@@ -12,7 +12,9 @@ import pytest
 
 from driver import hostkeys
 from driver.inventory import Cluster
-from driver.tunnel import failure
+from driver.remote import Remote, Reply
+from driver.ssh import Master
+from driver.tunnel import Endpoint, Tunnel, failure
 
 KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIFdZGyM9XOEkwYeIHAUuafn9QTpF2MSDY1VurjznDQFl"
 CA = "AAAAC3NzaC1lZDI1NTE5AAAAIE1TzIfDU1pCqC+qb7QC/9Ll5XRqfaTk6ZGPhPCyoVp/"
@@ -174,3 +176,47 @@ def test_an_unknown_failure_quotes_ssh_not_a_guess() -> None:
     assert exc.kind == "other" and "some new OpenSSH message" in exc.message
     assert not exc.final
     assert "exited with status 255" in failure("cn01", "", 255).message
+
+
+@pytest.mark.parametrize(
+    ("probe", "kind", "said"),
+    [
+        ({"open": False, "error": "connect to cn02 port 22: Connection refused"}, "refused", ""),
+        (
+            {"open": False, "error": "connect to cn02 port 22: Name or service not known"},
+            "unresolvable",
+            "",
+        ),
+        ({"open": True}, "forward-refused", "AllowTcpForwarding"),
+    ],
+)
+def test_through_the_master_the_login_node_is_asked_what_it_meets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, probe: dict, kind: str, said: str
+) -> None:
+    """A -W through the master learns only "Session open refused by peer" (the master logs
+    nothing more): one helper `probe` says what the login node meets at the node's sshd."""
+    cluster = Cluster("hpc", tmp_path / "hosts.yml", "login")
+    master = Master(cluster, tmp_path)
+    calls: list[tuple[str, ...]] = []
+
+    def call(self: Remote, *args: str, **kw: object) -> Reply:
+        calls.append(args)
+        return Reply(0, [{"nodebook": "probe", "node": "cn02", **probe}], "")
+
+    monkeypatch.setattr(Remote, "call", call)
+    tunnel = Tunnel(Remote(master, cluster), "jump", Endpoint("cn02", socket="/s"), 1, "7")
+    tunnel.stderr = tmp_path / "tunnel.err"
+    tunnel.stderr.write_text(
+        "Stdio forwarding request failed: Session open refused by peer\n"
+        "kex_exchange_identification: Connection closed by remote host\n"
+    )
+    exc = tunnel.failure()
+    assert calls == [("probe", "cn02")]
+    assert exc.kind == kind, exc.message
+    assert said in exc.message and "cn02" in exc.message
+
+
+def test_a_session_channel_the_master_was_refused_is_maxsessions() -> None:
+    text = "mux_client_request_session: session request failed: Session open refused by peer\n"
+    exc = failure("cn01", text, 255)
+    assert exc.kind == "prohibited" and "MaxSessions" in exc.message
