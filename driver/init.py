@@ -3,9 +3,10 @@
 One ssh master to HOST (as ``~/.ssh/config`` has it: a password or a code is asked once, an
 unknown host key is shown and asked about by ssh itself, never accepted blindly), one round
 trip of the remote helper's ``discover`` (scheduler, partitions and their time limits, the
-Python-like modules and their Pythons, whether the login node reaches the package index), then
-proposals the user confirms (or ``--yes``), and one commented YAML file per cluster in the
-user's inventory directory: ``init`` for a second cluster touches nothing of the first.
+Python-like modules and their Pythons, the user's Slurm accounts and which partitions admit them,
+whether the login node reaches the package index), then proposals the user confirms (or
+``--yes``), and one commented YAML file per cluster in the user's inventory directory: ``init``
+for a second cluster touches nothing of the first.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class Partition:
     max_time: str
     default_time: str
     state: str
+    allow_accounts: tuple[str, ...] = ()  # Slurm's AllowAccounts; empty: every account
+
+    def admits(self, account: str) -> bool:
+        return not self.allow_accounts or account in self.allow_accounts
 
     def max_seconds(self) -> int | None:
         """The partition's MaxTime in seconds (None: unlimited or unreadable)."""
@@ -85,6 +90,8 @@ class Found:
     partitions: list[Partition] = field(default_factory=list)
     pythons: list[PythonFound] = field(default_factory=list)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)  # the --module lines
+    accounts: list[str] = field(default_factory=list)  # the user's Slurm accounts (none known:
+    default_account: str = ""  # no accounting database to ask)
     index_url: str = PYPI_PAGE
     index_reachable: bool | None = None
 
@@ -108,8 +115,15 @@ def parse_discover(reply: Reply) -> Found:
                 max_time=str(p.get("max_time") or ""),
                 default_time=str(p.get("default_time") or ""),
                 state=str(p.get("state") or ""),
+                allow_accounts=tuple(
+                    a for a in str(p.get("allow_accounts") or "ALL").split(",") if a != "ALL"
+                ),
             )
         )
+    for a in reply.of("account"):
+        found.accounts.append(str(a.get("name")))
+        if a.get("default") is True:
+            found.default_account = str(a.get("name"))
     for p in reply.of("python"):
         if p.get("version"):
             found.pythons.append(
@@ -216,6 +230,13 @@ def _choices(found: Found) -> str:
 def check_partition(name: str, found: Found) -> Partition:
     for p in found.partitions:
         if p.name == name:
+            if found.accounts and not any(p.admits(a) for a in found.accounts):
+                raise NodebookError(
+                    f"partition {name} admits only {_accounts_phrase(p)}, none of yours "
+                    f"({', '.join(found.accounts)}): pick another with --partition, or ask the "
+                    "cluster's admins for one of those accounts",
+                    ExitCode.USAGE,
+                )
             return p
     names = [p.name for p in found.partitions]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
@@ -225,6 +246,50 @@ def check_partition(name: str, found: Found) -> Partition:
         f"{', '.join(names) or '(none)'} with --partition",
         ExitCode.USAGE,
     )
+
+
+def _accounts_phrase(p: Partition) -> str:
+    many = len(p.allow_accounts) > 1
+    return f"the account{'s' if many else ''} {', '.join(p.allow_accounts)}"
+
+
+def account_needed(partition: Partition | None, found: Found) -> bool:
+    """Sessions must name an account: the partition does not admit the user's default one, or
+    the user has several to choose from (Slurm would charge the default without asking)."""
+    if partition is None or not found.accounts:
+        return False
+    return len(found.accounts) > 1 or not partition.admits(found.default_account)
+
+
+def propose_account(partition: Partition | None, found: Found) -> str:
+    """The user's default account when the partition admits it, else the first of theirs it
+    admits ("" when Slurm keeps no accounts to ask)."""
+    ok = [a for a in found.accounts if partition is None or partition.admits(a)]
+    if found.default_account in ok:
+        return found.default_account
+    return ok[0] if ok else ""
+
+
+def check_account(value: str, partition: Partition | None, found: Found) -> str:
+    """An account sessions may use on the partition; NodebookError (cause and fix) if not."""
+    why = rules().reason("name", value)
+    if why:
+        raise NodebookError(f"--account {value!r}: {why}", ExitCode.USAGE)
+    if found.accounts and value not in found.accounts:
+        raise NodebookError(
+            f"account {value} is not one of yours on {found.host} "
+            f"({', '.join(found.accounts)}): pass one of them with --account",
+            ExitCode.USAGE,
+        )
+    if partition is not None and not partition.admits(value):
+        ok = [a for a in found.accounts if partition.admits(a)]
+        fix = f"pass --account {ok[0]}" if ok else "pick another --partition"
+        raise NodebookError(
+            f"partition {partition.name} admits only {_accounts_phrase(partition)}, not "
+            f"{value}: {fix}",
+            ExitCode.USAGE,
+        )
+    return value
 
 
 def hms(seconds: int) -> str:
@@ -276,6 +341,7 @@ class Choices:
     python: PythonFound
     partition: Partition | None = None
     time: str = ""
+    account: str = ""  # written when sessions must name one (account_needed) or it was given
     ssh_config: str = ""
     index_url: str = ""  # given to init: pip installs from it (else pip's default, PyPI)
 
@@ -335,7 +401,8 @@ def render(c: Choices, found: Found, today: str | None = None) -> str:
     lines.append(f"{i}nodebook_environment_module: {_q(p.module)}")
     if not standalone and c.partition is not None:
         parts = ", ".join(
-            f"{q.name} ({'default, ' if q.default else ''}max {q.max_time})"
+            f"{q.name} ({'default, ' if q.default else ''}max {q.max_time}"
+            f"{', accounts ' + ' '.join(q.allow_accounts) if q.allow_accounts else ''})"
             for q in found.partitions
         )
         lines += [
@@ -346,6 +413,19 @@ def render(c: Choices, found: Found, today: str | None = None) -> str:
             f"{c.partition.max_time}.",
             f"{i}nodebook_job_time: {_q(c.time)}",
         ]
+        if c.account:
+            yours = ", ".join(
+                f"{a} (default)" if a == found.default_account else a for a in found.accounts
+            )
+            lines.append(
+                f"{i}# The Slurm account sessions are charged to (`--account` overrides it)"
+                + (f"; yours: {yours}." if yours else ".")
+            )
+            if c.partition.allow_accounts:
+                lines.append(
+                    f"{i}# {c.partition.name} admits only {_accounts_phrase(c.partition)}."
+                )
+            lines.append(f"{i}nodebook_job_account: {_q(c.account)}")
     index = index_base(found.index_url)
     if found.index_reachable:
         lines.append(f"{i}# The login node reaches {index}: setup's pip installs from it.")
@@ -496,6 +576,12 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None] | Non
         help="sessions' time limit, HH:MM:SS (default: 01:00:00, capped at the partition's limit)",
     )
     p.add_argument(
+        "--account",
+        metavar="NAME",
+        help="the Slurm account sessions are charged to (asked when you have several, or when "
+        "the partition does not admit your default one)",
+    )
+    p.add_argument(
         "--index-url",
         metavar="URL",
         help="a package index the cluster uses instead of PyPI (for example a local mirror)",
@@ -626,7 +712,7 @@ def init(args: argparse.Namespace, out: Renderer, ask: Ask | None = None) -> Exi
     )
     python = check_module(module, found)
     partition: Partition | None = None
-    job_time = ""
+    job_time = account = ""
     if found.scheduler == "slurm":
         if not found.scheduler_ok:
             raise NodebookError(
@@ -652,9 +738,20 @@ def init(args: argparse.Namespace, out: Renderer, ask: Ask | None = None) -> Exi
             lambda t: check_time(t, chosen),
             args.time,
         )
-    elif args.partition:
+        if args.account is not None or account_needed(partition, found):
+            account = _answer(
+                ask,
+                f"Slurm account ({', '.join(found.accounts)})"
+                if found.accounts
+                else "Slurm account",
+                propose_account(partition, found),
+                lambda a: check_account(a, chosen, found),
+                args.account,
+            )
+    elif args.partition or args.account:
         raise NodebookError(
-            f"init: {host} has no Slurm, so --partition does not apply", ExitCode.USAGE
+            f"init: {host} has no Slurm, so --partition and --account do not apply",
+            ExitCode.USAGE,
         )
     choices = Choices(
         name=name,
@@ -663,6 +760,7 @@ def init(args: argparse.Namespace, out: Renderer, ask: Ask | None = None) -> Exi
         python=python,
         partition=partition,
         time=job_time,
+        account=account,
         ssh_config=ssh_args[1] if ssh_args else "",
         index_url=args.index_url or "",
     )
@@ -684,6 +782,7 @@ def init(args: argparse.Namespace, out: Renderer, ask: Ask | None = None) -> Exi
                     "nodebook_scheduler": found.scheduler,
                     "nodebook_job_partition": partition.name if partition else None,
                     "nodebook_job_time": job_time or None,
+                    "nodebook_job_account": account or None,
                 },
                 "python": python.version,
                 "index_reachable": found.index_reachable,
@@ -707,9 +806,16 @@ def report(found: Found, out: Renderer) -> None:
     lines = [f"{found.user}@{found.host} ({found.platform})"]
     if found.scheduler == "slurm":
         parts = ", ".join(
-            f"{p.name}{'*' if p.default else ''} (max {p.max_time})" for p in found.partitions
+            f"{p.name}{'*' if p.default else ''} (max {p.max_time}"
+            f"{', accounts ' + ' '.join(p.allow_accounts) if p.allow_accounts else ''})"
+            for p in found.partitions
         )
         lines.append(f"  scheduler: Slurm; partitions: {parts or 'none'}")
+        if found.accounts:
+            yours = ", ".join(
+                f"{a} (default)" if a == found.default_account else a for a in found.accounts
+            )
+            lines.append(f"  your Slurm accounts: {yours}")
     else:
         lines.append("  scheduler: none (no sinfo/squeue): a standalone server")
     for p in found.pythons:
@@ -729,6 +835,8 @@ def report(found: Found, out: Renderer) -> None:
                     "host": found.host,
                     "scheduler": found.scheduler,
                     "partitions": [p.__dict__ for p in found.partitions],
+                    "accounts": found.accounts,
+                    "default_account": found.default_account,
                     "pythons": [p.__dict__ for p in found.pythons],
                     "index": {"url": found.index_url, "reachable": found.index_reachable},
                 }

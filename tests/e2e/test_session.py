@@ -237,3 +237,25 @@ def test_bob_cannot_reach_alices_server(sandbox, drive, nothing_left):
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
     nothing_left(job, ready["data"]["local_port"])
+
+
+def test_a_partition_for_another_account_is_refused_with_the_fix_then_works_with_it(
+    sandbox, drive, nothing_left
+):
+    # chem admits only the account chemistry; alice's default account is physics.
+    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--partition", "chem"])
+    assert d.wait() == ExitCode.SCHEDULER
+    (error,) = d.errors
+    assert "\n" not in error and error.startswith("sbatch refused the job: "), error
+    assert "partition chem admits only the account chemistry, not physics (your default " in error
+    assert "pass --account chemistry" in error
+    queued = sandbox.out("login", ["squeue", "-h", "-u", "alice", "-p", "chem", "-o", "%i"])
+    assert not d.job_ids and not queued.split()  # nothing was queued
+    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--partition", "chem",
+               "--account", "chemistry"])  # fmt: skip
+    ready = d.wait_event("ready", timeout=90)
+    job = sandbox.scontrol_job(ready["job_id"])
+    assert (job.get("Partition"), job.get("Account")) == ("chem", "chemistry")
+    d.signal(signal.SIGINT)
+    assert d.wait() == ExitCode.INTERRUPTED
+    nothing_left(ready["job_id"], ready["local_port"])

@@ -196,3 +196,22 @@ def test_a_host_that_does_not_answer_fails_with_cause_and_fix(sandbox, home):
     # and no ssh of this run is left behind
     ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
     assert str(home) not in ps
+
+
+def test_accounts_alice_gets_chemistry_for_chem_and_bob_is_told_to_pick_another(sandbox, home):
+    code, events, out = run_init(sandbox, home, "chem", *as_alice(sandbox), "--partition", "chem")
+    assert code == 0, out
+    found = next(e["data"]["found"] for e in events if "found" in e.get("data", {}))
+    assert (found["accounts"], found["default_account"]) == (["physics", "chemistry"], "physics")
+    chem = next(p for p in found["partitions"] if p["name"] == "chem")
+    assert chem["allow_accounts"] == ["chemistry"]
+    hv = written(home, "chem")
+    assert (hv["nodebook_job_partition"], hv["nodebook_job_account"]) == ("chem", "chemistry")
+    # bob has one account, physics, which chem does not admit: nothing written, the fix said
+    bob = [a if a != "alice" else "bob" for a in as_alice(sandbox)]
+    code, events, out = run_init(sandbox, home, "chembob", *bob, "--partition", "chem")
+    assert code == ExitCode.USAGE, out
+    (error,) = [e for e in events if e["event"] == "error"]
+    why = "partition chem admits only the account chemistry, none of yours (physics)"
+    assert why in error["message"]
+    assert not (home / "config" / "nodebook" / "inventory" / "chembob.yml").exists()

@@ -203,3 +203,58 @@ def test_the_json_report_carries_what_was_found():
     assert line["data"]["found"]["scheduler"] == "slurm"
     assert line["data"]["found"]["index"]["reachable"] is False
     assert Path(init.index_base("https://pypi.org/simple/pip/")).name == "simple"
+
+
+ACCOUNTS = """\
+{"nodebook": "partition", "name": "chem", "default": false, "max_time": "8:00:00", "default_time": "1:00:00", "state": "up", "allow_accounts": "chemistry"}
+{"nodebook": "account", "name": "physics", "default": true}
+{"nodebook": "account", "name": "chemistry", "default": false}
+"""  # noqa: E501
+
+
+def test_accounts_and_what_each_partition_admits_are_read():
+    f = found(DISCOVER + ACCOUNTS)
+    short, _, chem = f.partitions
+    assert (f.accounts, f.default_account) == (["physics", "chemistry"], "physics")
+    assert short.allow_accounts == () and short.admits("anything")
+    assert chem.allow_accounts == ("chemistry",) and not chem.admits("physics")
+    assert found().accounts == []  # a cluster without accounting: nothing to propose
+
+
+def test_an_account_is_proposed_where_sessions_need_one():
+    f = found(DISCOVER + ACCOUNTS)
+    short, _, chem = f.partitions
+    # several accounts: Slurm would charge the default one without asking, so init asks
+    assert init.account_needed(short, f) and init.propose_account(short, f) == "physics"
+    # the partition does not admit the default account: the one of the user's it admits
+    assert init.account_needed(chem, f) and init.propose_account(chem, f) == "chemistry"
+    one = found(DISCOVER + ACCOUNTS)
+    one.accounts = ["physics"]
+    assert not init.account_needed(one.partitions[0], one)  # one account, an open partition
+    assert init.account_needed(one.partitions[2], one)  # ... but chem does not admit it
+    assert not init.account_needed(short, found())  # no accounting: nothing known
+
+
+def test_an_account_or_partition_the_user_cannot_use_is_refused_with_the_fix():
+    f = found(DISCOVER + ACCOUNTS)
+    chem = f.partitions[2]
+    with pytest.raises(NodebookError, match=r"admits only the account chemistry, not physics: "):
+        init.check_account("physics", chem, f)
+    with pytest.raises(NodebookError, match=r"account biology is not one of yours .*physics, "):
+        init.check_account("biology", chem, f)
+    assert init.check_account("chemistry", chem, f) == "chemistry"
+    bob = found(DISCOVER + ACCOUNTS)
+    bob.accounts = ["physics"]
+    with pytest.raises(NodebookError, match=r"partition chem admits only the account chemistry, "
+                       r"none of yours \(physics\): pick another with --partition"):  # fmt: skip
+        init.check_partition("chem", bob)
+
+
+def test_the_account_is_written_with_the_users_accounts_and_the_partitions_rule():
+    f = found(DISCOVER + ACCOUNTS)
+    text = init.render(choices(partition=f.partitions[2], account="chemistry"), f)
+    assert hostvars(text)["nodebook_job_account"] == "chemistry"
+    assert "yours: physics (default), chemistry." in text
+    assert "chem admits only the account chemistry." in text
+    assert "chem (max 8:00:00, accounts chemistry)" in text
+    assert "nodebook_job_account" not in hostvars(init.render(choices(), found()))

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""A fake Slurm for the helper's unit tests: sbatch, squeue, scontrol, scancel, sacct and sinfo.
+"""A fake Slurm for the helper's unit tests: sbatch, squeue, scontrol, scancel, sacct, sinfo and
+sacctmgr.
 
 Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
 ($FAKE_SLURM_STATE, else slurm.json beside the bin dir):
 {"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true, "sbatch_error": null}.
+Accounts, when a test sets them: "partitions" {name: {"default": bool, "allow_accounts": "a,b"}}
+and "accounts" (the user's, the first their default): sbatch then refuses a job whose account
+(--account, else the default) is not the user's or not admitted by its partition, as Slurm does.
 Every call is appended to "calls" (argv and, for sbatch, the environment), so tests count
 scheduler queries and see exactly what was submitted. Only the options the helper uses are
 understood; anything else fails loudly.
@@ -11,6 +15,7 @@ understood; anything else fails loudly.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -93,6 +98,30 @@ def opts(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return found, rest
 
 
+def partitions(state: dict) -> dict[str, dict]:
+    return state.get("partitions") or {"debug": {"default": True}, "long": {}}
+
+
+def refused_account(state: dict, o: dict[str, str]) -> bool:
+    """The job's account is not the user's, or its partition does not admit it."""
+    if "accounts" not in state:
+        return False
+    parts = partitions(state)
+    script: dict[str, str] = {}  # the job script's #SBATCH --KEY=VALUE lines
+    with contextlib.suppress(OSError, IndexError):
+        for line in Path(sys.argv[-1]).read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                break  # sbatch reads #SBATCH lines up to the first command
+            if line.startswith("#SBATCH --") and "=" in line:
+                key, value = line[len("#SBATCH ") :].split("=", 1)
+                script[key] = value
+    default = next((p for p, spec in parts.items() if spec.get("default")), "")
+    part = o.get("--partition") or o.get("-p") or script.get("--partition") or default
+    account = o.get("--account") or o.get("-A") or script.get("--account") or state["accounts"][0]
+    allowed = parts.get(part, {}).get("allow_accounts", "ALL").split(",")
+    return account not in state["accounts"] or (allowed != ["ALL"] and account not in allowed)
+
+
 def main() -> int:
     name = Path(sys.argv[0]).name
     # sbatch runs under `env -i`: then the state is found beside the bin dir of the fakes.
@@ -122,6 +151,10 @@ def run(name: str, state: dict) -> int:
     if name == "sbatch":
         if state.get("sbatch_error"):
             print(f"sbatch: error: {state['sbatch_error']}", file=sys.stderr)
+            return 1
+        if refused_account(state, o):
+            why = "Invalid account or account/partition combination specified"
+            print(f"sbatch: error: Batch job submission failed: {why}", file=sys.stderr)
             return 1
         job_id = str(state["next_id"])
         state["next_id"] += 1
@@ -155,6 +188,30 @@ def run(name: str, state: dict) -> int:
             selected = [j for j in selected if j["state"] in ACTIVE]
         for job in selected:
             print(long_line(o["-O"], job) if "-O" in o else fmt_line(o.get("-o", "%i"), job))
+        return 0
+    if name == "scontrol" and sys.argv[1:3] == ["-o", "show"] and sys.argv[3] == "partition":
+        wanted = sys.argv[4:5]
+        parts = partitions(state)
+        if wanted and wanted[0] not in parts:
+            print(f"Partition {wanted[0]} not found", file=sys.stderr)
+            return 1
+        for part, spec in parts.items():
+            if not wanted or part == wanted[0]:
+                print(
+                    f"PartitionName={part} AllowGroups=ALL "
+                    f"AllowAccounts={spec.get('allow_accounts', 'ALL')} AllowQos=ALL "
+                    f"AllocNodes=ALL Default={'YES' if spec.get('default') else 'NO'} QoS=N/A "
+                    "MaxTime=00:30:00 State=UP"
+                )
+        return 0
+    if name == "sacctmgr":
+        # sacctmgr -n -P show user NAME withassoc format=defaultaccount,account
+        if not state.get("accounting", True):
+            print("sacctmgr: error: Problem talking to the database", file=sys.stderr)
+            return 1
+        accounts = state.get("accounts", [])
+        for account in accounts:
+            print(f"{accounts[0]}|{account}")
         return 0
     if name == "scontrol":
         # scontrol --local -o show job ID: one line of Key=Value (Reason may hold spaces)
