@@ -32,6 +32,8 @@ USER = "bob"
 HOME = Path(f"/home/{USER}")
 BASE = HOME / ".nodebook"
 VENV_PY = BASE / "venv" / "bin" / "python"
+# JupyterLab's setting defaults that setup writes (nodebook_jupyter_config), under the base.
+LAB_DEFAULTS = "jupyter/labconfig/default_setting_overrides.d/nodebook.json"
 
 CHECK_PASSWORD = (
     "import json, sys\n"
@@ -148,6 +150,9 @@ def test_files_modes_and_owners(bob: SetupResult) -> None:
         "jupyter": (0o700, "directory"),
         "jupyter/jupyter_server_config.json": (0o600, "file"),
         "jupyter/jupyter_server_config.py": (0o600, "file"),
+        "jupyter/labconfig": (0o700, "directory"),
+        "jupyter/labconfig/default_setting_overrides.d": (0o700, "directory"),
+        LAB_DEFAULTS: (0o600, "file"),
         "job.sbatch": (0o700, "file"),
         "bin": (0o700, "directory"),
         "bin/nodebook-remote": (0o700, "file"),
@@ -226,6 +231,34 @@ def test_server_config_as_jupyter_loads_it(sandbox: Sandbox, bob: SetupResult) -
     assert shown["LabApp.news_url"] == "None"
     assert shown["LabApp.check_for_updates_class"] == "'jupyterlab.NeverCheckForUpdate'"
     assert shown["LabApp.extension_manager"] == "'readonly'"
+
+
+def test_lab_setting_defaults_ask_no_news(sandbox: Sandbox, bob: SetupResult) -> None:
+    """JupyterLab's page asks no news question and checks no updates (setting defaults in a file
+    of setup's own); switching them back on rewrites, then removes, that file and never touches a
+    user's default_setting_overrides.json beside it."""
+    path = bob.base / LAB_DEFAULTS
+    notification = "@jupyterlab/apputils-extension:notification"
+    assert json.loads(path.read_text()) == {
+        notification: {"fetchNews": "false", "checkForUpdates": False}
+    }
+    users = path.parent.parent / "default_setting_overrides.json"
+    theirs = '{"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}\n'
+    sandbox.host("login", ["sh", "-c", f"cat > {users}"], user=USER, input=theirs)
+    news = {"nodebook_jupyter_config_lab_news": True}
+    try:
+        run = run_setup(sandbox, USER, extra_vars=news)
+        assert run.rc == 0, run.output[-3000:]
+        assert json.loads(path.read_text()) == {notification: {"checkForUpdates": False}}
+        both = {**news, "nodebook_jupyter_config_lab_update_check": True}
+        run = run_setup(sandbox, USER, extra_vars=both)
+        assert run.rc == 0, run.output[-3000:]
+        assert not path.exists()
+        assert users.read_text() == theirs
+    finally:
+        sandbox.host("login", ["rm", "-f", str(users)], user=USER)
+        assert run_setup(sandbox, USER).rc == 0
+    assert json.loads(path.read_text())[notification]["fetchNews"] == "false"
 
 
 def test_hash_is_argon2_and_verifies(sandbox: Sandbox, bob: SetupResult) -> None:
