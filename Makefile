@@ -10,7 +10,7 @@ SANDBOX := $(PYTHON) sandbox/cluster.py
 # checked from a debootstrap minbase Debian 12 with only make, python3 and git added).
 APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-client lmod \
 	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver curl \
-	slurmdbd mariadb-server
+	slurmdbd mariadb-server libpam-slurm-adopt
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps venv lint unit test collection sandbox-up sandbox-down sandbox-status \

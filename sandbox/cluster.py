@@ -8,9 +8,10 @@ Four hosts, each a set of namespaces held open by an "anchor" process:
 
 The laptop reaches only login's sshd; compute nodes are reachable only from login. Real munge,
 slurmctld, slurmdbd (with MariaDB), slurmd, sshd and Lmod run inside; cn02 has two fake GPUs;
-users alice and bob have homes every host sees, and alice a venv and a conda-layout env.
+users alice and bob have homes every host sees, and alice a venv and a conda-layout env. The
+profile `modules` has Environment Modules (Tcl) on the cluster hosts instead of Lmod.
 
-    python3 sandbox/cluster.py up | down | status
+    python3 sandbox/cluster.py up [--profile lmod|modules] | down | status
     python3 sandbox/cluster.py exec HOST [--user U [--login]] -- CMD...
     python3 sandbox/cluster.py hide-python on|off
     python3 sandbox/cluster.py daemon NAME stop|start|restart     (fault injection)
@@ -35,6 +36,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import stat
 import string
 import subprocess
 import sys
@@ -58,6 +60,10 @@ USER_MARK = "nodebook sandbox user"
 MODULE = "conda-python/3.11"
 MODULE_PYTHON = OPT / "conda-python" / "3.11" / "bin" / "python3.11"
 CUDA_VERSION = "12.4"  # module cuda/12.4: variables and a stand-in nvcc, no toolkit
+# The cluster hosts' module system: Lmod (the default), or Debian's Environment Modules, which
+# conflicts with lmod: it is extracted once into the cache and laid over their /etc and /usr.
+PROFILES = {"lmod": "Lmod", "modules": "Environment Modules (Tcl)"}
+EM_PACKAGE = "environment-modules"
 # alice's own environments, made by `up` (listed in <state>/envs.json for the tests).
 ENV_OWNER = "alice"
 VENV = Path("/home/alice/envs/analysis")  # a venv on the module's Python, with nbmarker
@@ -70,6 +76,7 @@ REQUIRED_TOOLS = (
     "sinfo", "useradd", "userdel", "runuser", "gcc", "slurmdbd", "sacctmgr", "mariadbd",
     "mariadb-install-db", "mariadb-admin", "mariadb", "mariadb-dump",
 )  # fmt: skip
+REQUIRED_FILES = ("/lib/security/pam_slurm_adopt.so",)  # Debian's libpam-slurm-adopt
 
 
 class SandboxError(Exception):
@@ -186,6 +193,8 @@ class Layout:
         self.mariadb = self.run / "mariadb"  # its socket and own pid file (owned by mysql)
         self.mariadb_socket = self.mariadb / "mariadb.sock"
         self.marker = state / "up.json"
+        self.profile = state / "profile"  # lmod or modules, written first by a cold `up`
+        self.modules_etc = self.etc / "modules-etc"  # profile modules: the top layer of /etc
         self.envs = state / "envs"  # the marker wheel
         self.envs_json = state / "envs.json"
 
@@ -275,10 +284,65 @@ def build_index(wheels: Path) -> None:
     (simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{rows}\n</body></html>\n")
 
 
+def environment_modules(cache: Path = CACHE) -> Path:
+    """Debian's environment-modules, extracted once into the cache (`dpkg-deb -x`) with those of
+    its dependencies this machine lacks; its root (etc/, usr/) is returned, reused while cached.
+
+    The package conflicts with lmod, so it cannot be installed beside it; the profile `modules`
+    lays this root over the cluster hosts' /etc and /usr instead (`system_mounts`).
+    """
+    dest = cache / EM_PACKAGE
+    if (dest / ".complete").exists():
+        return dest / "root"
+    print(f"sandbox: extracting {EM_PACKAGE} once into {dest} ...", flush=True)
+    fresh = dest.with_name(dest.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    debs = fresh / "debs"
+    debs.mkdir(parents=True)
+    wanted, fetched = [EM_PACKAGE], []
+    while wanted:
+        deb = apt_download(wanted.pop(0), debs)
+        fetched.append(deb.name)
+        wanted += [name for name in missing_depends(deb) if name not in wanted]
+    for name in fetched:
+        run(["dpkg-deb", "-x", str(debs / name), str(fresh / "root")])
+    shutil.rmtree(debs)
+    (fresh / ".complete").write_text("\n".join(fetched) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    fresh.rename(dest)
+    return dest / "root"
+
+
+def apt_download(package: str, where: Path) -> Path:
+    """`apt-get download PACKAGE` into where (after one `apt-get update` if apt has no lists)."""
+    argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package]
+    for attempt in (1, 2):
+        proc = subprocess.run(argv, cwd=where, capture_output=True, text=True, check=False)
+        found = sorted(where.glob(f"{package}_*.deb"))
+        if proc.returncode == 0 and found:
+            return found[-1]
+        if attempt == 1:
+            run(["apt-get", "update", "-qq"])
+    detail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+    raise SandboxError(f"apt-get download {package} failed: {detail}")
+
+
+def missing_depends(deb: Path) -> list[str]:
+    """The Depends of a .deb that dpkg has not installed (the first of alternatives)."""
+    missing = []
+    for group in run(["dpkg-deb", "-f", str(deb), "Depends"]).split(","):
+        names = [alt.split()[0].split(":")[0] for alt in group.split("|") if alt.strip()]
+        status = [run(["dpkg-query", "-W", "-f=${Status}", n], check=False) for n in names]
+        if names and not any(s.endswith("ok installed") for s in status):
+            missing.append(names[0])
+    return missing
+
+
 def check_tools() -> None:
     if os.geteuid() != 0:
         raise SandboxError("the sandbox needs root (namespaces, users, daemons): run it as root")
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    missing += [f for f in REQUIRED_FILES if not Path(f).exists()]
     if missing:
         raise SandboxError(f"missing tools: {', '.join(missing)}; run `make deps` first")
 
@@ -367,11 +431,13 @@ def setup_ssh() -> None:
     (L.ssh / "config").write_text(
         render("ssh_config", ssh_dir=L.ssh, login_public=LOGIN_PUBLIC, otp_port=OTP_PORT)
     )  # fmt: skip
-    keys_only = render("sshd-auth-keys.conf")
+    # Compute nodes: PAM's account stack runs pam_slurm_adopt (pam-sshd-node).
+    auth = {h.name: render("sshd-auth-node.conf") for h in COMPUTE}
+    auth[LOGIN.name] = render("sshd-auth-keys.conf")
     for host in (LOGIN, *COMPUTE):
         text = render("sshd.conf", pid_file=L.run / f"sshd-{host.name}.pid", port=22,
                       host_key=L.ssh / "hostkeys" / host.name, users=" ".join(USERS),
-                      auth=keys_only)  # fmt: skip
+                      auth=auth[host.name])  # fmt: skip
         (L.etc / f"sshd-{host.name}.conf").write_text(text)
     text = render("sshd.conf", pid_file=L.run / "sshd-login-otp.pid", port=OTP_PORT,
                   host_key=L.ssh / "hostkeys" / "login", users="alice",
@@ -384,6 +450,7 @@ def setup_pam() -> None:
     run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(module),
          str(HERE / "pam_verification_code.c"), "-lpam"])  # fmt: skip
     (L.etc / "pam-sshd").write_text(render("pam-sshd", module=module, secrets=L.secrets))
+    (L.etc / "pam-sshd-node").write_text(render("pam-sshd-node"))
 
 
 def setup_shells() -> None:
@@ -402,7 +469,9 @@ def setup_shells() -> None:
             shutil.chown(bashrc, user, user)
 
 
-def setup_lmod() -> None:
+def setup_modules(profile: str) -> None:
+    """The modules' software in OPT, their modulefiles for the profile's module system, and
+    (profile modules) Environment Modules with the top layer of the hosts' /etc."""
     prefix = OPT / "conda-python" / "3.11"
     (prefix / "bin").mkdir(parents=True)
     (prefix / "lib").mkdir()
@@ -412,18 +481,60 @@ def setup_lmod() -> None:
     (prefix / "bin" / "python3").symlink_to("python3.11")
     (prefix / "bin" / "python").symlink_to("python3.11")
     (prefix / "lib" / "python3.11").symlink_to("/usr/lib/python3.11")
-    modulefile = OPT / "modulefiles" / "conda-python" / "3.11.lua"
-    modulefile.parent.mkdir(parents=True)
-    modulefile.write_text(render("conda-python.lua", prefix=prefix))
     cuda = OPT / "cuda" / CUDA_VERSION
     (cuda / "bin").mkdir(parents=True)
     (cuda / "bin" / "nvcc").write_text(render("nvcc", version=CUDA_VERSION))
     (cuda / "bin" / "nvcc").chmod(0o755)
-    modulefile = OPT / "modulefiles" / "cuda" / f"{CUDA_VERSION}.lua"
-    modulefile.parent.mkdir()
-    modulefile.write_text(render("cuda.lua", prefix=cuda, version=CUDA_VERSION))
+    write_modulefiles(profile, OPT / "modulefiles", prefix, cuda)
     (L.etc / "modulespath").write_text(render("modulespath", modulefiles=OPT / "modulefiles"))
     run(["chmod", "-R", "a+rX", str(OPT)])
+    if profile == "modules":
+        environment_modules()
+        modules_etc(L.etc)
+
+
+def write_modulefiles(profile: str, where: Path, python: Path, cuda: Path) -> None:
+    """conda-python/3.11 and cuda/12.4 in where: Lua for Lmod, Tcl for Environment Modules
+    (which reads no Lua), the same variables in both."""
+    lua = profile == "lmod"
+    files = {
+        MODULE: render("conda-python.lua" if lua else "conda-python.tcl", prefix=python),
+        f"cuda/{CUDA_VERSION}": render(
+            "cuda.lua" if lua else "cuda.tcl", prefix=cuda, version=CUDA_VERSION
+        ),
+    }
+    for name, text in files.items():
+        path = where / (f"{name}.lua" if lua else name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def modules_etc(etc: Path) -> Path:
+    """The top layer of the cluster hosts' /etc in the profile modules (anchor-modules.sh): the
+    site's profile script, Lmod's lmod.sh hidden (an overlay whiteout: a 0/0 character device)
+    and Environment Modules' modulespath (the sandbox's modulefiles, as for Lmod)."""
+    layer = etc / "modules-etc"
+    (layer / "profile.d").mkdir(parents=True)
+    shutil.copy2(etc / "profile.d" / "sandbox-site.sh", layer / "profile.d")
+    os.mknod(layer / "profile.d" / "lmod.sh", stat.S_IFCHR | 0o644, os.makedev(0, 0))
+    (layer / "environment-modules").mkdir()
+    shutil.copy2(etc / "modulespath", layer / "environment-modules")
+    return layer
+
+
+def module_system(profile: str, etc: Path) -> str:
+    """anchor-cluster.sh's mounts of the profile's module system (its first mounts)."""
+    if profile == "lmod":
+        return render("anchor-lmod.sh", etc=shlex.quote(str(etc)))
+    root = shlex.quote(str(environment_modules()))
+    return render("anchor-modules.sh", etc=shlex.quote(str(etc)), root=root)
+
+
+def current_profile() -> str:
+    """The profile the sandbox was brought up in (lmod when it never recorded one)."""
+    with contextlib.suppress(FileNotFoundError):
+        return L.profile.read_text().strip() or "lmod"
+    return "lmod"
 
 
 # --------------------------------------------------------------------------- alice's envs
@@ -562,6 +673,11 @@ def finish_envs(marker_install: subprocess.Popen[bytes]) -> None:
     L.envs_json.write_text(json.dumps(envs, indent=2) + "\n")
 
 
+def job_tmp_base(host: Host) -> Path:
+    """Where job_container/tmpfs makes the private /tmp of the jobs on ``host``."""
+    return L.slurm / host.name / "jobtmp"
+
+
 def write_hosts_and_slurm() -> None:
     addresses = {f"{h.name}_address": h.address for h in HOSTS}
     (L.etc / "hosts").write_text(render("hosts", domain=CLUSTER_DOMAIN, **addresses))
@@ -576,6 +692,9 @@ def write_hosts_and_slurm() -> None:
                slurm_state=L.slurm, run=L.run, log=L.log)
     )  # fmt: skip
     (slurm_etc / "gres.conf").write_text(render("gres.conf"))
+    (slurm_etc / "job_container.conf").write_text(
+        render("job_container.conf", **{f"{h.name}_base": job_tmp_base(h) for h in COMPUTE})
+    )
     write_secret(
         slurm_etc / "slurmdbd.conf",  # slurmdbd insists on 0600
         render("slurmdbd.conf", munge_socket=L.munge / "munge.socket.2", run=L.run, log=L.log,
@@ -672,12 +791,9 @@ def start_munge() -> None:
 def start_anchor(host: Host) -> None:
     """A process that holds the host's namespaces open, with the host's mounts made inside."""
     if host.cluster:
-        # login's prompting sshd uses the sandbox's PAM file; the other hosts keep theirs.
-        host_mounts = (
-            shlex.join(["mount", "--bind", str(L.etc / "pam-sshd"), "/etc/pam.d/sshd"])
-            if host is LOGIN
-            else ""
-        )
+        # login's prompting sshd uses the sandbox's PAM file, the nodes' sshd pam_slurm_adopt.
+        pam = L.etc / ("pam-sshd" if host is LOGIN else "pam-sshd-node")
+        host_mounts = shlex.join(["mount", "--bind", str(pam), "/etc/pam.d/sshd"])
         script = render("anchor-cluster.sh", host=shlex.quote(host.name),
                         etc=shlex.quote(str(L.etc)), host_mounts=host_mounts)  # fmt: skip
         argv = ["unshare", "--net", "--uts", "--mount", "--propagation", "private", "--",

@@ -31,6 +31,12 @@ NODES = ("cn01", "cn02")
 CLUSTER_HOSTS = ("login", *NODES)
 
 
+def job_tmp(node: str, job_id: str) -> Path:
+    """Where job_container/tmpfs keeps a job's private /tmp (``<base>/<node>/<job>/.<job>``), on
+    the machine's disk; Slurm removes it when the job ends."""
+    return STATE / "slurm" / node / "jobtmp" / node / job_id
+
+
 def run(
     argv: Sequence[str],
     *,

@@ -227,6 +227,21 @@ def test_second_session_is_refused_unless_allowed(cluster: Cluster) -> None:
     assert cluster.run("submit", "--allow-second").rc == 0
 
 
+def test_a_second_session_listens_on_the_nodes_loopback_unless_told_otherwise(
+    cluster: Cluster,
+) -> None:
+    """pam_slurm_adopt puts a tunnel's ssh into the newest of the user's jobs on a node, and
+    job_container/tmpfs gives each job its own /tmp: a second session's socket could be out of
+    the first one's tunnel's sight, and the reverse. Loopback TCP is shared by every job."""
+    assert cluster.run("submit").one("submitted")["endpoint"] == "socket"  # the only one
+    cluster.job("77", state="RUNNING", node="cn01", user="tester")
+    second = cluster.run("submit", "--allow-second").one("submitted")
+    assert second["endpoint"] == "tcp"
+    assert cluster.calls("sbatch")[-1]["env"]["NODEBOOK_ENDPOINT"] == "tcp"
+    chosen = cluster.run("submit", "--allow-second", "--endpoint", "socket").one("submitted")
+    assert chosen["endpoint"] == "socket"  # the user's choice stands
+
+
 @pytest.mark.parametrize(
     ("slurm_says", "fix"),
     [
