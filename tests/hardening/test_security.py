@@ -87,9 +87,15 @@ def _token(ready: dict[str, object]) -> str:
     return match.group(1)
 
 
-def _mode(sandbox: Sandbox, host: str, path: str) -> tuple[int, str]:
-    """(mode, owner) of a path as a sandbox host sees it (nodes have their own /tmp)."""
-    out = sandbox.host(host, ["stat", "-c", "%a %U", path], check=False)
+def _mode(sandbox: Sandbox, host: str, path: str, job: str | None = None) -> tuple[int, str]:
+    """(mode, owner) of a path as a sandbox host sees it (nodes have their own /tmp), or, with
+    ``job``, as the job sees it (its private /tmp)."""
+    argv = ["stat", "-c", "%a %U", path]
+    out = (
+        leftovers.in_job(sandbox, job, argv, check=False)
+        if job
+        else sandbox.host(host, argv, check=False)
+    )
     assert out.returncode == 0, f"{host}:{path}: {out.stderr}"
     mode, owner = out.stdout.split()
     return int(mode, 8), owner
@@ -100,6 +106,7 @@ def _files_with(sandbox: Sandbox, secret: str, since: float | None = None) -> li
     (with ``since``: only files changed since then, i.e. not files that predate the session)."""
     hits: list[str] = []
     local = ["/home/alice", "/home/bob", "/root/.ansible", "/tmp", "/var/tmp", str(STATE / "log")]
+    local.append(str(STATE / "slurm"))  # the jobs' private /tmp (job_container/tmpfs)
     # pytest-of-*: other tests' own inputs (0600 vars files for setup), not the product's files.
     # The secret goes to grep on stdin (-f -): never in an argv of ours either.
     grep = ["grep", "-rlsF", "--exclude-dir=venv", "--exclude-dir=pytest-of-*", "-f", "-"]
@@ -148,7 +155,8 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
     nodebook_setup("alice")  # type: ignore[operator]
     password = user_password("alice")
     started = time.time() - 1  # (whole seconds on the cluster's side)
-    with driver(sandbox, SESSION) as d, Sampler(d.tmp) as sampler:
+    # (the socket asked for: --allow-second alone picks loopback TCP when another session runs)
+    with driver(sandbox, [*SESSION, "--endpoint", "socket"]) as d, Sampler(d.tmp) as sampler:
         ready = d.wait_event("ready", timeout=180)
         token = _token(ready)
         job, node = str(ready["job_id"]), str(ready["node"])
@@ -170,9 +178,10 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
         assert _mode(sandbox, "login", jobs) == (0o700, "alice")
         assert _mode(sandbox, "login", paths["connection"]) == (0o600, "alice")
         assert _mode(sandbox, "login", paths["log"])[0] == 0o600
-        assert _mode(sandbox, node, run_dir) == (0o700, "alice")
-        assert _mode(sandbox, node, paths["token"]) == (0o600, "alice")
-        assert _mode(sandbox, node, paths["socket"])[0] & 0o077 == 0
+        # (the runtime dir is in the job's private /tmp: seen from inside the job)
+        assert _mode(sandbox, node, run_dir, job) == (0o700, "alice")
+        assert _mode(sandbox, node, paths["token"], job) == (0o600, "alice")
+        assert _mode(sandbox, node, paths["socket"], job)[0] & 0o077 == 0
 
         # bob: EACCES on alice's socket (the 0700 dir), not merely "no answer"
         probe = (
@@ -181,8 +190,11 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
             "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(e.errno)\n"
             "else:\n    print('connected')\n"
         )
-        out = sandbox.host(node, ["python3", "-c", probe, paths["socket"]], user="bob")
+        # bob in alice's job's /tmp (a site without private /tmp): the 0700 dir still stops him
+        out = leftovers.in_job(sandbox, job, ["python3", "-c", probe, paths["socket"]], "bob")
         assert out.stdout.strip() == "13", f"bob's connect: {out.stdout} {out.stderr}"
+        # with job_container/tmpfs, the node's own /tmp does not even show it
+        assert sandbox.host(node, ["test", "-e", run_dir], check=False).returncode == 1
 
         # files holding the token while it is live: only 0600 ones, nobody else can read them
         hits = _files_with(sandbox, token)

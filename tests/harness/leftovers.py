@@ -323,3 +323,16 @@ def tidy(sandbox: Sandbox, drivers: Iterable[Any], users: Sequence[str] = ("alic
     for d in drivers:
         kill_local(Scope(tmp_dirs=[d.tmp], state_dirs=[d.state]))
         d.remove_work()
+
+
+def in_job(
+    sandbox: Sandbox, job_id: str, argv: Sequence[str], user: str | None = None, **kw: Any
+) -> Any:
+    """Run argv on the job's node inside the job's own mount namespace (its private /tmp under
+    job_container/tmpfs), as root or ``user``: where a login adopted into the job would be."""
+    for line in job_processes([job_id]):
+        pid, _, args = line.partition(" ")
+        if args.endswith("nodebook-remote job"):
+            who = ["runuser", "-u", user, "--"] if user else []
+            return run(["nsenter", "-t", pid, "-m", "-n", "-u", "--", *who, *argv], **kw)
+    raise AssertionError(f"no `nodebook-remote job` process of job {job_id} found")
