@@ -36,6 +36,14 @@ ERROR_CODES: dict[str, ExitCode] = {
 }
 # What a shell says when the installed helper is not there (setup never ran, or an older one).
 MISSING = ("No such file or directory", "command not found", "Permission denied")
+# What ssh says when the login node's sshd refuses one more session on the master's connection
+# (MaxSessions): the multiplexing client's words, and a channel the master could not open.
+SESSION_REFUSED = ("Session open refused by peer", "administratively prohibited")
+# The most sessions one nodebook session holds on its master at once: the play's task, the
+# driver's own wait for Jupyter and a second connection call as it connects (with `--tunnel
+# hops` the inner ssh instead, once connected, and the heartbeat). A `nodebook stop` from another
+# terminal adds one; OpenSSH's default MaxSessions is 10, the sandbox's 4.
+MAX_SESSIONS = 3
 
 
 @dataclass
@@ -105,6 +113,9 @@ class Remote:
     def raise_for(self, reply: Reply) -> None:
         if reply.error is not None:
             raise error_for(reply.error)
+        refused = self.session_refused(reply)
+        if refused is not None:
+            raise refused
         if reply.rc == 255:
             raise NodebookError(
                 f"lost the ssh connection to {self.cluster.host}: "
@@ -123,6 +134,25 @@ class Remote:
                 f"the nodebook helper on {self.cluster.name} failed (exit {reply.rc}): "
                 f"{(reply.stderr.strip().splitlines() or ['no output'])[-1]}"
             )
+
+    def session_refused(self, reply: Reply) -> NodebookError | None:
+        """The error for a call that failed because the login node refused it a session on the
+        shared connection (sshd's MaxSessions); None for any other outcome. (When it is refused,
+        ssh logs in anew by itself: with a key that works, and the call succeeds.)"""
+        if reply.lines or reply.rc == 0:
+            return None
+        said = [ln.strip() for ln in reply.stderr.splitlines() if ln.strip()]
+        refused = [ln for ln in said if any(text in ln for text in SESSION_REFUSED)]
+        if not refused:
+            return None
+        return NodebookError(
+            f"the login node {self.cluster.host} refused nodebook another session on its ssh "
+            f"connection (ssh: {refused[0].rstrip('.')}): its sshd allows only a few sessions "
+            f"per connection (MaxSessions), and a nodebook session holds up to {MAX_SESSIONS} "
+            "at once; close other ssh sessions that share the connection, or ask the cluster's "
+            f"admins to raise MaxSessions to {MAX_SESSIONS + 1} or more",
+            ExitCode.SSH,
+        )
 
     def piped(self, *args: str, login: bool = True, timeout: float = 60) -> Reply:
         """The helper of this installation, piped into ``bash -s`` (works before setup)."""
@@ -172,6 +202,9 @@ class Remote:
         except (OSError, subprocess.SubprocessError):
             return "lost"
         line = reply.first("heartbeat")
+        refused = self.session_refused(reply)
+        if refused is not None:
+            raise refused  # not a lost connection: reconnecting would change nothing
         if reply.rc == 255 or line is None:
             return "lost"
         return "alive" if line.get("alive") else "gone"

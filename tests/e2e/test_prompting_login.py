@@ -2,7 +2,9 @@
 
 The driver runs on a pseudo-terminal, as in a person's shell; the test answers each prompt. One
 ssh master is shared by Ansible, the tunnel, the heartbeat and the cleanup, so each driver
-command asks exactly once, and Ctrl-C cleans up without asking again.
+command asks exactly once, and Ctrl-C cleans up without asking again. It also keeps nodebook
+within the login node's MaxSessions: a session refused on the master makes ssh log in anew, and
+ask again.
 """
 
 from __future__ import annotations
@@ -191,6 +193,22 @@ def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
         assert d.prompts == list(PROMPTS), d.output[-4000:]
         assert "cancelled" in d.output
         nothing_left(job, port)
+    finally:
+        d.close()
+        leftovers.cancel(sandbox, d.job_ids())
+
+    # 3. the same with `--tunnel hops`, which holds the most sessions on the master (its inner
+    #    ssh beside the heartbeat, the play's tasks and the driver's own calls). The login node
+    #    allows 4 sessions per connection (MaxSessions); one more and ssh would log in anew by
+    #    itself, and ask again.
+    d = PtyDriver(sandbox, [*args, "--tunnel", "hops", "--check-interval", "1"], test_tmp, state)
+    try:
+        ready = d.wait_event("ready", timeout=120)
+        assert http_status(sandbox, ready["local_port"], token_of(ready)) == 200
+        d.ctrl_c()
+        assert d.wait(timeout=90) == ExitCode.INTERRUPTED, d.output[-4000:]
+        assert d.prompts == list(PROMPTS), d.output[-4000:]
+        nothing_left(ready["job_id"], ready["local_port"])
     finally:
         d.close()
         leftovers.cancel(sandbox, d.job_ids())

@@ -117,7 +117,7 @@ def test_gpu_session_kernel_list_proxy_forward_and_ssh_config(
     ("args", "slurm_says", "fix"),
     [
         (["--gpus", "3"], "Requested node configuration is not available", "--gpus"),
-        (["--account", "nosuch"], "Invalid account", "sacctmgr"),
+        (["--account", "nosuch"], "Invalid account", "not one of yours (physics, chemistry)"),
         (["--qos", "short", "--time", "00:20:00"], "QOS", "--time"),
     ],
 )

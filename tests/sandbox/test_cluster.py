@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
+
+from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -96,6 +99,69 @@ def test_key_login_only_on_port_22(sandbox):
     assert "Permission denied (publickey)" in res.stderr
 
 
+GREETING = "Welcome to the nodebook sandbox cluster"
+
+
+@pytest.mark.parametrize("host", ["login", "cn01", "cn02"])
+def test_login_shells_talk_on_every_cluster_host(sandbox, host):
+    """As on real clusters (sandbox-site.sh): a greeting and a quota line on stdout and a
+    warning on stderr in every login shell, `bash -lc` and `bash -l -s` alike (the nodes are
+    entered directly: their sshd admits only users with a job there)."""
+    shells = ((["bash", "-lc", "echo READY"], None), (["bash", "-l", "-s"], "echo READY"))
+    for argv, given in shells:
+        res = sandbox.host(host, argv, user="alice", input=given)
+        out = res.stdout.splitlines()
+        assert out[0] == f"{GREETING} ({host}). Be kind to the login node.", res.stdout
+        assert out[1].startswith("Disk quota for alice: ") and out[-1] == "READY", res.stdout
+        assert "warning: /scratch is purged" in res.stderr, res.stderr
+
+
+def test_shells_sshd_starts_talk_on_stderr(sandbox):
+    """~/.bashrc's first line runs in every command sshd starts (Debian's bash reads it then):
+    on stderr only. A login shell over ssh has the greeting on stdout too."""
+    plain = sandbox.ssh("alice", "echo READY")
+    assert plain.stdout == "READY\n" and "bashrc: loading" in plain.stderr, plain
+    login = sandbox.ssh("alice", "bash -lc 'echo READY'")
+    assert login.stdout.startswith(GREETING) and login.stdout.endswith("\nREADY\n"), login
+    assert "bashrc: loading" in login.stderr and "warning: /scratch" in login.stderr, login
+
+
+def test_the_laptop_login_shell_is_quiet(sandbox):
+    """The laptop shares this machine's /etc: the cluster's profile script is not there."""
+    res = sandbox.laptop(["bash", "-lc", "echo READY"])
+    assert res.stdout == "READY\n" and GREETING not in res.stderr
+
+
+def test_login_allows_four_sessions_per_connection(sandbox, tmp_path):
+    """MaxSessions 4, as strict sites set it: a fifth session on one connection is refused (ssh
+    then logs in anew by itself, which a key allows)."""
+    control = tmp_path / "m"
+    base = ["ssh", "-F", str(sandbox.ssh_config), "-o", "BatchMode=yes",
+            "-o", f"ControlPath={control}"]  # fmt: skip
+    master = subprocess.Popen(
+        sandbox.laptop_argv([*base, "-o", "ControlMaster=yes", "-N", "alice@login"]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    holders = []
+    try:
+        check = sandbox.laptop_argv([*base, "-O", "check", "alice@login"])
+        wait_for(lambda: subprocess.run(check, capture_output=True).returncode == 0, 20, "master")
+        for _ in range(4):
+            holder = subprocess.Popen(
+                sandbox.laptop_argv([*base, "-T", "alice@login", "echo open; cat"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            holders.append(holder)
+            assert holder.stdout.readline() == "open\n"  # its session is open
+        fifth = sandbox.laptop([*base, "-T", "alice@login", "echo fifth"], check=False)
+        assert "Session open refused by peer" in fifth.stderr, fifth.stderr
+    finally:
+        said = [holder.communicate("", timeout=20)[1] for holder in holders]
+        master.terminate()
+        master.wait(10)
+    assert not [err for err in said if "refused" in err], said
+
+
 def test_module_only_in_login_shells(sandbox):
     plain = sandbox.ssh("alice", "type module", check=False)
     assert plain.returncode != 0
@@ -156,7 +222,7 @@ def test_wheelhouse_serves_pip_inside_the_cluster(sandbox):
     )
     try:
         res = sandbox.ssh("alice", cmd, host="cn01", timeout=300)
-        assert re.fullmatch(r"\d+\.\d+\.\d+", res.stdout.strip())
+        assert re.fullmatch(r"\d+\.\d+\.\d+", res.stdout.splitlines()[-1])  # after the greeting
     finally:
         sandbox.ssh("alice", f"rm -rf {venv}", host="cn01", check=False)
 
@@ -204,7 +270,7 @@ def test_hidden_system_python_on_login(sandbox):
         res = sandbox.ssh("alice", "command -v python3 python3.11; echo rc=$?")
         assert res.stdout.strip() == "rc=1"
         ok = sandbox.ssh("alice", "bash -lc 'module load conda-python/3.11 && python3 -V'")
-        assert ok.stdout.startswith("Python 3.11")
+        assert ok.stdout.splitlines()[-1].startswith("Python 3.11")
     finally:
         sandbox.cluster("hide-python", "off")
     assert "python3" in sandbox.ssh("alice", "command -v python3").stdout

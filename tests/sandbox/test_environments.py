@@ -24,9 +24,10 @@ def test_cuda_module_sets_its_variables(sandbox, host):
     )
     out = sandbox.ssh("alice", cmd, host=host).stdout.splitlines()
     home = "/opt/nodebook-sandbox/cuda/12.4"
-    assert out[0] == f"12.4 {home} {home}/bin/nvcc"
+    assert out[-3] == f"12.4 {home} {home}/bin/nvcc"  # after the login shell's greeting
     assert "release 12.4" in out[-1]
-    assert sandbox.ssh("alice", "bash -lc 'echo ${CUDA_HOME:-unset}'").stdout.strip() == "unset"
+    unset = sandbox.ssh("alice", "bash -lc 'echo ${CUDA_HOME:-unset}'").stdout.splitlines()
+    assert unset[-1] == "unset"
 
 
 def test_both_modules_are_listed(sandbox):

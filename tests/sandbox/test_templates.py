@@ -50,3 +50,7 @@ def test_written_config_has_no_placeholder_left(sandbox):
         assert not re.search(r"\$\{?[A-Za-z_]", path.read_text()), path
     slurm = (etc / "slurm" / "slurm.conf").read_text()
     assert "PartitionName=gpu Nodes=cn02" in slurm and "GresTypes=gpu" in slurm
+    assert re.search(r"^PartitionName=chem .*AllowAccounts=chemistry ", slurm, re.MULTILINE)
+    for sshd in etc.glob("sshd-*.conf"):  # strict, as some sites are: 4 sessions a connection
+        assert "\nMaxSessions 4\n" in sshd.read_text(), sshd
+    assert (etc / "profile.d" / "sandbox-site.sh").is_file()  # the cluster hosts' talking shells

@@ -1,0 +1,65 @@
+"""A login node whose sshd refuses nodebook one more session on its connection (MaxSessions).
+
+ssh then logs in anew by itself: with a key that works and the call succeeds; with a password
+and a code (or BatchMode) it fails, and the driver names the limit and the fix instead of
+calling it a lost connection or a missing setup.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from driver.errors import ExitCode, NodebookError
+from driver.inventory import Cluster
+from driver.remote import MAX_SESSIONS, Remote
+
+CLUSTER = Cluster(name="c", inventory=Path("i"), host="login.hpc", user="alice")
+REFUSED = (
+    "bashrc: loading the site's default environment\n"
+    "mux_client_request_session: session request failed: Session open refused by peer\n"
+    "alice@login.hpc: Permission denied (keyboard-interactive).\n"
+)
+
+
+class FakeMaster:
+    """Answers every command with one canned result."""
+
+    def __init__(self, rc: int, stdout: str, stderr: str) -> None:
+        self.result = subprocess.CompletedProcess([], rc, stdout, stderr)
+
+    def run(self, command: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return self.result
+
+
+def remote(rc: int, stdout: str = "", stderr: str = REFUSED) -> Remote:
+    return Remote(FakeMaster(rc, stdout, stderr), CLUSTER)  # type: ignore[arg-type]
+
+
+def test_a_refused_session_names_max_sessions_and_the_fix():
+    with pytest.raises(NodebookError) as err:
+        remote(255).call("list")
+    message = err.value.message
+    assert err.value.code == ExitCode.SSH
+    assert "\n" not in message
+    assert "refused nodebook another session on its ssh connection" in message
+    assert "(ssh: mux_client_request_session: session request failed: Session open" in message
+    assert "MaxSessions" in message and f"to {MAX_SESSIONS + 1} or more" in message
+    assert "not set up" not in message and "lost the ssh connection" not in message
+    # the master's own words for a channel the login node would not open
+    forward = "channel 3: open failed: administratively prohibited: open failed\n"
+    with pytest.raises(NodebookError, match=r"\(ssh: channel 3: open failed: administratively"):
+        remote(255, stderr=forward).call("version")
+
+
+def test_a_refused_heartbeat_ends_the_hold_with_it_instead_of_reconnecting():
+    with pytest.raises(NodebookError, match="MaxSessions"):
+        remote(255).heartbeat("7")
+    assert remote(255, stderr="Connection closed by 10.0.0.1\n").heartbeat("7") == "lost"
+
+
+def test_a_refusal_that_ssh_got_round_by_logging_in_again_is_no_error():
+    answer = '{"nodebook": "listed"}\n'
+    assert remote(0, answer).call("list").first("listed") == {"nodebook": "listed"}
