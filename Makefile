@@ -12,14 +12,17 @@ APT_PACKAGES := slurmctld slurmd slurm-client munge openssh-server openssh-clien
 	nftables iproute2 procps python3-venv libpam0g-dev gcc chromium chromium-driver curl \
 	slurmdbd mariadb-server libpam-slurm-adopt
 STAMP := $(VENV)/.installed
+# The sandbox's profile (its cluster hosts' module system): lmod, or modules (Environment Modules).
+PROFILE ?= lmod
 
-.PHONY: help deps venv lint unit test collection sandbox-up sandbox-down sandbox-status \
+.PHONY: help deps venv lint unit test test-profile collection sandbox-up sandbox-down sandbox-status \
 	sandbox-clean sandbox-shell demo chaos bench clean
 
 help:
 	@echo "make demo            install what is needed, start the sandbox cluster, run setup and a session"
 	@echo "make test            install what is needed, then lint and every test"
-	@echo "make sandbox-up      start the sandbox cluster (idempotent)"
+	@echo "make sandbox-up      start the sandbox cluster (idempotent; PROFILE=modules: Environment Modules, not Lmod)"
+	@echo "make test-profile PROFILE=modules   the profile_session tests on a sandbox restarted in PROFILE"
 	@echo "make sandbox-status  show what runs in the sandbox"
 	@echo "make sandbox-down    stop the sandbox and remove everything it made"
 	@echo "make lint            yamllint, ansible-lint (production profile, offline), ruff, shellcheck"
@@ -60,18 +63,32 @@ lint: venv collection
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check roles/nodebook_job/files/nodebook-jupyter
 	$(VENV)/bin/ruff format --check roles/nodebook_job/files/nodebook-jupyter
-	$(VENV)/bin/shellcheck roles/nodebook_job/files/nodebook-remote
+	$(VENV)/bin/shellcheck roles/nodebook_job/files/nodebook-remote sandbox/test-profile.sh
 
 unit: venv
 	$(VENV)/bin/pytest -m "not sandbox" tests
 
 # pytest's exit code 5 means "no tests ran": a test run that tests nothing is a failure here.
+# Then the profile_session tests again on the sandbox with Environment Modules (test-profile),
+# unless the sandbox was up before (someone's: it is not restarted; in CI that is a failure).
 test: deps venv lint
-	@$(VENV)/bin/pytest --durations=25 tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	@was_up=0; $(SANDBOX) status >/dev/null 2>&1 && was_up=1; \
+	$(VENV)/bin/pytest --durations=25 tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; rc=1; fi; \
+	if [ $$was_up -eq 0 ]; then \
+		PYTHON=$(PYTHON) bash sandbox/test-profile.sh modules --durations=10 || rc=$$((rc ? rc : 1)); \
+	else \
+		echo "make test: the sandbox was up before; not restarting it for the modules profile: run make test-profile PROFILE=modules" >&2; \
+		if [ -n "$${CI:-}" ]; then rc=$$((rc ? rc : 1)); fi; \
+	fi; exit $$rc
+
+# The profile_session tests (tests/conftest.py) on the sandbox restarted in PROFILE, then down
+# again (and back up as it was, if it was up): make test-profile PROFILE=modules.
+test-profile: deps venv
+	@PYTHON=$(PYTHON) bash sandbox/test-profile.sh $(PROFILE) $(PYTEST_ARGS)
 
 sandbox-up: deps venv
-	$(SANDBOX) up
+	$(SANDBOX) up --profile $(PROFILE)
 
 sandbox-down:
 	$(SANDBOX) down

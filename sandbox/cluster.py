@@ -194,7 +194,6 @@ class Layout:
         self.mariadb_socket = self.mariadb / "mariadb.sock"
         self.marker = state / "up.json"
         self.profile = state / "profile"  # lmod or modules, written first by a cold `up`
-        self.modules_etc = self.etc / "modules-etc"  # profile modules: the top layer of /etc
         self.envs = state / "envs"  # the marker wheel
         self.envs_json = state / "envs.json"
 
@@ -289,7 +288,7 @@ def environment_modules(cache: Path = CACHE) -> Path:
     its dependencies this machine lacks; its root (etc/, usr/) is returned, reused while cached.
 
     The package conflicts with lmod, so it cannot be installed beside it; the profile `modules`
-    lays this root over the cluster hosts' /etc and /usr instead (`system_mounts`).
+    lays this root over the cluster hosts' /etc and /usr instead (`module_system`).
     """
     dest = cache / EM_PACKAGE
     if (dest / ".complete").exists():
@@ -314,7 +313,7 @@ def environment_modules(cache: Path = CACHE) -> Path:
 
 
 def apt_download(package: str, where: Path) -> Path:
-    """`apt-get download PACKAGE` into where (after one `apt-get update` if apt has no lists)."""
+    """`apt-get download PACKAGE` into where (tried again after an `apt-get update`: no lists)."""
     argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package]
     for attempt in (1, 2):
         proc = subprocess.run(argv, cwd=where, capture_output=True, text=True, check=False)
@@ -795,7 +794,8 @@ def start_anchor(host: Host) -> None:
         pam = L.etc / ("pam-sshd" if host is LOGIN else "pam-sshd-node")
         host_mounts = shlex.join(["mount", "--bind", str(pam), "/etc/pam.d/sshd"])
         script = render("anchor-cluster.sh", host=shlex.quote(host.name),
-                        etc=shlex.quote(str(L.etc)), host_mounts=host_mounts)  # fmt: skip
+                        etc=shlex.quote(str(L.etc)), host_mounts=host_mounts,
+                        module_system=module_system(current_profile(), L.etc))  # fmt: skip
         argv = ["unshare", "--net", "--uts", "--mount", "--propagation", "private", "--",
                 "/bin/sh", "-c", script]  # fmt: skip
     else:
@@ -991,8 +991,14 @@ def fail_point(step: str) -> None:
         raise SandboxError(f"failing after {step!r} as NODEBOOK_SANDBOX_FAIL_AFTER asks")
 
 
-def up() -> None:
+def up(profile: str = "lmod") -> None:
     check_tools()
+    # Also when partly up: a partial sandbox of another profile is not removed unasked either.
+    if L.state.exists() and current_profile() != profile:
+        raise SandboxError(
+            f"the sandbox is up in profile {current_profile()}, not {profile}: run "
+            f"`python3 sandbox/cluster.py down` first, then `up --profile {profile}`"
+        )
     if is_up():
         wheels = wheelhouse()
         if (L.pypi / "wheels").resolve() != wheels.resolve():
@@ -1001,7 +1007,7 @@ def up() -> None:
             print("sandbox: package index rebuilt for the new wheelhouse pins")
         if index_is_off():
             index(True)
-        print("sandbox: already up")
+        print(f"sandbox: already up (profile {profile})")
         return
     if L.state.exists() or OPT.exists():
         print("sandbox: found a partial sandbox; removing it first", flush=True)
@@ -1015,9 +1021,10 @@ def up() -> None:
             for path in (L.state, L.run, L.log, L.etc, L.ssh):
                 path.mkdir(mode=0o755, parents=True, exist_ok=True)
             L.secrets.mkdir(mode=0o700)
+            L.profile.write_text(profile + "\n")
             create_users()
             setup_shells()
-            setup_lmod()
+            setup_modules(profile)
             envs = pool.submit(make_envs, wheels)
             setup_ssh()
             setup_pam()
@@ -1032,7 +1039,7 @@ def up() -> None:
             fail_point("network")
             start_daemons()
             finish_envs(envs.result())
-        L.marker.write_text(json.dumps({"started": time.time()}) + "\n")
+        L.marker.write_text(json.dumps({"started": time.time(), "profile": profile}) + "\n")
     except BaseException:
         print("sandbox: bring-up failed; cleaning up", file=sys.stderr, flush=True)
         # The pool has waited for make_envs; its pip may still run.
@@ -1042,7 +1049,7 @@ def up() -> None:
             envs.result().wait()
         down(quiet=True)
         raise
-    print(f"sandbox: up in {time.monotonic() - started:.1f}s")
+    print(f"sandbox: up in {time.monotonic() - started:.1f}s, profile {profile}")
     print(f"  ssh -F {L.ssh}/config alice@login   (from the laptop: make sandbox-shell)")
 
 
@@ -1098,6 +1105,8 @@ def status() -> int:
     for name, pid, ok in rows:
         print(f"  {name:16} {'running' if ok else 'DOWN':8} pid {pid}")
     healthy = all(ok for _, _, ok in rows)
+    profile = current_profile()
+    print(f"  {'profile':16} {profile:8} {PROFILES.get(profile, '?')} on the cluster hosts")
     if healthy:
         off, url = index_is_off(), f"http://login:{PYPI_PORT}/simple/"
         print(f"  {'package index':16} {'OFF' if off else 'on':8} {url}", end="")
@@ -1187,7 +1196,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the sandbox cluster (idempotent)")
+    upp = sub.add_parser("up", help="start the sandbox cluster (idempotent)")
+    upp.add_argument(
+        "--profile", choices=list(PROFILES), default="lmod",
+        help="the cluster hosts' module system: lmod (default) or modules (Environment Modules)",
+    )  # fmt: skip
     sub.add_parser("down", help="stop it and remove everything it made")
     sub.add_parser("status", help="show hosts, daemons, sinfo and squeue")
     sub.add_parser("clean-cache", help="remove the downloaded wheelhouse")
@@ -1214,7 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up()
+            up(args.profile)
         elif args.command == "down":
             down()
         elif args.command == "status":

@@ -169,8 +169,15 @@ class Sandbox:
         out = self.out(host, ["ps", "-ww", "-u", user, "-o", "pid=,args="])
         return [line.strip() for line in out.splitlines() if line.strip()]
 
+    @property
+    def profile(self) -> str:
+        """The cluster hosts' module system: lmod or modules (`cluster.py up --profile`)."""
+        with contextlib.suppress(FileNotFoundError):
+            return (self.state / "profile").read_text().strip() or "lmod"
+        return "lmod"
+
     def is_up(self) -> bool:
         return run([*CLUSTER, "status"], check=False).returncode == 0
 
-    def up(self) -> None:
-        run([*CLUSTER, "up"], timeout=600)
+    def up(self, profile: str = "lmod") -> None:
+        run([*CLUSTER, "up", "--profile", profile], timeout=600)
