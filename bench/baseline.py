@@ -12,8 +12,10 @@ has it (the same resources as nodebook's job, `module load`, the same venv activ
 defaults: token auth, every server extension of the venv) -> the same loop, then the URL with
 its token from the job's log (0.1 s) -> `ssh -L port:node:P login` -> poll until 200.
 
-Ctrl-C equivalent of both: `scancel` over the master. Each remote loop prints when it saw
-RUNNING, so the time to notebook splits into the same steps as the driver's events.
+Ctrl-C equivalent of both: a bare `scancel` sent over the master (started, not waited for, so
+that the "gone" poll from the laptop runs meanwhile, as it does while the driver cleans up).
+Each remote loop prints when it saw RUNNING, so the time to notebook splits into the same
+steps as the driver's events.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ import json
 import shlex
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import BASELINE_JOB_NAME, close_master, open_master, popen
 from driver.ssh import Master, target_argv
 from driver.tunnel import free_port
+from tests.harness.alive import http_status
 from tests.harness.sandbox import STATE
 
 # The sandbox's site-wide known_hosts (the cluster hosts' /etc/ssh/ssh_known_hosts).
@@ -75,19 +76,14 @@ def manual_script(setup: dict[str, Any], home: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def http_ok(url: str, token: str, timeout: float = 60) -> None:
-    """Poll until the URL answers 200 (token in a header), every HTTP_POLL_S."""
+def http_ok(port: int, token: str, timeout: float = 60) -> None:
+    """Poll the laptop's 127.0.0.1:port/api/status until it answers 200, every HTTP_POLL_S."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(req, timeout=5) as resp,
-        ):
-            if resp.status == 200:
-                return
+        if http_status(port, token) == "200":
+            return
         time.sleep(HTTP_POLL_S)
-    raise RuntimeError(f"baseline: {url} did not answer 200 within {timeout} s")
+    raise RuntimeError(f"baseline: port {port} did not answer 200 within {timeout} s")
 
 
 def tunnel_argv(master: Master, conn: dict[str, Any], port: int) -> list[str]:
@@ -153,6 +149,7 @@ class BaselineSession:
     master: Master | None = None
     job_id: str | None = None
     tunnel: subprocess.Popen[bytes] | None = None
+    scancel: subprocess.Popen[str] | None = None
     port: int = 0
     conn: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)  # epoch seconds of each step's end
@@ -195,14 +192,14 @@ class BaselineSession:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        http_ok(f"http://127.0.0.1:{self.port}/api/status", token)
+        http_ok(self.port, token)
         self.steps["ready"] = time.time()
         return self.steps["ready"]
 
     def cancel(self) -> None:
-        """The hand-written Ctrl-C: scancel over the master."""
+        """The hand-written Ctrl-C: `scancel` sent over the master (not waited for here)."""
         if self.master and self.job_id:
-            self.master.run(f"scancel {shlex.quote(self.job_id)}")
+            self.scancel = popen(self.master, f"scancel {shlex.quote(self.job_id)}")
 
     def close(self) -> None:
         """Leave nothing: tunnel, job (if still there), baseline B's log, master."""
@@ -213,6 +210,10 @@ class BaselineSession:
             if self.tunnel.poll() is None:
                 self.tunnel.kill()
         self.tunnel = None
+        if self.scancel is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.scancel.communicate(timeout=30)
+            self.scancel = None
         if self.master is not None:
             if self.job_id:
                 self.master.run(f"scancel {shlex.quote(self.job_id)}")

@@ -25,7 +25,7 @@ next command (`nodebook list`, the same state dir and temp dir, as on the user's
 end the killed driver's orphaned master and remove its stale session record and temp dirs, and
 nothing local may be left.
 
-It prints a table per path, writes bench/last-chaos.json and the chaos table in
+It prints a table of the paths (the page's), writes bench/last-chaos.json and the chaos table in
 docs/benchmarks.md (unless --no-write) and exits 1 if any round failed. Everything is scoped to
 the rounds' own jobs and temp dirs: other sessions may run alongside.
 """
@@ -293,24 +293,6 @@ class Chaos:
         record(res, local_leftovers(leftovers.scope_of([d], self.user)))
 
 
-def table(results: list[Result]) -> str:
-    head = (
-        f"{'path':<18} {'rounds':>6} {'failed':>6} {'bad exit':>8} {'jobs':>4} "
-        f"{'procs':>5} {'laptop procs':>12} {'ports':>5} {'files':>5} {'local files':>11} "
-        f"{'broken':>6} {'errors':>6} {'retried':>7} {'s/round':>7}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in results:
-        per = r.seconds / r.rounds if r.rounds else 0.0
-        lines.append(
-            f"{r.path:<18} {r.rounds:>6} {r.failed_rounds:>6} {len(r.bad_exit):>8} "
-            f"{len(r.jobs):>4} {len(r.processes):>5} {len(r.local_processes):>12} "
-            f"{len(r.ports):>5} {len(r.files):>5} {len(r.local_files):>11} "
-            f"{len(r.not_survived):>6} {len(r.errors):>6} {len(r.retried):>7} {per:>7.1f}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -359,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'FAIL' if res.count() > before else 'ok'} "
                 f"({time.monotonic() - started_round:.1f} s)"
             )
-    print(table(results))
+    from bench import docs  # (docs reads this module's COUNTED)
+
+    print(docs.t_chaos({}, {"results": [r.as_json() for r in results]}))
     for r in results:
         for item in r.retried[:3]:
             print(f"  {r.path} retried (start broken by something else): {item}")
@@ -380,8 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(raw["results"], indent=2))
     if not args.no_write:
-        from bench import docs
-
         CHAOS_RESULTS.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")
         docs.write()
         print(f"wrote {CHAOS_RESULTS.relative_to(REPO)} and {PAGE.relative_to(REPO)}")

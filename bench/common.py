@@ -1,4 +1,5 @@
-"""Shared bits of the benchmarks: job names, the observers' ssh masters, statistics.
+"""Shared bits of the benchmarks: job names, the observers' ssh masters, the "job gone" poll from
+the laptop, statistics.
 
 Paths, commands on the sandbox's hosts, driver processes and the leftover check are the test
 harness's (tests/harness/); an ssh master is the driver's own (driver.ssh.Master), built for
@@ -7,15 +8,16 @@ the sandbox's inventory host.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from functools import cache
+from typing import Any
+from unittest import mock
 
 from driver.errors import NodebookError
 from driver.inventory import Cluster, load_cluster
@@ -33,32 +35,24 @@ OUTPUTS = (RUN_RESULTS, CHAOS_RESULTS, PAGE)
 # and other users of the sandbox must not mistake them for sessions).
 BASELINE_JOB_NAME = "nb-bench-baseline"
 FILL_JOB_NAME = "nb-bench-fill"
-WATCH_POLL_S = 0.02  # the "job gone" watcher's squeue poll on login
+# What `python -m bench.docs --check-commit` compares between the results' commit and HEAD: the
+# code a session runs and the code that measures it (the results, the page and the page's
+# template and renderer are not measurements).
+CODE_PATHS = ("driver", "roles", "playbooks", "plugins", "bench")
+NOT_MEASURED = ("bench/benchmarks.template.md", "bench/docs.py")
 
 
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-@contextlib.contextmanager
-def _state_dir() -> Iterator[None]:
-    """A throwaway NODEBOOK_STATE_DIR (the inventory cache goes there, not into root's home)."""
-    old = os.environ.get("NODEBOOK_STATE_DIR")
-    with tempfile.TemporaryDirectory(prefix="nbb-inv-") as tmp:
-        os.environ["NODEBOOK_STATE_DIR"] = tmp
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("NODEBOOK_STATE_DIR", None)
-            else:
-                os.environ["NODEBOOK_STATE_DIR"] = old
-
-
 @cache
 def sandbox_cluster(user: str) -> Cluster:
     """The sandbox's Slurm cluster as the driver reads it from the inventory, as ``user``."""
-    with _state_dir():
+    with (
+        tempfile.TemporaryDirectory(prefix="nbb-inv-") as tmp,  # its cache, not root's home's
+        mock.patch.dict(os.environ, {"NODEBOOK_STATE_DIR": tmp}),
+    ):
         return load_cluster(INVENTORY, "sandbox", user)
 
 
@@ -94,15 +88,43 @@ def popen(master: Master, command: str) -> subprocess.Popen[str]:
     )
 
 
-def watch_gone_command(job_id: str) -> str:
-    """Remote loop: 'present' once the job is seen, then 'gone <epoch>' when squeue drops it.
+def squeue_lists(master: Master, job_id: str) -> Callable[[], bool]:
+    """`ssh login squeue -h -j JOB` over the master, as a user types it on the laptop: does
+    squeue still list the job? (An ssh failure raises: the observation is lost.)"""
 
-    Runs on login (same kernel clock as the laptop in the sandbox), polling every WATCH_POLL_S.
+    def query() -> bool:
+        done = master.run(f"squeue -h -j {shlex.quote(job_id)} -o %i", timeout=30)
+        if done.returncode == 255:
+            raise RuntimeError(f"squeue over ssh failed: {done.stderr.strip()[-200:]}")
+        return job_id in done.stdout.split()
+
+    return query
+
+
+def gone_after(
+    listed: Callable[[], bool], act: Callable[[], None], timeout: float = 60
+) -> dict[str, Any]:
+    """End a job as a user does and time its leaving as the user sees it.
+
+    ``listed`` is one squeue poll from the laptop (``squeue_lists``). Once a poll has listed
+    the job, ``act`` starts the end (a signal, a spawned command, a scancel sent: it must not
+    wait for it), then polls run back to back; the figure is the arrival of the first answer
+    without the job minus the time ``act`` was called. Every end kind is timed so, by the same
+    loop on the same clock. Returns {"t0", "gone", "polls", "poll_s" (median poll duration:
+    the resolution)}.
     """
-    return (
-        f"id={shlex.quote(job_id)}; said=0; "
-        "while :; do "
-        'if [ -n "$(squeue -h -j "$id" -o %i 2>/dev/null)" ]; then '
-        '[ "$said" = 0 ] && { echo present; said=1; }; '
-        f'else echo "gone $(date +%s.%N)"; break; fi; sleep {WATCH_POLL_S}; done'
-    )
+    if not listed():
+        raise RuntimeError("the job was not in squeue before its end")
+    t0 = time.time()
+    act()
+    durations: list[float] = []
+    while True:
+        start = time.time()
+        still = listed()
+        end = time.time()
+        durations.append(end - start)
+        if not still:
+            return {"t0": t0, "gone": end - t0, "polls": len(durations),
+                    "poll_s": median(durations)}  # fmt: skip
+        if end - t0 > timeout:
+            raise RuntimeError(f"the job was still in squeue {timeout:.0f} s after its end")

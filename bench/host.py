@@ -77,11 +77,6 @@ def sdiag() -> dict[str, dict[str, int]]:
     return parse_sdiag(on("login", ["sdiag"]))
 
 
-def rpc_counts() -> dict[str, int]:
-    """Per-user RPC counts from slurmctld (sdiag as root on login)."""
-    return sdiag()["by_user"]
-
-
 def squeue(fmt: str = "%i|%u|%j|%T") -> list[list[str]]:
     out = on("login", ["squeue", "-h", "-o", fmt])
     return [ln.split("|") for ln in out.splitlines() if ln.strip()]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.guard import guarded
-from bench.scen_session import SESSION_ARGS, _gone_after
+from bench.scen_session import SESSION_ARGS, gone_seen
 from tests.harness import sshlog
 from tests.harness.driver import DriverProcess
 
@@ -58,7 +58,7 @@ def main() -> int:
         t_ready -= t0
         time.sleep(HOLD_S)
         t_int = time.time() - t0
-        _, gone = _gone_after(guard, "alice", str(ready["job_id"]), drv.ctrl_c)
+        gone = gone_seen(guard, str(ready["job_id"]), drv.ctrl_c)["gone"]
         drv.reap()
         steps = [json.loads(ln) for ln in trace.read_text().splitlines()]
         calls = log.read()

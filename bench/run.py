@@ -1,9 +1,12 @@
 """`make bench`: every figure against its baseline, measured in the same run, on the sandbox.
 
-    .venv/bin/python -m bench.run [--quick] [--only session,profile,sched,throughput,setup,
-                                  concurrent] [--no-write]
+    .venv/bin/python -m bench.run [--quick] [--rounds N] [--seed S] [--only session,profile,
+                                  sched,throughput,setup,concurrent] [--no-write]
+    .venv/bin/python -m bench.run --refigure
 
-(from the repository's root; `make bench BENCH_ARGS=--quick` runs it so).
+(from the repository's root; `make bench BENCH_ARGS=--quick` runs it so). --refigure needs no
+sandbox: it derives the figures, rows and page again from bench/last-run.json's raw values
+with the current bench/report.py (after a change to the report, never to the measurements).
 
 Prints a table and (unless --no-write) writes bench/last-run.json (every raw value, every
 figure derived from them, the rows with their verdicts, the method's parameters, the commit and
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import secrets
 import signal
 import sys
 from typing import Any
@@ -52,8 +57,10 @@ def guarded_stage(results: dict[str, Any], name: str, fn: Any) -> None:
 
 def st_session(results: dict[str, Any], quick: bool) -> None:
     reps = 2 if quick else results["method"]["rounds"]
+    seed = str(results["method"]["phase_seed"])
     stage(f"time to notebook, Ctrl-C and stop: driver vs baselines A and B, {reps} rounds")
-    results["session"] = host.run_probe("session", "--reps", str(reps))  # with its left_behind
+    # with its left_behind
+    results["session"] = host.run_probe("session", "--reps", str(reps), "--seed", seed)
 
 
 def st_profile(results: dict[str, Any], quick: bool) -> None:
@@ -93,32 +100,33 @@ STAGES = {
 }
 
 
-def method(rounds: int = ROUNDS) -> dict[str, Any]:
+def method(rounds: int = ROUNDS, seed: int = 0) -> dict[str, Any]:
     """The parameters of the measurement (the docs quote them from here, never by hand)."""
-    from bench import baseline, common, profile, scen_session
+    from bench import baseline, profile, scen_session
 
     return {
         "rounds": rounds,
         "pending_window_s": PENDING_S,
         "running_window_s": RUNNING_S,
-        "watch_poll_s": common.WATCH_POLL_S,
         "squeue_poll_s": baseline.SQUEUE_POLL_S,
         "file_poll_s": baseline.FILE_POLL_S,
         "http_poll_s": baseline.HTTP_POLL_S,
         "profile_hold_s": profile.HOLD_S,
-        "sched_tick_s": scen_session.SCHED_TICK_S,
+        "phase_span_s": scen_session.PHASE_SPAN_S,
         "phase_strata": scen_session.PHASE_STRATA,
+        "phase_seed": seed,
+        "attempts": scen_session.ATTEMPTS,
         "bootstrap": report.BOOTSTRAP,
         "targets": report.TARGETS,
     }
 
 
-def measure(only: list[str], quick: bool, rounds: int = ROUNDS) -> dict[str, Any]:
+def measure(only: list[str], quick: bool, rounds: int, seed: int) -> dict[str, Any]:
     results: dict[str, Any] = {
         "quick": quick,
         "mode": "quick mode (fewer repetitions)" if quick else "full run",
         "machine": {**host.machine(), **host.code_state()},
-        "method": method(rounds),
+        "method": method(rounds, seed),
     }
     for name, fn in STAGES.items():
         if name in only:
@@ -147,6 +155,15 @@ def write(results: dict[str, Any]) -> None:
     docs.write()
 
 
+def refigure() -> int:
+    """Figures, rows and page again from bench/last-run.json's raw values (no sandbox)."""
+    results = json.loads(RUN_RESULTS.read_text())
+    print(report.table(summarize(results)))
+    write(results)
+    print(f"\nwrote {RUN_RESULTS.relative_to(REPO)} and {PAGE.relative_to(REPO)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions, 6 sessions at once")
@@ -158,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         default=ROUNDS,
         help=f"rounds of the session stage, a multiple of 10 (whole Williams designs; {ROUNDS})",
     )
+    p.add_argument("--seed", type=int, help="seed of the pauses' strata (default: drawn anew)")
+    p.add_argument("--refigure", action="store_true", help="figures again from last-run.json")
     args = p.parse_args(argv)
+    if args.refigure:
+        return refigure()
     if args.rounds < 10 or args.rounds % 10:
         p.error(f"--rounds {args.rounds}: give a multiple of 10 (10, 20, 30, ...)")
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with nohup/&
@@ -170,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     host.ensure_sandbox()
     host.ensure_setup()
     host.compile_driver()
+    seed = secrets.randbits(32) if args.seed is None else args.seed
     try:
-        results = measure(only, args.quick, args.rounds)
+        results = measure(only, args.quick, args.rounds, seed)
     except KeyboardInterrupt:
         print("bench: interrupted; cleaned up", file=sys.stderr)
         return 130
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         write(results)
         print(f"\nwrote {PAGE.relative_to(REPO)} and {RUN_RESULTS.relative_to(REPO)}")
+    docs.check_commit()  # prints whether the stored results measured HEAD's code
     return 0
 
 

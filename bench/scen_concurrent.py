@@ -6,27 +6,16 @@ from __future__ import annotations
 import json
 import shlex
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench.guard import Guard, log
-from bench.scen_session import SESSION_ARGS, check_200, token_of
+from bench.scen_session import SESSION_ARGS, check_200
 from bench.scen_setup import setup_once
 from tests.harness import leftovers
+from tests.harness.alive import http_status, token_of
 from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.setup import user_password
-
-
-def status(port: int, token: str | None) -> int:
-    headers = {"Authorization": f"token {token}"} if token else {}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/status", headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 def first_state_delay(drv: DriverProcess) -> float | None:
@@ -93,7 +82,8 @@ def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
         alices = [s for s in sessions if s["user"] == "alice"]
         bobs = [s for s in sessions if s["user"] == "bob"]
         if alices and bobs:
-            cross = status(alices[0]["port"], bobs[0]["token"])
+            answer = http_status(alices[0]["port"], bobs[0]["token"])
+            cross = int(answer) if answer.isdigit() else answer
         t_int = time.time()
         for drv in drivers:
             drv.interrupt()

@@ -3,7 +3,7 @@ baselines, interleaved round by round.
 
 Each round runs five kinds, in an order from a Williams design (every kind takes every position
 and follows every other kind equally often over 2 x 5 rounds), so that slow drift and the
-session before (its job's end moves Slurm's scheduling tick) hit all alike:
+session before (its job's end moves Slurm's scheduling pass) hit all alike:
 
 - driver: t0 = spawn of `python -m driver session`; ready = arrival of its `ready` line (the
   driver emits it after its own first HTTP 200 through the tunnel; the probe checks one more
@@ -14,73 +14,68 @@ session before (its job's end moves Slurm's scheduling tick) hit all alike:
 - baseline A: nodebook's job script submitted by hand (bench/baseline.py).
 - baseline B: `jupyter lab` with its defaults from a hand-written batch script, same venv.
 
-"Gone": a watcher on login polls squeue every WATCH_POLL_S once it has seen the job; the figure
-is its first "not in squeue" time minus the time of the signal (or of the stop's spawn, or of
-the baselines' `scancel`). Every ssh the driver runs goes through a logging wrapper first on
-its PATH (tests/harness/sshlog.py): each round reports the connections it opened and its
-remote round trips, and when the cleanup's first remote command started.
+"Gone", as the user sees it: `squeue -h -j JOB` polled from the laptop over the bench's ssh
+master, back to back (bench.common.gone_after); the figure is the arrival of the first answer
+without the job minus the time of the signal (or of the stop's spawn, or of the moment the
+baselines' bare `scancel` is sent over their master). Every ssh the driver runs goes through a
+logging wrapper first on its PATH (tests/harness/sshlog.py): each round reports the
+connections it opened and its remote round trips, and when the cleanup's first remote command
+started.
+
+A round's pause before each of its sessions (spreading the starts over Slurm's scheduling
+passes) comes from a stratum drawn per run (``phase_strata``, seeded; the seed and each round's
+stratum are in the results), not from the round's row of the Williams design. A session that
+fails (it never reached `ready`, or its end could not be timed) is redone, up to ATTEMPTS in
+all; every failed attempt is recorded and a kind that failed them all leaves its round out
+(report.py counts both and fails the verdicts they touch).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.baseline import MANUAL_JOB_NAME, BaselineSession, manual_script
-from bench.common import WATCH_POLL_S, popen, sandbox_cluster, watch_gone_command
+from bench.common import gone_after, sandbox_cluster, squeue_lists
 from bench.guard import Guard, log
 from tests.harness import sshlog
+from tests.harness.alive import http_status, token_of
 from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
 SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
-# Slurm starts jobs on a tick (about a second on the sandbox): every session starts after an
-# untimed pause that spreads its start over one tick, the same for every kind of a round, so
-# the kind that submits sooner does not catch the tick more often than chance (why, measured:
-# docs/benchmarks.md, "Time to notebook").
-SCHED_TICK_S = 1.0
+# slurmctld starts a submitted job on a scheduling pass, not at once: every session starts after
+# an untimed pause, the same for every kind of a round, drawn from PHASE_STRATA equal parts of
+# PHASE_SPAN_S, so that the kind that submits sooner does not catch the pass more often than
+# chance (docs/benchmarks.md, "Time to notebook"). PHASE_SPAN_S is a setting, not a
+# measurement.
+PHASE_SPAN_S = 1.0
 PHASE_STRATA = 10
 KINDS = ("driver", "stop", "baseline_a", "baseline_b", "sigint")
+ATTEMPTS = 3  # a failed session is redone up to this many attempts in all (each one counted)
 MANUAL_SCRIPT = f"{MANUAL_JOB_NAME}.sbatch"  # in the user's home, for baseline B
 
 
-def _gone_after(guard: Guard, user: str, job_id: str, act: Any) -> tuple[float, float]:
-    """Start the watcher, wait until it sees the job, call act(); (act's time, act->gone s)."""
-    watcher = popen(guard.observer(user), watch_gone_command(job_id))
-    assert watcher.stdout is not None
-    first = watcher.stdout.readline().strip()
-    if first != "present":
-        watcher.wait(10)
-        raise RuntimeError(f"job {job_id} was not in squeue before the interrupt ({first!r})")
-    t0 = time.time()
-    act()
-    line = watcher.stdout.readline().strip()
-    watcher.wait(30)
-    if not line.startswith("gone "):
-        raise RuntimeError(f"watcher for job {job_id} ended without seeing it leave: {line!r}")
-    return t0, float(line.split()[1]) - t0
-
-
-def token_of(ready: dict[str, Any]) -> str:
-    return str(ready["data"]["url"]).split("token=", 1)[1]
+def gone_seen(guard: Guard, job_id: str, act: Callable[[], None]) -> dict[str, Any]:
+    """act() (it must not wait), timed to the job's leaving squeue as polled from the laptop
+    over the bench's master (bench.common.gone_after)."""
+    return gone_after(squeue_lists(guard.observer("alice"), job_id), act)
 
 
 def check_200(port: int, token: str) -> None:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"tunnel on {port}: HTTP {resp.status}")
+    status = http_status(port, token)
+    if status != "200":
+        raise RuntimeError(f"tunnel on {port}: HTTP {status}")
 
 
 def warm_inventory(state_dir: Path, cluster: str = "sandbox") -> None:
@@ -148,8 +143,7 @@ def _driver_round(
     stop: DriverProcess | None = None
     stop_log = sshlog.SshLog(Path(tempfile.mkdtemp(prefix="nbb-ssh-stop-")))
     if end in ("ctrl_c", "sigint"):
-        act = drv.ctrl_c if end == "ctrl_c" else drv.interrupt
-        t_end, gone = _gone_after(guard, "alice", job_id, act)
+        seen = gone_seen(guard, job_id, drv.ctrl_c if end == "ctrl_c" else drv.interrupt)
     else:
         holder: list[DriverProcess] = []
 
@@ -158,8 +152,9 @@ def _driver_round(
             args = ["stop", job_id, "--cluster", "sandbox"]
             holder.append(guard.driver(DriverProcess(args, state_dir=state, env=env)))
 
-        t_end, gone = _gone_after(guard, "alice", job_id, spawn_stop)
+        seen = gone_seen(guard, job_id, spawn_stop)
         stop = holder[0]
+    t_end = seen["t0"]
     if stop is not None:  # both exits are timed: poll both until both have ended
         deadline = time.monotonic() + 120
         while (stop.poll() is None or drv.poll() is None) and time.monotonic() < deadline:
@@ -180,7 +175,9 @@ def _driver_round(
             "running": times.get("running", float("nan")) - drv.started,
             "ready": t_ready - drv.started,
         },
-        "gone": gone,
+        "gone_seen": seen["gone"],
+        "gone_polls": seen["polls"],
+        "gone_poll_s": seen["poll_s"],
         "exit": (drv.ended or time.time()) - t_end,
         "rc": rc,
         "peak_tree_rss_kib": sampler.peak_kib,
@@ -222,11 +219,12 @@ def baseline_round(guard: Guard, kind: str, script: str) -> dict[str, Any]:
         t_ok = base.start()
         assert base.job_id is not None
         guard.job(base.job_id, "alice")
-        _, gone = _gone_after(guard, "alice", base.job_id, base.cancel)
+        seen = gone_seen(guard, base.job_id, base.cancel)
     finally:
         base.close()
     steps = {k: v - t0 for k, v in base.steps.items()}
-    return {"job_id": base.job_id, "ttn": t_ok - t0, "steps": steps, "gone": gone}
+    return {"job_id": base.job_id, "ttn": t_ok - t0, "steps": steps, "gone_seen": seen["gone"],
+            "gone_polls": seen["polls"], "gone_poll_s": seen["poll_s"]}  # fmt: skip
 
 
 def prepare_manual(guard: Guard) -> str:
@@ -248,42 +246,56 @@ def prepare_manual(guard: Guard) -> str:
     return path
 
 
-def run(guard: Guard, reps: int, state: Path) -> dict[str, Any]:
+def run(guard: Guard, reps: int, state: Path, seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {k: [] for k in KINDS}
-    failed: list[str] = []
+    failed: list[dict[str, Any]] = []
     warm_inventory(state)  # a user's every session but the first after an inventory edit
     sandbox_cluster("alice")  # the baselines' and the observer's masters: read once, untimed
     script = prepare_manual(guard)
     orders = williams(len(KINDS))
+    strata = phase_strata(reps, seed)
     for i in range(reps):
         # a balanced order: slow drift, the position in the round and the session just
-        # before (its job's end moves Slurm's scheduling tick) hit every kind alike
+        # before (its job's end moves Slurm's scheduling pass) hit every kind alike
         order = [KINDS[k] for k in orders[i % len(orders)]]
-        pause = phase_delay(i)
+        pause = phase_delay(strata[i])
         for position, which in enumerate(order):
-            for _attempt in range(3):  # a round broken by others' fault injection is redone
+            for attempt in range(ATTEMPTS):
                 try:
                     time.sleep(pause)
                     res = one_round(guard, state, which, script)
-                    res["round"] = i
-                    res["position"] = position
-                    res["phase_delay"] = pause
-                    res["after"] = order[position - 1] if position else None
+                    after = order[position - 1] if position else None
+                    res.update(round=i, position=position, stratum=strata[i], attempt=attempt,
+                               phase_delay=pause, after=after)  # fmt: skip
                     out[which].append(res)
                     break
-                except (RuntimeError, OSError, ValueError) as exc:
-                    failed.append(f"{which}: {exc}"[:300])
-                    log(f"rep {i + 1}/{reps} {which} failed, redoing it: {exc}"[:300])
+                except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                    failed.append({"round": i, "kind": which, "attempt": attempt,
+                                   "error": str(exc)[:300]})  # fmt: skip
+                    log(f"rep {i + 1}/{reps} {which} attempt {attempt + 1} failed: {exc}"[:300])
             log_round(i, reps, which, out[which])
-    return {**out, "order": "williams", "failed_rounds": failed, "watch_poll_s": WATCH_POLL_S}
+    return {**out, "rounds": reps, "order": "williams", "phase_seed": seed,
+            "phase_strata": strata, "failed_attempts": failed}  # fmt: skip
 
 
-def phase_delay(round_no: int) -> float:
-    """The untimed pause before each session of round `round_no`: every block of PHASE_STRATA
-    rounds puts one round in each stratum of the tick (a permuted order, shifted by one stratum
-    from block to block), at the stratum's middle."""
-    stratum = (3 * round_no + round_no // PHASE_STRATA) % PHASE_STRATA
-    return SCHED_TICK_S * (stratum + 0.5) / PHASE_STRATA
+def phase_strata(rounds: int, seed: int) -> list[int]:
+    """The pause's stratum for each round, drawn from ``seed``: a Latin square over the position
+    in a block of PHASE_STRATA rounds (which is the round's row of the Williams design, 10 rows
+    for 5 kinds) and the blocks, with its rows, columns and symbols shuffled. Each block takes
+    every stratum once; each row meets a different stratum in each block; which row meets which
+    stratum is the draw's, not the design's."""
+    rng = random.Random(seed)
+    n, out = PHASE_STRATA, []
+    while len(out) < rounds:
+        pos, blocks, symbol = (rng.sample(range(n), n) for _ in range(3))
+        for b in blocks:
+            out += [symbol[(pos[r] + b) % n] for r in range(n)]
+    return out[:rounds]
+
+
+def phase_delay(stratum: int) -> float:
+    """The untimed pause before each session of a round in this stratum: its middle."""
+    return PHASE_SPAN_S * (stratum + 0.5) / PHASE_STRATA
 
 
 def williams(n: int) -> list[list[int]]:
@@ -313,5 +325,5 @@ def log_round(i: int, reps: int, which: str, done: list[dict[str, Any]]) -> None
         r = done[-1]
         log(
             f"rep {i + 1}/{reps} {which}: {r['ttn']:.2f} s to notebook, "
-            f"end -> gone {r['gone']:.2f} s"
+            f"end -> gone (seen from the laptop) {r['gone_seen']:.2f} s"
         )

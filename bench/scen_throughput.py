@@ -15,9 +15,10 @@ from typing import Any
 
 from bench.baseline import http_ok, tunnel_argv
 from bench.guard import Guard, log
-from bench.scen_session import SESSION_ARGS, token_of
+from bench.scen_session import SESSION_ARGS
 from driver.tunnel import free_port
 from tests.harness import leftovers
+from tests.harness.alive import token_of
 from tests.harness.driver import DriverProcess
 
 FILE = "nodebook-bench-{size}M.bin"
@@ -58,7 +59,7 @@ def one_mode(guard: Guard, mode: str, reps: int, size: int, state: Path) -> dict
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        http_ok(f"http://127.0.0.1:{bport}/api/status", token, 30)
+        http_ok(bport, token, 30)
         driver_rates: list[float] = []
         base_rates: list[float] = []
         for i in range(reps):

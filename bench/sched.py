@@ -18,6 +18,7 @@ bench/rpctrace.py): one command can be several RPCs (squeue: federation, partiti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -105,17 +106,12 @@ def window(job_id: str, sshd: int | None, seconds: float, want: str) -> dict[str
     others_before = _others(job_id)
     first = host.job_state(job_id)
     trace = ExecTrace(sshd) if sshd else None
-    if trace:
-        trace.__enter__()
-    try:
+    with trace or contextlib.nullcontext():
         before = host.sdiag()
         t0 = time.monotonic()
         time.sleep(seconds)
         after = host.sdiag()
         elapsed = time.monotonic() - t0
-    finally:
-        if trace:
-            trace.__exit__(None, None, None)
     last = host.job_state(job_id)
     others = sorted(set(others_before) | set(_others(job_id)))
     res = summarize(before, after, elapsed, (first, last), want, others)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import chaos
+from bench import chaos, docs
 from tests.harness import leftovers
 
 
@@ -47,11 +47,11 @@ def test_a_leftover_connection_file_fails_and_is_counted_in_the_table() -> None:
     res = chaos.Result("sigint", rounds=1)
     chaos.record(res, {"remote_files": ["login:/home/alice/.nodebook/jobs/7/connection.json"]})
     assert res.failed
-    line = chaos.table([res]).splitlines()[-1].split()
-    head = chaos.table([res]).splitlines()[0]
-    assert "files" in head and line[0] == "sigint"
+    table = docs.t_chaos({}, {"results": [res.as_json()]}).splitlines()  # printed and on the page
+    cells = [c.strip() for c in table[-1].split("|")[1:-1]]
+    assert "files left" in table[0] and cells[0] == "sigint" and cells[-1] == "MISSED"
     # rounds, failed, bad exit, jobs, procs, laptop procs, ports, files
-    assert line[1:9] == ["1", "0", "0", "0", "0", "0", "0", "1"]
+    assert cells[1:9] == ["1", "0", "0", "0", "0", "0", "0", "1"]
 
 
 def test_wrong_exit_a_broken_session_and_errors_fail() -> None:

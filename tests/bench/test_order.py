@@ -1,6 +1,8 @@
 """The session stage's order of kinds (a Williams design): every kind takes every position
 equally often and follows every other kind equally often, so neither drift nor the session
-just before (whose job's end moves Slurm's scheduling tick) favours one kind."""
+just before (whose job's end moves Slurm's scheduling pass) favours one kind. The pauses'
+strata are drawn per run, each block of rounds covering every stratum, and are not tied to the
+rounds' rows of the design."""
 
 from __future__ import annotations
 
@@ -9,7 +11,21 @@ from collections import Counter
 
 import pytest
 
-from bench.scen_session import KINDS, PHASE_STRATA, SCHED_TICK_S, phase_delay, williams
+from bench.scen_session import (
+    KINDS,
+    PHASE_SPAN_S,
+    PHASE_STRATA,
+    phase_delay,
+    phase_strata,
+    williams,
+)
+
+ROWS = len(williams(len(KINDS)))  # the round's row of the design: round % ROWS
+
+
+def old_stratum(i: int) -> int:
+    """The formula the draw replaced: row r only ever met strata 3r..3r+3 over 40 rounds."""
+    return (3 * i + i // PHASE_STRATA) % PHASE_STRATA
 
 
 @pytest.mark.parametrize("n", [3, 4, len(KINDS), 6])
@@ -32,16 +48,65 @@ def test_a_rotated_order_is_not_balanced() -> None:
 
 
 @pytest.mark.parametrize("rounds", [10, 20, 40])
-def test_phase_delays_put_each_block_of_rounds_once_in_every_stratum_of_the_tick(
+def test_each_block_of_rounds_takes_every_stratum_once_in_an_order_of_its_own(
     rounds: int,
 ) -> None:
-    delays = [phase_delay(i) for i in range(rounds)]
-    assert all(0 < d < SCHED_TICK_S for d in delays)
-    width = SCHED_TICK_S / PHASE_STRATA
+    strata = phase_strata(rounds, seed=2024)
+    delays = [phase_delay(s) for s in strata]
+    assert all(0 < d < PHASE_SPAN_S for d in delays)
+    width = PHASE_SPAN_S / PHASE_STRATA
+    assert [int(d // width) for d in delays] == strata
     for block in range(rounds // PHASE_STRATA):
-        block_delays = delays[block * PHASE_STRATA : (block + 1) * PHASE_STRATA]
-        strata = [int(d // width) for d in block_delays]
-        assert sorted(strata) == list(range(PHASE_STRATA)), strata
-    # not the same order in every block (the Williams order repeats every 10 rounds)
+        mine = strata[block * PHASE_STRATA : (block + 1) * PHASE_STRATA]
+        assert sorted(mine) == list(range(PHASE_STRATA)), mine
     if rounds >= 2 * PHASE_STRATA:
-        assert delays[:PHASE_STRATA] != delays[PHASE_STRATA : 2 * PHASE_STRATA]
+        assert strata[:PHASE_STRATA] != strata[PHASE_STRATA : 2 * PHASE_STRATA]
+
+
+def test_over_ten_blocks_each_row_meets_every_stratum_once() -> None:
+    strata = phase_strata(10 * PHASE_STRATA, seed=3)
+    for r in range(PHASE_STRATA):
+        assert sorted(strata[r::PHASE_STRATA]) == list(range(PHASE_STRATA))
+
+
+def test_the_seed_decides_the_draw() -> None:
+    assert phase_strata(40, 7) == phase_strata(40, 7)
+    assert phase_strata(40, 7) != phase_strata(40, 8)
+    assert phase_strata(2, 7) == phase_strata(40, 7)[:2]  # --quick: the first rounds
+
+
+def test_the_old_formula_tied_each_row_to_four_strata() -> None:
+    """What the draw replaces: over 40 rounds row r met strata 3r..3r+3 only."""
+    met = {r: {old_stratum(i) for i in range(40) if i % ROWS == r} for r in range(ROWS)}
+    assert all(met[r] == {(3 * r + b) % PHASE_STRATA for b in range(4)} for r in range(ROWS))
+
+
+def rows_meeting_new_strata(seed: int) -> int:
+    """Rows of a 40-round run that meet a stratum the old formula never gave them."""
+    strata = phase_strata(40, seed)
+    new = 0
+    for r in range(ROWS):
+        mine = {strata[i] for i in range(40) if i % ROWS == r}
+        assert len(mine) == 4, (r, mine)  # a different stratum in each block
+        new += bool(mine - {old_stratum(i) for i in range(40) if i % ROWS == r})
+    return new
+
+
+def test_a_run_s_rows_meet_strata_the_old_formula_never_gave_them() -> None:
+    # a row may by chance draw only its old strata ((4/10)^4 = 2.6 %), nearly every row does not
+    assert rows_meeting_new_strata(seed=1) >= ROWS - 2
+    assert sum(rows_meeting_new_strata(seed) for seed in range(100)) > 0.9 * 100 * ROWS
+
+
+def test_row_and_stratum_are_not_confounded_over_many_runs() -> None:
+    """Over many seeds every row meets every stratum about as often (1 in PHASE_STRATA): the
+    stratum tells nothing about the row. The old formula fails the same count."""
+    seeds, rounds = 500, 40
+    count = Counter(
+        (i % ROWS, s) for seed in range(seeds) for i, s in enumerate(phase_strata(rounds, seed))
+    )
+    expected = seeds * rounds / ROWS / PHASE_STRATA  # 200 per (row, stratum)
+    assert set(count) == {(r, s) for r in range(ROWS) for s in range(PHASE_STRATA)}
+    assert all(abs(n - expected) < 0.3 * expected for n in count.values()), count
+    old = Counter((i % ROWS, old_stratum(i)) for i in range(rounds))
+    assert len(old) == ROWS * 4 < ROWS * PHASE_STRATA

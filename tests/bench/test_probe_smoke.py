@@ -16,7 +16,15 @@ def test_session_probe_structure_and_cleanup(sandbox, nodebook_setup) -> None:
     kinds = ("driver", "stop", "baseline_a", "baseline_b")
     assert all(len(res[k]) == 1 for k in kinds), {k: res[k] for k in kinds}
     d = res["driver"][0]
-    for key in ("job_id", "ttn", "gone", "exit", "steps", "to_cancel_sent", "peak_tree_rss_kib"):
+    for key in (
+        "job_id",
+        "ttn",
+        "gone_seen",
+        "exit",
+        "steps",
+        "to_cancel_sent",
+        "peak_tree_rss_kib",
+    ):
         assert key in d
     assert d["rc"] == 130
     assert d["events"][:1] == ["submitted"] and "ready" in d["events"]
@@ -25,6 +33,9 @@ def test_session_probe_structure_and_cleanup(sandbox, nodebook_setup) -> None:
     assert stop["stop_rc"] == 0 and "stop_exit" in stop
     for k in ("baseline_a", "baseline_b"):
         assert set(res[k][0]["steps"]) >= {"master", "submitted", "running", "endpoint", "ready"}
+    # every end timed the same way, from the laptop: at least one poll after the end
+    assert all(res[k][0]["gone_polls"] >= 1 for k in (*kinds, "sigint"))
+    assert isinstance(res["failed_attempts"], list) and res["phase_seed"] == 0
     # the ssh wrapper saw the session: a master and a tunnel, helper commands only
     ssh = d["ssh"]
     assert ssh["connections"] >= 2 and ssh["phases"]["start"]["round_trips"] >= 3, ssh
