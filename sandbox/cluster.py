@@ -672,11 +672,6 @@ def finish_envs(marker_install: subprocess.Popen[bytes]) -> None:
     L.envs_json.write_text(json.dumps(envs, indent=2) + "\n")
 
 
-def job_tmp_base(host: Host) -> Path:
-    """Where job_container/tmpfs makes the private /tmp of the jobs on ``host``."""
-    return L.slurm / host.name / "jobtmp"
-
-
 def write_hosts_and_slurm() -> None:
     addresses = {f"{h.name}_address": h.address for h in HOSTS}
     (L.etc / "hosts").write_text(render("hosts", domain=CLUSTER_DOMAIN, **addresses))
@@ -691,9 +686,6 @@ def write_hosts_and_slurm() -> None:
                slurm_state=L.slurm, run=L.run, log=L.log)
     )  # fmt: skip
     (slurm_etc / "gres.conf").write_text(render("gres.conf"))
-    (slurm_etc / "job_container.conf").write_text(
-        render("job_container.conf", **{f"{h.name}_base": job_tmp_base(h) for h in COMPUTE})
-    )
     write_secret(
         slurm_etc / "slurmdbd.conf",  # slurmdbd insists on 0600
         render("slurmdbd.conf", munge_socket=L.munge / "munge.socket.2", run=L.run, log=L.log,

@@ -36,10 +36,8 @@ from driver.paths import rules
 from driver.remote import parse_lines
 from tests.harness.sandbox import (
     CLUSTER_HOSTS,
-    NODES,
     Sandbox,
     in_laptop,
-    job_tmp,
     laptop_argv,
     run,
 )
@@ -125,8 +123,6 @@ def cluster_files(sandbox: Sandbox, scope: Scope) -> list[str]:
             continue
         shared += [paths[k] for k in SHARED_PATHS if paths.get(k)]
         local += [paths[k] for k in NODE_LOCAL_PATHS if paths.get(k)]
-    # job_container/tmpfs: each job's private /tmp, on the shared disk under its node's base
-    shared += [str(job_tmp(node, job)) for job in sorted(scope.job_ids) for node in NODES]
     found = [f"login:{p}" for p in existing(sandbox, "login", shared + local)]
     for host in CLUSTER_HOSTS:
         if host != "login":
@@ -328,8 +324,9 @@ def tidy(sandbox: Sandbox, drivers: Iterable[Any], users: Sequence[str] = ("alic
 def in_job(
     sandbox: Sandbox, job_id: str, argv: Sequence[str], user: str | None = None, **kw: Any
 ) -> Any:
-    """Run argv on the job's node inside the job's own mount namespace (its private /tmp under
-    job_container/tmpfs), as root or ``user``: where a login adopted into the job would be."""
+    """Run argv on the job's node inside the job's own mount namespace, as root or ``user``:
+    where a login adopted into the job would be (its private /tmp, on a cluster that gives each
+    job one)."""
     for line in job_processes([job_id]):
         pid, _, args = line.partition(" ")
         if args.endswith("nodebook-remote job"):

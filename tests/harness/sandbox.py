@@ -12,7 +12,8 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,6 @@ PY = str(VENV_PY if VENV_PY.exists() else Path(sys.executable))
 INVENTORY = SANDBOX_INVENTORY
 NODES = ("cn01", "cn02")
 CLUSTER_HOSTS = ("login", *NODES)
-
-
-def job_tmp(node: str, job_id: str) -> Path:
-    """Where job_container/tmpfs keeps a job's private /tmp (``<base>/<node>/<job>/.<job>``), on
-    the machine's disk; Slurm removes it when the job ends."""
-    return STATE / "slurm" / node / "jobtmp" / node / job_id
 
 
 def run(
@@ -149,11 +144,32 @@ class Sandbox:
         self, user: str, command: str, host: str = "login", **kw: object
     ) -> subprocess.CompletedProcess[str]:
         """Run a remote command over ssh from the laptop, as a real user would: a compute
-        node through the login node (the laptop knows only the login node's host key)."""
-        if host != "login":
-            command = shlex.join(["ssh", "-o", "BatchMode=yes", host, command])
-        argv = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", f"{user}@login", command]
-        return self.laptop(argv, **kw)
+        node through the login node (the laptop knows only the login node's host key), while a
+        job of the user runs there (pam_slurm_adopt admits no one else)."""
+        argv = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", f"{user}@login"]
+        if host == "login":
+            return self.laptop([*argv, command], **kw)
+        with self.holding(user, host):
+            return self.laptop(
+                [*argv, shlex.join(["ssh", "-o", "BatchMode=yes", host, command])], **kw
+            )
+
+    @contextlib.contextmanager
+    def holding(self, user: str, node: str) -> Iterator[str]:
+        """A job of ``user`` that sleeps on ``node`` for the block (its id), so that the user may
+        ssh there; cancelled after."""
+        sbatch = ["sbatch", "--parsable", "-w", node, "-t", "5", "-J", "holder", "-o", "/dev/null",
+                  "--wrap", "exec sleep 300"]  # fmt: skip
+        job = self.host("login", sbatch, user=user).stdout.strip().split(";")[0]
+        try:
+            state = ["squeue", "-h", "-j", job, "-o", "%T"]
+            deadline = time.monotonic() + 30
+            while self.out("login", state).strip() != "RUNNING":
+                assert time.monotonic() < deadline, f"holder job {job} did not start on {node}"
+                time.sleep(0.1)
+            yield job
+        finally:
+            self.host("login", ["scancel", job], check=False)
 
     def squeue(self, user: str | None = None) -> list[str]:
         """Job ids in the queue (all users, or one)."""
