@@ -36,15 +36,21 @@ def test_laptop_reachability(sandbox, address, port, reachable):
     assert tcp(sandbox, address, port) is reachable
 
 
-def test_login_reaches_compute_nodes_over_ssh(sandbox):
-    out = sandbox.ssh(
-        "alice", "ssh -o BatchMode=yes cn01 hostname; ssh -o BatchMode=yes cn02 hostname"
-    )
-    assert out.stdout.split() == ["cn01", "cn02"]
+def test_login_reaches_compute_nodes_over_ssh_while_a_job_runs_there(sandbox):
+    """Through login, on login's host keys (the laptop has none of the nodes')."""
+    for node in ("cn01", "cn02"):
+        assert sandbox.ssh("alice", "hostname", host=node).stdout.strip() == node
 
 
-def test_compute_node_via_proxyjump_from_laptop(sandbox):
-    assert sandbox.ssh("alice", "hostname", host="cn02").stdout.strip() == "cn02"
+def test_the_laptop_cannot_jump_to_a_node_on_its_own(sandbox):
+    """A real laptop has never seen a node's key: a plain ProxyJump fails host key checking."""
+    res = sandbox.laptop(
+        ["ssh", "-F", str(sandbox.ssh_config), "-o", "BatchMode=yes", "-J", "alice@login",
+         "alice@cn01", "true"],
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 255
+    assert "Host key verification failed" in res.stderr, res.stderr
 
 
 def test_hosts_have_own_hostname_and_private_tmp(sandbox):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -67,12 +68,15 @@ def test_cn02_dev_still_works(sandbox):
     )
     out = sandbox.ssh("alice", script, host="cn02").stdout.split()
     assert out == ["16", "8", "4", "shm"]
-    # A pty (sshd allocates it through /dev/ptmx) and /dev/tty work as on the other nodes.
-    tty = sandbox.laptop(
-        ["ssh", "-F", str(sandbox.ssh_config), "-tt", "-o", "BatchMode=yes", "alice@cn02",
-         "tty; echo ok > /dev/tty"],
-        input="",
-    )  # fmt: skip
+    # A pty (sshd allocates it through /dev/ptmx) and /dev/tty work as on the other nodes
+    # (through login, while a job of alice's runs on cn02: pam_slurm_adopt).
+    inner = shlex.join(["ssh", "-tt", "-o", "BatchMode=yes", "cn02", "tty; echo ok > /dev/tty"])
+    with sandbox.holding("alice", "cn02"):
+        tty = sandbox.laptop(
+            ["ssh", "-F", str(sandbox.ssh_config), "-tt", "-o", "BatchMode=yes", "alice@login",
+             inner],
+            input="",
+        )  # fmt: skip
     # (with a pty, the shell's stderr, ~/.bashrc's line among it, comes on stdout too)
     lines = tty.stdout.replace("\r", "").splitlines()
     assert any(ln.startswith("/dev/pts/") for ln in lines) and "ok" in lines
