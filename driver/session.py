@@ -132,7 +132,12 @@ class Session:
     def _pin(self, node: str, records: object) -> None:
         """Pin the login node's records of ``node``'s host key (driver.hostkeys)."""
         if isinstance(records, list) and records:
-            hostkeys.pin(self.cluster.name, node, [str(r) for r in records])
+            try:
+                hostkeys.pin(self.cluster.name, node, [str(r) for r in records])
+            except OSError as exc:  # the tunnel then says the key is unknown, and why
+                where = hostkeys.pinned_file(self.cluster.name)
+                message = f"could not pin {node}'s host key in {where}: {exc}"
+                self.out.emit(Update("info", job_id=self.job.id, message=message))
 
     def _extravars(self) -> dict[str, Any]:
         ev: dict[str, Any] = dict(self.opts.job)
