@@ -246,7 +246,8 @@ def test_a_partition_for_another_account_is_refused_with_the_fix_then_works_with
     d = drive(["session", "--cluster", "sandbox", "--allow-second", "--partition", "chem"])
     assert d.wait() == ExitCode.SCHEDULER
     (error,) = d.errors
-    assert "\n" not in error and error.startswith("error: sbatch refused the job: "), error
+    assert "\n" not in error, error
+    assert error.startswith("error: sbatch refused the job: Invalid account or account/"), error
     assert "partition chem admits only the account chemistry, not physics (your default " in error
     assert "pass --account chemistry" in error
     queued = sandbox.out("login", ["squeue", "-h", "-u", "alice", "-p", "chem", "-o", "%i"])
