@@ -260,8 +260,9 @@ def _ci_row(figure: str, r: dict[str, Any], v: dict[str, Any], base: str, target
         value = f"n/a (n={r['n']}; {_integrity_note(v)})"
     else:
         pct = round(r["level"] * 100)
+        sep = " to " if unit else "-"  # a difference may be negative
         value = (
-            f"{r['estimate']:.2f}{unit} ({pct}% CI {r['lo']:.2f}-{r['hi']:.2f}, n={r['n']}; "
+            f"{r['estimate']:.2f}{unit} ({pct}% CI {r['lo']:.2f}{sep}{r['hi']:.2f}, n={r['n']}; "
             f"{_integrity_note(v)})"
         )
     return Row(figure, value, base, f"{target}; none redone or dropped",
