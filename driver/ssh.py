@@ -63,6 +63,10 @@ class Master:
             "ControlMaster=no",
             "-o",
             f"ControlPath={self.control_path}",
+            # The master is logged in: a client that it refuses (sshd's MaxSessions) would log
+            # in anew and ask for the password and code again; it fails instead.
+            "-o",
+            "BatchMode=yes",
             *options,
             self.cluster.host,
         ]

@@ -54,8 +54,9 @@ class Invocation:
 
     @property
     def control(self) -> bool:
-        """``-O check|exit|forward|cancel``: talks to a master, opens nothing."""
-        return self.flag("O")
+        """``-O check|exit|forward|cancel``: talks to a master; ``-G``: prints the config (the
+        known_hosts files a node is checked against). Neither opens anything."""
+        return self.flag("O") or self.flag("G")
 
     @property
     def proxy(self) -> bool:
