@@ -464,8 +464,9 @@ CASES = [
         "compute-node-sshd-down",
         (),
         7,
-        r"the tunnel closed before Jupyter answered \(its ssh to the compute node failed\)",
-        r"check that `ssh NODE` works from the login node",
+        # what the login node met at the node's sshd (the helper's probe), not a guess
+        r"nothing on cn0\d accepts ssh \(ssh: connect to cn0\d port 22: Connection refused\)",
+        r"use --tunnel via-login",
         condition=stopped("sshd-cn01", "sshd-cn02"),
         submits=True,
     ),
