@@ -525,7 +525,8 @@ def concurrent_figures(res: dict[str, Any]) -> dict[str, Any]:
         "all_ready_s": res.get("all_ready_s"),
         "ports_unique": len({x["port"] for x in s}) == len(s),
         "jobs_unique": len({x["job_id"] for x in s}) == len(s),
-        "sockets_unique": len({(x["node"], x.get("socket")) for x in s}) == len(s),
+        "endpoints_unique": len({(x["node"], x.get("endpoint")) for x in s}) == len(s)
+        and all(x.get("endpoint") for x in s),
         "all_200": bool(s) and all(x.get("http") == 200 for x in s),
         "cross_token_status": res.get("cross_token_status"),
         "rcs_wrong": sum(1 for rc in rcs if rc != 130) + max(0, n - len(rcs)),
@@ -540,7 +541,7 @@ def concurrent_rows(fig: dict[str, Any]) -> list[Row]:
         "all ready": fig["ready"] == fig["n"] and fig["n"] > 0,
         "ports unique": fig["ports_unique"],
         "job ids unique": fig["jobs_unique"],
-        "sockets unique": fig["sockets_unique"],
+        "endpoints unique": fig["endpoints_unique"],
         "200 with own token": fig["all_200"],
         "other user's token 403": fig["cross_token_status"] == 403,
         "exit codes 130": fig["rcs_wrong"] == 0,

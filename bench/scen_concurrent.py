@@ -1,5 +1,5 @@
 """N sessions at once (half alice, half bob, `--allow-second`): all reach their notebook, no
-local port, job, or (node, socket) collision, then all are interrupted and none is left."""
+local port, job, or (node, endpoint) collision, then all are interrupted and none is left."""
 
 from __future__ import annotations
 
@@ -71,7 +71,12 @@ def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
         for s in sessions:
             paths = leftovers.job_paths(guard.sandbox, s["user"], s["job_id"])
             conn = guard.observer(s["user"]).run(f"cat {shlex.quote(paths['connection'])}")
-            s["socket"] = json.loads(conn.stdout).get("socket") if conn.returncode == 0 else None
+            info = json.loads(conn.stdout) if conn.returncode == 0 else {}
+            # where Jupyter listens on the node: its socket, or (a second session of a user, on
+            # loopback TCP) host:port
+            s["endpoint"] = info.get("socket") or (
+                f"{info['host']}:{info['port']}" if info.get("port") else None
+            )
             try:
                 check_200(s["port"], s["token"])
                 s["http"] = 200

@@ -39,8 +39,9 @@ def good_results(n: int = 10) -> dict[str, Any]:
     }  # fmt: skip
     running = {**window, "seconds": 120.0, "rpcs": 0, "per_minute": 0.0, "session_types": {}}
     sessions = [
-        {"user": u, "job_id": str(10 + i), "node": "cn01", "port": 4000 + i,
-         "socket": f"/tmp/s{i}", "http": 200}
+        {"user": u, "job_id": str(10 + i), "node": "cn01", "port": 4000 + i, "http": 200,
+         # the first session of each user on a socket, later ones on loopback TCP
+         "endpoint": f"/tmp/s{i}" if i < 2 else f"127.0.0.1:{5000 + i}"}
         for i, u in enumerate(["alice", "bob"] * 2)
     ]  # fmt: skip
     code = {"commit": "abc1234", "dirty": False, "dirty_paths": []}
