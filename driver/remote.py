@@ -9,6 +9,7 @@ The helper answers in JSON lines; an error line becomes a NodebookError with its
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.paths import HELPER, rules
-from driver.ssh import Master
+from driver.ssh import SESSION_REFUSED, Master
 
 # The helper's error kinds and the exit codes they mean.
 ERROR_CODES: dict[str, ExitCode] = {
@@ -36,9 +37,6 @@ ERROR_CODES: dict[str, ExitCode] = {
 }
 # What a shell says when the installed helper is not there (setup never ran, or an older one).
 MISSING = ("No such file or directory", "command not found", "Permission denied")
-# What ssh says when the login node's sshd refuses one more session on the master's connection
-# (MaxSessions): the multiplexing client's words, and a channel the master could not open.
-SESSION_REFUSED = ("Session open refused by peer", "administratively prohibited")
 # The most sessions one nodebook session holds on its master at once: the play's task, the
 # driver's own wait for Jupyter and a second connection call as it connects (with `--tunnel
 # hops` the inner ssh instead, once connected, and the heartbeat). A `nodebook stop` from another
@@ -142,7 +140,7 @@ class Remote:
         if reply.lines or reply.rc == 0:
             return None
         said = [ln.strip() for ln in reply.stderr.splitlines() if ln.strip()]
-        refused = [ln for ln in said if any(text in ln for text in SESSION_REFUSED)]
+        refused = [ln for ln in said if re.search(SESSION_REFUSED, ln)]
         if not refused:
             return None
         return NodebookError(

@@ -22,6 +22,13 @@ from driver.hostkeys import node_options
 from driver.inventory import Cluster
 from driver.state import owned_temp_dir
 
+# The login node refused a session on the master's connection (sshd's MaxSessions): the
+# multiplexing client's words, or a channel the server would not open. (A `-W` through the
+# master says "Stdio forwarding request failed: Session open refused by peer" for any cause.)
+SESSION_REFUSED = (
+    r"administratively prohibited|session request failed: Session open refused by peer"
+)
+
 # How long an orphaned master (driver killed) outlives its last client.
 MASTER_PERSIST = 120
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from driver.errors import ExitCode, NodebookError
 from driver.remote import Remote
-from driver.ssh import Master
+from driver.ssh import SESSION_REFUSED, Master
 
 MODES = ("jump", "hops", "via-login", "direct")
 
@@ -105,7 +105,7 @@ TUNNEL_CAUSES: tuple[tuple[str, str, str, str, bool], ...] = (
     ),
     (
         "prohibited",
-        r"administratively prohibited|session request failed: Session open refused by peer",
+        SESSION_REFUSED,
         "the login node refused to open another channel to {node} (ssh: {said}); its sshd "
         "limits the "
         "sessions per connection (MaxSessions) or forbids forwarding (AllowTcpForwarding)",
