@@ -5,7 +5,7 @@
 
 Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tunnel's ssh is
 killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
-job must end itself by the dead-man's switch within --heartbeat-timeout, and the next command
+job must end itself by the dead-man's switch within --lease, and the next command
 must end the orphaned ssh master), slurmctld-restart (mid-session; the session survives, then
 Ctrl-C), network-cut (the laptop's only link is cut until the driver gives up; the job ends
 itself by the dead-man's switch).
@@ -51,7 +51,7 @@ from tests.harness import alive, leftovers
 from tests.harness.driver import DriverProcess, NoEvent, run_driver
 from tests.harness.sandbox import REPO, Sandbox
 
-HEARTBEAT = 10  # --heartbeat-timeout for every round: the dead-man window
+HEARTBEAT = 10  # --lease for every round: the dead-man window
 PATHS = (
     "sigkill",
     "sigint",
@@ -180,7 +180,7 @@ class Chaos:
             "--allow-second",
             "--check-interval",
             "1",
-            "--heartbeat-timeout",
+            "--lease",
             str(HEARTBEAT),
             "--reconnect-bound",
             "3",

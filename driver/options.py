@@ -69,11 +69,11 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         choices=("socket", "tcp", "tcp-node"),
     ),
     JobOption(
-        "--heartbeat-timeout",
-        "nodebook_job_heartbeat_timeout",
+        "--lease",
+        "nodebook_job_lease",
         "S",
-        "the job ends itself this long after this command is gone (dead-man's switch; "
-        "0: never; default: setup's nodebook_job_heartbeat_timeout)",
+        "the session's lease: the job waits this long for a laptop that sleeps or lost its "
+        "network, then ends itself (0: never; default: setup's nodebook_job_lease)",
         int,
     ),
     JobOption(

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # Slurm --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 TIME_RE = re.compile(
@@ -118,47 +118,197 @@ RULES: dict[str, Callable[[Any], None]] = {
     "sbatch_options": _sbatch_options,
 }
 
-# The variables that carry a session's options and the job's defaults, and the rule for each.
-VARIABLES: dict[str, str] = {
-    "nodebook_job_time": "time",
-    "nodebook_job_cpus": "cpus",
-    "nodebook_job_mem": "mem",
-    "nodebook_job_gpus": "gpus",
-    "nodebook_job_gres": "gres",
-    "nodebook_job_partition": "partition",
-    "nodebook_job_account": "name",
-    "nodebook_job_qos": "name",
-    "nodebook_job_name": "name",
-    "nodebook_job_endpoint": "endpoint",
-    "nodebook_job_heartbeat_timeout": "seconds",
-    "nodebook_job_pending_limit": "positive_seconds",
-    "nodebook_job_start_timeout": "positive_seconds",
-    "nodebook_job_poll_interval": "positive_seconds",
-    "nodebook_job_runtime_base": "path",
-    "nodebook_job_script": "path",
-    "nodebook_job_jobs_dir": "path",
-    "nodebook_job_config_dir": "path",
-    "nodebook_job_python": "path",
-    "nodebook_job_bin_dir": "path",
-    "nodebook_job_extra_sbatch": "sbatch_options",
-    "nodebook_scheduler": "scheduler",
-    "nodebook_session_tag": "tag",
-    "nodebook_job_id": "job_id",
+# A type for Ansible's argument_specs and argparse, per rule (str unless named here), and the
+# choices of the rules that are a choice.
+RULE_TYPES: dict[str, str] = {
+    "cpus": "int",
+    "seconds": "int",
+    "positive_seconds": "int",
+    "sbatch_options": "list",
 }
+CHOICES: dict[str, tuple[str, ...]] = {"endpoint": ENDPOINTS, "scheduler": SCHEDULERS}
 
-# The job's resources as sbatch options (a session passes only those it was given).
-SBATCH_FLAGS: dict[str, str] = {
-    "nodebook_job_partition": "--partition",
-    "nodebook_job_account": "--account",
-    "nodebook_job_qos": "--qos",
-    "nodebook_job_time": "--time",
-    "nodebook_job_cpus": "--cpus-per-task",
-    "nodebook_job_mem": "--mem",
-    "nodebook_job_gpus": "--gpus",
-}
+
+class Option(NamedTuple):
+    """One row of the option table: everything nodebook knows about one setting but its default
+    (the role's defaults/main.yml holds that)."""
+
+    variable: str  # the inventory's, the extra vars', the role's name for it
+    rule: str  # what a value must look like: a key of RULES
+    help: str = ""  # the command line's help, or what the variable is for
+    flag: str | None = None  # `nodebook session`'s option
+    metavar: str = "VALUE"
+    role: str | None = None  # the role whose defaults/main.yml and argument_specs.yml hold it
+    late: bool = False  # its default comes from facts of setup's later roles: checked at configure
+    session: bool = False  # a session passes it (command line over inventory) to the helper
+    helper: str | None = None  # the helper's `submit` option that carries it
+    # The scheduler's option for it: one column per scheduler (a second scheduler adds one).
+    slurm: str | None = None
+
+
+# The option table: one row per option. Adding an option is a row here and its default in the
+# role's defaults/main.yml (tests/unit/test_option_table.py checks the argument specs, the
+# defaults and session.yml against the rows, and follows a new row to every place that uses it).
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "nodebook_job_name",
+        "name",
+        "Slurm job name (the session finds its jobs by it)",
+        role="nodebook_job",
+        slurm="--job-name",
+    ),
+    Option(
+        "nodebook_job_partition",
+        "partition",
+        "Slurm partition (default: setup's nodebook_job_partition, else the cluster's "
+        "default; `sinfo -s` on the login node lists them)",
+        flag="--partition",
+        metavar="NAME",
+        role="nodebook_job",
+        session=True,
+        slurm="--partition",
+    ),
+    Option(
+        "nodebook_job_account",
+        "name",
+        "account to charge (sbatch --account)",
+        flag="--account",
+        metavar="NAME",
+        role="nodebook_job",
+        session=True,
+        slurm="--account",
+    ),
+    Option(
+        "nodebook_job_qos",
+        "name",
+        "quality of service (sbatch --qos)",
+        flag="--qos",
+        metavar="NAME",
+        role="nodebook_job",
+        session=True,
+        slurm="--qos",
+    ),
+    Option(
+        "nodebook_job_time",
+        "time",
+        "walltime: HH:MM:SS, MM, D-HH or D-HH:MM:SS (default: setup's nodebook_job_time)",
+        flag="--time",
+        metavar="TIME",
+        role="nodebook_job",
+        session=True,
+        slurm="--time",
+    ),
+    Option(
+        "nodebook_job_cpus",
+        "cpus",
+        "CPUs for Jupyter and its kernels (sbatch --cpus-per-task)",
+        flag="--cpus",
+        metavar="N",
+        role="nodebook_job",
+        session=True,
+        slurm="--cpus-per-task",
+    ),
+    Option(
+        "nodebook_job_mem",
+        "mem",
+        "memory, for example 16G or 4000M",
+        flag="--mem",
+        metavar="SIZE",
+        role="nodebook_job",
+        session=True,
+        slurm="--mem",
+    ),
+    Option(
+        "nodebook_job_gpus",
+        "gpus",
+        "GPUs, a count or TYPE:COUNT (for example 1 or a100:2)",
+        flag="--gpus",
+        metavar="N|TYPE:N",
+        role="nodebook_job",
+        session=True,
+        slurm="--gpus",
+    ),
+    Option(
+        "nodebook_job_gres",
+        "gres",
+        "generic resources, for example gpu:1",
+        role="nodebook_job",
+        session=True,
+        slurm="--gres",
+    ),
+    Option(
+        "nodebook_job_extra_sbatch",
+        "sbatch_options",
+        "more sbatch options, one per item",
+        role="nodebook_job",
+    ),
+    Option(
+        "nodebook_job_endpoint",
+        "endpoint",
+        "how Jupyter listens on the node: socket (a 0600 unix socket), tcp (127.0.0.1) or "
+        "tcp-node (the node's cluster address, for --tunnel via-login); default: setup's",
+        flag="--endpoint",
+        metavar="KIND",
+        role="nodebook_job",
+        session=True,
+        helper="--endpoint",
+    ),
+    Option(
+        "nodebook_job_lease",
+        "seconds",
+        "the session's lease: the job waits this long for a laptop that sleeps or lost its "
+        "network, then ends itself (0: never; default: setup's nodebook_job_lease)",
+        flag="--lease",
+        metavar="S",
+        role="nodebook_job",
+        session=True,
+        helper="--heartbeat",
+    ),
+    Option(
+        "nodebook_job_pending_limit",
+        "positive_seconds",
+        "give up (and cancel) when the job is still pending after this long "
+        "(default: setup's nodebook_job_pending_limit)",
+        flag="--pending-limit",
+        metavar="S",
+        role="nodebook_job",
+        session=True,
+    ),
+    Option("nodebook_job_poll_interval", "positive_seconds", role="nodebook_job"),
+    Option("nodebook_job_start_timeout", "positive_seconds", role="nodebook_job"),
+    Option("nodebook_job_runtime_base", "path", role="nodebook_job"),
+    Option("nodebook_job_script", "path", role="nodebook_job", late=True),
+    Option("nodebook_job_jobs_dir", "path", role="nodebook_job", late=True),
+    Option("nodebook_job_config_dir", "path", role="nodebook_job", late=True),
+    Option("nodebook_job_python", "path", role="nodebook_job", late=True),
+    Option("nodebook_job_bin_dir", "path", role="nodebook_job", late=True),
+    # A host's, not a role's; its default is HOST_DEFAULTS below.
+    Option("nodebook_scheduler", "scheduler", "slurm, or none for a standalone server"),
+    # The session's own, given by the driver (or by hand to session.yml and cleanup.yml).
+    Option("nodebook_session_tag", "tag", "marks a session's job before its id is known"),
+    Option("nodebook_job_id", "job_id", "the job cleanup.yml cancels"),
+)
+# Per scheduler: the options every job script carries, and the variable whose items are the
+# scheduler's own options, added as they are.
+FIXED: dict[str, tuple[str, ...]] = {"slurm": ("--nodes=1", "--ntasks=1")}
+EXTRA: dict[str, str] = {"slurm": "nodebook_job_extra_sbatch"}
+
+# Derived from the table. The rule of each variable:
+VARIABLES: dict[str, str] = {o.variable: o.rule for o in OPTIONS}
+# The job's resources a session passes to sbatch (only those it was given):
+SBATCH_FLAGS: dict[str, str] = {o.variable: o.slurm for o in OPTIONS if o.session and o.slurm}
 
 # Inventory variables that describe a host rather than a role's setting.
 HOST_DEFAULTS: dict[str, Any] = {"nodebook_scheduler": "slurm"}
+
+
+def option_variables(where: str, phase: str = "validate") -> list[str]:
+    """The table's variables: where="session", those a session takes (playbooks/session.yml
+    reads them); else a role's, those its `phase` checks (validate, or configure for the late
+    ones, whose defaults come from facts of setup's later roles)."""
+    if where == "session":
+        return [o.variable for o in OPTIONS if o.session]
+    return [o.variable for o in OPTIONS if o.role == where and o.late == (phase == "configure")]
 
 
 def reason(rule: str, value: Any) -> str:
@@ -186,16 +336,31 @@ class UsageError(ValueError):
     """Bad options given to a playbook (the driver checks its own before it runs one)."""
 
 
-def sbatch_args(values: Mapping[str, Any]) -> list[str]:
-    """The given resources as sbatch options, in a fixed order; UsageError for a bad value."""
+def scheduler_args(values: Mapping[str, Any], scheduler: str = "slurm") -> list[str]:
+    """The given options as the scheduler's options (its column of OPTIONS), in the table's
+    order; UsageError for a bad value."""
+    if scheduler not in FIXED:
+        raise UsageError(f"[usage] nodebook has no options for the scheduler {scheduler!r}")
     problems = invalid(values)
     if problems:
         raise UsageError("[usage] bad session options: " + "; ".join(problems))
     return [
-        f"{flag}={values[name]}"
-        for name, flag in SBATCH_FLAGS.items()
-        if values.get(name) not in (None, "")
+        f"{getattr(o, scheduler)}={values[o.variable]}"
+        for o in OPTIONS
+        if getattr(o, scheduler) and values.get(o.variable) not in (None, "")
     ]
+
+
+def sbatch_args(values: Mapping[str, Any]) -> list[str]:
+    """scheduler_args for Slurm."""
+    return scheduler_args(values, "slurm")
+
+
+def job_directives(values: Mapping[str, Any], scheduler: str = "slurm") -> list[str]:
+    """A job script's scheduler options (the nodebook_job role's #SBATCH lines, and its sbatch
+    --test-only): the fixed ones, each option given a value, then the extra ones as they are."""
+    extra = values.get(EXTRA[scheduler]) or []
+    return [*FIXED[scheduler], *scheduler_args(values, scheduler), *extra]
 
 
 @cache
@@ -220,14 +385,13 @@ def default(name: str) -> Any:
     return defaults[name]
 
 
-# What a session's submission takes, besides the resources (SBATCH_FLAGS).
+# What a session's submission takes besides the resources (SBATCH_FLAGS): the driver reads these
+# from the inventory too.
 SUBMIT_KEYS = (
     "nodebook_scheduler",
     "nodebook_session_tag",
     "nodebook_allow_second",
-    "nodebook_job_endpoint",
-    "nodebook_job_heartbeat_timeout",
-    "nodebook_job_pending_limit",
+    *(o.variable for o in OPTIONS if o.session and o.variable not in SBATCH_FLAGS),
 )
 
 
@@ -241,10 +405,9 @@ def submit_args(values: Mapping[str, Any]) -> list[str]:
     args = ["--scheduler", scheduler, "--tag", tag]
     if str(values.get("nodebook_allow_second", "")).lower() in ("true", "yes", "1"):
         args.append("--allow-second")
-    if given.get("nodebook_job_endpoint") not in (None, ""):
-        args += ["--endpoint", str(given["nodebook_job_endpoint"])]
-    if given.get("nodebook_job_heartbeat_timeout") not in (None, ""):
-        args += ["--heartbeat", str(given["nodebook_job_heartbeat_timeout"])]
+    for o in OPTIONS:
+        if o.session and o.helper and given.get(o.variable) not in (None, ""):
+            args += [o.helper, str(given[o.variable])]
     checked = {**given, "nodebook_scheduler": scheduler, "nodebook_session_tag": tag}
     return [*args, "--", *sbatch_args(checked)]
 
@@ -285,4 +448,6 @@ class FilterModule:
             "nodebook_default": default,
             "nodebook_helper": helper_command,
             "nodebook_submit_args": submit_args,
+            "nodebook_job_directives": job_directives,
+            "nodebook_option_variables": option_variables,
         }

@@ -169,7 +169,7 @@ def test_attach_after_the_driver_was_killed(sandbox, drive, nothing_left, test_t
 
 
 def test_dead_mans_switch_ends_the_job(sandbox, drive):
-    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--heartbeat-timeout", "8"])
+    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--lease", "8"])
     ready = d.wait_event("ready", timeout=90)
     d.kill()
     deadline = time.monotonic() + 60
