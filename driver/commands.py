@@ -73,19 +73,20 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
     return ExitCode.OK
 
 
-def _cancel_through_the_session(cluster: Cluster, record: SessionRecord) -> bool:
-    """When this machine holds the session, scancel over its driver's ssh master: no second
-    login before the cancel (a new master's login is most of what `nodebook stop` took).
-    False when there is no such master; the caller then cancels over its own."""
+def _cancel_through_the_session(cluster: Cluster, record: SessionRecord) -> bool | None:
+    """When this machine holds the session, its one `cancel` call over its driver's ssh
+    master: no second login, no Ansible to start (a new master's login is most of what
+    `nodebook stop` took). True: cancelled and gone; False: it had left already; None when
+    there is no such master or the call failed (the caller then runs cleanup.yml)."""
     if not record.control_path or not pid_alive(record.driver_pid):
-        return False
+        return None
     master = Master(cluster, Path(record.control_path).parent)
     if not master.listening():  # never a second login through a socket that is gone
-        return False
+        return None
     try:
-        return Remote(master, cluster).cancel_now(record.job_id)
+        return Remote(master, cluster).cancel(record.job_id)
     except (NodebookError, OSError, subprocess.SubprocessError):
-        return False
+        return None
 
 
 def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
@@ -96,32 +97,28 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     if cluster.user:
         ev["ansible_user"] = cluster.user
     stopped: list[str] = []
-    cancelled_now = False
 
     def on_update(update: Update) -> None:
         if update.kind == "stopped" and update.data.get("cancelled") and update.job_id:
             stopped.append(update.job_id)
 
-    # A session this machine started (its record says so) is cancelled at once, without
-    # looking first: over its own driver's master when that is up, else over this command's
-    # (Ansible takes most of a second to start). Any other job id goes to cleanup.yml, which
-    # cancels only nodebook's jobs: a mistyped id never ends a job of another kind.
+    # A session this machine holds (its record says so) is cancelled by one helper call over
+    # its own driver's master: scancel at once, then the confirmation. Anything else goes to
+    # cleanup.yml (one call over this command's master), which cancels only nodebook's jobs:
+    # a mistyped id never ends a job of another kind.
     record = None
     if job_id and job_id.isdigit() and not cluster.standalone:
         record = StateDir(cluster.name).load(job_id)
         if record is not None and record.user != cluster.user:
             record = None
-    if record is not None:
-        cancelled_now = _cancel_through_the_session(cluster, record)
-    with connected(cluster) as remote:
-        if record is not None and not cancelled_now:
-            cancelled_now = remote.cancel_now(record.job_id)
-        # cleanup.yml then confirms the job left the queue and tidies up.
-        run = PlaybookRun(cluster, "cleanup.yml", ev, remote.master.ansible_env(), on_update)
-        run.run()
-        run.raise_for_failure("stop")
-    if job_id and not stopped and cancelled_now:
-        stopped = [job_id]  # gone before cleanup.yml looked
+    through_session = _cancel_through_the_session(cluster, record) if record else None
+    if through_session is None:
+        with connected(cluster) as remote:
+            run = PlaybookRun(cluster, "cleanup.yml", ev, remote.master.ansible_env(), on_update)
+            run.run()
+            run.raise_for_failure("stop")
+    elif through_session and job_id:
+        stopped = [job_id]
     for job in stopped:
         StateDir(cluster.name).remove(job)
     if job_id and job_id not in stopped:

@@ -212,12 +212,22 @@ class Remote:
         reply = self.call("ended", job_id, *self.scheduler_args(), timeout=40)
         return reply.first("ended") or {}
 
-    def cancel_now(self, job_id: str) -> bool:
-        """scancel at once, no confirmation (cleanup.yml confirms); True if it was sent."""
+    def cancel(self, job_id: str) -> bool:
+        """The session's own job: scancel at once (nothing read first), then confirm that it
+        left the queue and tidy what it left on the login node, in one call. True: it was
+        cancelled now; False: it had left the queue already. An error line raises."""
         reply = self.call(
-            "cancel", "--job", job_id, "--no-wait", *self.scheduler_args(), check=False
+            "cancel", "--job", job_id, "--own", *self.scheduler_args(), timeout=60, check=False
         )
-        return reply.rc == 0 and reply.first("cancelling") is not None
+        self.raise_for(reply)
+        if reply.first("stopped") is not None:
+            return True
+        if reply.first("gone") is not None:
+            return False
+        raise NodebookError(
+            f"job {job_id}: the helper's cancel said neither stopped nor gone "
+            f"(exit {reply.rc}: {(reply.stderr.strip().splitlines() or ['no output'])[-1]})"
+        )
 
     def sessions(self) -> list[dict[str, Any]]:
         return self.call("list", *self.scheduler_args()).of("session")

@@ -102,11 +102,12 @@ class Session:
         self.connected: Connected | None = None
         self.monitor: Monitor | None = None
         self.forwards: tuple[Forward, ...] = ()  # --forward, local ports chosen at the start
-        self._ready: dict[str, Any] | None = None  # the play's connection line (runner thread)
         # The driver's own `connection --token` call, started once the job runs: it returns
         # when Jupyter answers, without waiting for the play's task and its result to travel.
         self._own_connection: threading.Thread | None = None
         self._connection: dict[str, Any] | None = None
+        self._connection_error: NodebookError | None = None  # why that call gave up
+        self._stopped: str | None = None  # what the one cancel call said (cleanup's note)
         self._running_on: str | None = None  # the node, once the play reports RUNNING
         self._wake = threading.Event()  # set by the runner thread when the main thread has work
 
@@ -122,11 +123,8 @@ class Session:
             # The login node's records of the node's key first: the early tunnel checks it.
             self._pin(update.node, update.data.get("host_keys"))
             self._running_on = update.node  # the main thread opens the tunnel early
-        if update.kind == "ready":
-            self._ready = dict(update.data)  # the main thread connects while the play ends
-        else:
-            self.out.emit(update)
-        if update.kind in ("running", "ready"):
+        self.out.emit(update)
+        if update.kind == "running":
             self._wake.set()
 
     def _pin(self, node: str, records: object) -> None:
@@ -198,11 +196,8 @@ class Session:
                 preload()  # while the master logs in, not at `ready`
                 extravars = {**self._extravars(), "nodebook_master_gate": str(gate.path)}
                 self._play("session.yml", extravars)
-                if self.connected is None:
-                    if self._ready is None:
-                        raise NodebookError("the session play ended without Jupyter's endpoint")
-                    self.connected = self._connect(self._ready)
-                    self._announce(self.connected)
+                self._until_connected()
+                assert self.connected is not None
                 return self._hold(self.connected)
             finally:
                 self._wait_for_the_cluster()
@@ -247,7 +242,7 @@ class Session:
                 self.job.submitted = self.connector is None or self.connector.passed
                 # The job first: ansible-runner takes a few tenths of a second to stop
                 # ansible-playbook (Ctrl-C right after `ready` lands while the play still ends).
-                self._cancel_now()
+                self._cancel()
                 raise  # then run() stops ansible-playbook (SIGKILL) and waits for it
 
         run.run(wait)
@@ -263,12 +258,9 @@ class Session:
         """
         if self.connector is not None:
             self.connector.check()
-        if self._running_on and self.job.id and self._own_connection is None:
-            self._own_connection = threading.Thread(
-                target=self._await_connection, args=(self.job.id,), daemon=True
-            )
-            self._own_connection.start()
-        ready = self._connection or self._ready
+        if self._running_on:
+            self._start_connection()
+        ready = self._connection
         if ready is not None and self.connected is None:
             self.connected = self._connect(ready)
             self._announce(self.connected)  # the URL answers: say so now, not after Ansible
@@ -281,12 +273,45 @@ class Session:
             )
             self.tunnel.start()
 
+    def _start_connection(self) -> None:
+        if self.job.id and self._own_connection is None:
+            self._own_connection = threading.Thread(
+                target=self._await_connection, args=(self.job.id,), daemon=True
+            )
+            self._own_connection.start()
+
     def _await_connection(self, job_id: str) -> None:
-        """(A thread) the helper's `connection --token`, blocking until Jupyter answers. Its
-        failures are the play's to report (the same wait runs there)."""
-        with contextlib.suppress(NodebookError, OSError, subprocess.SubprocessError):
+        """(A thread) the session's one `connection --token` call, blocking until Jupyter
+        answers: the step's owner when the driver runs the play (session.yml skips its own)."""
+        try:
             self._connection = self.remote.connection(job_id, wait=True)
+        except NodebookError as exc:
+            self._connection_error = exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._connection_error = NodebookError(
+                f"job {job_id}: could not ask the login node where Jupyter runs: {exc}",
+                ExitCode.SSH,
+            )
+        finally:
             self._wake.set()
+
+    def _until_connected(self) -> None:
+        """After the play (the job runs): the driver's own `connection` call brings the
+        endpoint and the token; keep ticking (the early tunnel) until Jupyter answers."""
+        while self.connected is None:
+            self._start_connection()  # a play without a wait step (standalone) did not yet
+            self._tick()
+            if self.connected is not None:
+                break
+            thread = self._own_connection
+            if thread is None:
+                raise NodebookError("the session play ended without the job's id")
+            if not thread.is_alive() and self._connection is None:
+                raise self._connection_error or NodebookError(
+                    f"job {self.job.id}: the helper returned no connection"
+                )
+            self._wake.wait(0.05)
+            self._wake.clear()
 
     def _check_local_port(self) -> None:
         """The local ports asked for are free (before anything is submitted); pick the others."""
@@ -440,34 +465,39 @@ class Session:
     def _unreachable(self) -> bool:
         return self.monitor is not None and self.monitor.unreachable
 
-    def _cancel_now(self) -> None:
-        """scancel over the open master at once (one round trip); cleanup.yml then confirms.
-
-        Starting Ansible for the cancel alone costs most of a second; the job should not wait
-        for it. Best effort: cleanup.yml below is what reports and checks.
-        """
+    def _cancel(self) -> None:
+        """The session's one `cancel` call, over the open master: scancel at once, then the
+        helper confirms the job left the queue (Ansible would take most of a second to start
+        first). cleanup.yml is the fallback when this cannot run: no job id yet (cancel by the
+        tag) or the call failed."""
         job = self.job
-        if job.cancel_sent or job.gone or self._unreachable or self.cluster.standalone:
+        if job.cancel_sent or job.gone or self._unreachable or not job.id:
             return
-        if not (job.id or "").isdigit():
+        job.cancel_sent = True  # one call, whatever it says
+        try:
+            cancelled = self.remote.cancel(job.id)
+        except (NodebookError, OSError, subprocess.SubprocessError) as exc:
+            self._stopped = self._stop_job(f"{exc}")
             return
-        with contextlib.suppress(subprocess.SubprocessError, OSError, NodebookError):
-            job.cancel_sent = self.remote.cancel_now(job.id or "")
+        job.gone = True
+        self._stopped = f"job {job.id} cancelled" if cancelled else "no job left to cancel"
 
     def cleanup(self) -> None:
         """Close the tunnel, cancel the job (unless it ended), close the master, forget state."""
         notes: list[str] = []
         if self.connector is not None:
             self.connector.close()
-        self._cancel_now()
+        self._cancel()
         if self.tunnel is not None:
             self.tunnel.close()
             notes.append("tunnel closed")
         job = self.job
         if self._unreachable:
             notes.append(self._unreachable_note())
-        elif not job.gone and (job.submitted or job.id):
-            notes.append(self._stop_job())
+        elif self._stopped is not None:
+            notes.append(self._stopped)
+        elif not job.gone and job.submitted and not job.id:
+            notes.append(self._stop_job("no job id yet"))
         self.master.close()
         cleanup_dir(self.control_dir)
         if job.id:
@@ -475,8 +505,9 @@ class Session:
         if notes:
             self.out.emit(Update("info", job_id=job.id, message="; ".join(notes)))
 
-    def _stop_job(self) -> str:
-        """cleanup.yml: cancel (by id, or by the tag when the id never came) and confirm."""
+    def _stop_job(self, why: str) -> str:
+        """The fallback (``why`` the one cancel call could not do it): cleanup.yml cancels by
+        the id, or by the tag when the id never came, and confirms."""
         ev: dict[str, Any] = (
             {"nodebook_job_id": self.job.id}
             if self.job.id
@@ -495,9 +526,10 @@ class Session:
             run.run()
             run.raise_for_failure("cancelling the job")
         except Exception as exc:  # report, keep cleaning up
-            return f"could not cancel job {self.job.id or '(tag ' + self.job.tag + ')'}: {exc}"
-        if not stopped and self.job.cancel_sent and self.job.id:
-            stopped = [self.job.id]  # scancel'd above; gone before cleanup.yml looked
+            return (
+                f"could not cancel job {self.job.id or '(tag ' + self.job.tag + ')'}: {exc} "
+                f"(first: {why})"
+            )
         return f"job {', '.join(stopped)} cancelled" if stopped else "no job left to cancel"
 
     def _ends_itself_at(self) -> float | None:

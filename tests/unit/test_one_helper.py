@@ -145,7 +145,7 @@ def test_every_remote_command_starts_the_helper(
     seen: list[list[str]] = []
 
     class Done:
-        returncode, stdout, stderr = 0, "", ""
+        returncode, stdout, stderr = 0, '{"nodebook": "stopped", "job_id": "7"}\n', ""
 
     def record(argv: list[str], *args: object, **kw: object) -> Done:
         seen.append(list(argv))
@@ -163,7 +163,7 @@ def test_every_remote_command_starts_the_helper(
     remote = Remote(Master(CLUSTER, tmp_path), CLUSTER)
     remote.heartbeat("7")
     remote.ended("7")
-    remote.cancel_now("7")
+    assert remote.cancel("7")
     remote.call("list", check=False)
     remote.state("7")
     remote.tidy_node("cn01", "7")

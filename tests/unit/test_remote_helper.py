@@ -622,18 +622,19 @@ def test_cancel_by_tag_finds_a_job_whose_id_was_never_seen(cluster: Cluster) -> 
     assert [s["job_id"] for s in res.kind("stopped")] == ["52"]
 
 
-def test_cancel_no_wait_is_one_scancel(cluster: Cluster) -> None:
+def test_cancel_own_scancels_first_then_confirms(cluster: Cluster) -> None:
     cluster.job("54", state="RUNNING", user="tester")
-    res = cluster.run("cancel", "--job", "54", "--no-wait")
-    assert res.rc == 0 and res.one("cancelling")["job_id"] == "54"
-    assert [c["cmd"] for c in cluster.calls()] == ["scancel"]
+    res = cluster.run("cancel", "--job", "54", "--own")
+    assert res.rc == 0 and res.one("stopped")["job_id"] == "54"
+    cmds = [c["cmd"] for c in cluster.calls()]
+    assert cmds[0] == "scancel" and set(cmds[1:]) == {"squeue"}, cmds  # nothing read first
 
 
-def test_cancel_no_wait_claims_nothing_for_a_job_that_is_gone(cluster: Cluster) -> None:
+def test_cancel_own_claims_nothing_for_a_job_that_is_gone(cluster: Cluster) -> None:
     cluster.job("57", state="COMPLETED", user="tester")
     for job in ("57", "99999"):  # ended, and never there (scancel says so, with status 0)
-        res = cluster.run("cancel", "--job", job, "--no-wait")
-        assert res.rc == 0 and not res.kind("cancelling"), job
+        res = cluster.run("cancel", "--job", job, "--own")
+        assert res.rc == 0 and not res.kind("stopped") and res.one("gone")["job_id"] == job
 
 
 def test_cancel_reports_a_job_already_gone(cluster: Cluster) -> None:
