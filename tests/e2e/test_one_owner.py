@@ -20,9 +20,9 @@ def _helper_calls(log: sshlog.SshLog) -> dict[str, int]:
 
 @pytest.mark.parametrize("end", ["ctrl_c", "stop"])
 def test_one_submit_connection_and_cancel_per_session(
-    sandbox, drive, nothing_left, test_tmp: Path, end: str
+    sandbox, drive, nothing_left, tmp_path: Path, end: str
 ) -> None:
-    log = sshlog.SshLog(test_tmp / f"ssh-{end}")
+    log = sshlog.SshLog(tmp_path / "ssh")
     env = log.env(os.environ["PATH"])
     d = drive(["session", "--cluster", "sandbox"], env=env)
     ready = d.wait_event("ready", timeout=180)
