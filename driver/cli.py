@@ -10,7 +10,7 @@ from typing import Any
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 from driver.inventory import load_cluster
-from driver.options import add_job_options, session_options
+from driver.options import add_job_options, notify_settings, session_options
 from driver.progress import Renderer, Update
 from driver.signals import shielded
 from driver.state import prune_stale, prune_temp_dirs
@@ -140,6 +140,30 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
         help="give up re-establishing a lost tunnel after this long (default 60)",
     )
     p.add_argument(
+        "--no-notify",
+        dest="notify",
+        action="store_false",
+        default=None,
+        help=(
+            "no desktop notification (notify-send, osascript, else the terminal's bell) when a "
+            "job that waited in the queue is ready, or before its time limit "
+            "(inventory: nodebook_notify: false)"
+        ),
+    )
+    p.add_argument(
+        "--warn-before",
+        type=float,
+        metavar="MIN",
+        default=None,
+        help=(
+            "notify this many minutes before the job's time limit (0: never; default 10; "
+            "inventory: nodebook_warn_before)"
+        ),
+    )
+    p.add_argument(
+        "--usage-interval", type=float, default=30.0, metavar="S", help=argparse.SUPPRESS
+    )
+    p.add_argument(
         "--forward",
         action="append",
         metavar="NODEPORT[:LOCALPORT]",
@@ -217,6 +241,7 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
 
         opts = session_options(args)  # checked before anything touches the network
         cluster = load_cluster(args.inventory, args.cluster, args.user)
+        notify_settings(opts, cluster.hostvars)  # the inventory's too
         session = Session(cluster, opts, out)
         return session.start() if args.command == "session" else session.attach(args.job_id)
     if args.command == "init":

@@ -16,6 +16,7 @@ from driver.remote import Remote
 from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import SessionRecord, StateDir, pid_alive
+from driver.usage import Usage, left_text
 
 
 @contextlib.contextmanager
@@ -49,6 +50,9 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
             data.update(
                 cluster=cluster.name, local_port=rec.local_port if attached and rec else None
             )
+            use = Usage.from_line(s)
+            use.cores = use.average_cores()  # one look: the average since the job started
+            data.update(use.data())
             found += 1
             state, node = str(s.get("state") or ""), str(s.get("node") or "")
             if out.json_mode:
@@ -68,9 +72,21 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
                     ),
                 )
             )
+            if state == "RUNNING":
+                out.emit(Update("info", message=f"    {use_line(use)}"))
     if not found:
         out.emit(Update("info", message="no sessions"))
     return ExitCode.OK
+
+
+def use_line(use: Usage) -> str:
+    """`nodebook list`'s second line of a running session: time left, CPU and memory."""
+    parts = [left_text(use.left, use.limit)] if use.left is not None else []
+    if use.cpu_time is None:
+        parts.append("no use reported yet (sstat of the job's batch step answered nothing)")
+    else:
+        parts.append(use.text().replace(" · memory", " (average since start) · memory", 1))
+    return " · ".join(p for p in parts if p)
 
 
 def _cancel_through_the_session(cluster: Cluster, record: SessionRecord) -> bool | None:

@@ -119,6 +119,7 @@ class Monitor:
     unreachable: bool = False  # the cluster stopped answering: the job cannot be cancelled
     sleep: Callable[[float], None] = time.sleep
     last_failure: str = ""  # why the last reconnect attempt failed (ssh's reason)
+    on_tick: Callable[[], None] | None = None  # each turn of hold's loop (SessionWatch.tick)
 
     def hold(self) -> ExitCode:
         next_check = 0.0
@@ -143,6 +144,8 @@ class Monitor:
                     return code
             if not self.tunnel.alive() and (code := self._recover()) is not None:
                 return code
+            if self.on_tick is not None:
+                self.on_tick()  # the live line, notifications (driver/notify.py)
             self.sleep(0.5)
 
     def _recover(self) -> ExitCode | None:

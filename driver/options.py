@@ -128,6 +128,9 @@ class SessionOptions:
     check_interval: float = 5.0
     reconnect_bound: float = 60.0
     forwards: tuple[tuple[int, int | None], ...] = ()  # --forward: (node port, local port)
+    notify: bool | None = None  # --no-notify (None: the inventory's nodebook_notify, else on)
+    warn_before: float | None = None  # --warn-before minutes (None: the inventory's, else 10)
+    usage_interval: float = 30.0  # how often the live line asks for the job's use
 
     @property
     def endpoint(self) -> str | None:
@@ -149,6 +152,9 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
     if args.reconnect_bound <= 0:
         raise NodebookError("--reconnect-bound: more than 0 seconds", ExitCode.USAGE)
     forwards = tuple(parse_forward(spec) for spec in getattr(args, "forward", None) or ())
+    warn_before = getattr(args, "warn_before", None)
+    if warn_before is not None and warn_before < 0:
+        raise NodebookError("--warn-before: minutes, 0 or more (0: no warning)", ExitCode.USAGE)
     return SessionOptions(
         job=job,
         tunnel=args.tunnel,
@@ -158,7 +164,39 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         check_interval=max(0.5, args.check_interval),
         reconnect_bound=args.reconnect_bound,
         forwards=forwards,
+        notify=getattr(args, "notify", None),
+        warn_before=warn_before,
+        usage_interval=max(1.0, getattr(args, "usage_interval", 30.0)),
     )
+
+
+# The driver's notifications (driver/notify.py): inventory variables, and their defaults.
+NOTIFY_VARIABLE, NOTIFY_DEFAULT = "nodebook_notify", True
+WARN_BEFORE_VARIABLE, WARN_BEFORE_DEFAULT = "nodebook_warn_before", 10.0
+
+
+def notify_settings(opts: SessionOptions, hostvars: Mapping[str, Any]) -> tuple[bool, float]:
+    """(notify, warn_before minutes): the command line's, else the inventory's, else the
+    defaults; NodebookError (usage) for an inventory value that is not one."""
+    notify = opts.notify
+    if notify is None:
+        value = hostvars.get(NOTIFY_VARIABLE, NOTIFY_DEFAULT)
+        if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
+            raise NodebookError(f"{NOTIFY_VARIABLE}: {value!r}: true or false", ExitCode.USAGE)
+        notify = value if isinstance(value, bool) else str(value).lower() == "true"
+    warn_before = opts.warn_before
+    if warn_before is None:
+        value = hostvars.get(WARN_BEFORE_VARIABLE, WARN_BEFORE_DEFAULT)
+        try:
+            warn_before = float(str(value))
+        except ValueError:
+            warn_before = -1.0
+        if warn_before < 0:
+            raise NodebookError(
+                f"{WARN_BEFORE_VARIABLE}: {value!r}: minutes, 0 or more (0: no warning)",
+                ExitCode.USAGE,
+            )
+    return notify, warn_before
 
 
 def parse_forward(spec: str) -> tuple[int, int | None]:

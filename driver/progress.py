@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from driver.errors import ExitCode
 from driver.remote import error_for, parse_lines
+from driver.usage import clock as elapsed
 
 # A failing task's own message (not the helper's) may start with one of these tags.
 FAIL_TAGS = {
@@ -25,6 +26,8 @@ FAIL_TAGS = {
     "[duplicate]": ExitCode.DUPLICATE,
     "[job-ended]": ExitCode.JOB_ENDED,
 }
+# Under the ready line: where the session's time left and use show.
+USAGE_HINT = "time left, CPU and memory use: `nodebook list`"
 WAITING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN")
 
 
@@ -32,7 +35,8 @@ WAITING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", 
 class Update:
     """One step of a session's progress."""
 
-    kind: str  # submitted | pending | running | ready | stopped | ended | error | info
+    kind: str  # submitted | pending | running | ready | stopped | ended | error | info | notice
+    # | usage (--json only: the live line's numbers)
     job_id: str | None = None
     state: str | None = None
     reason: str | None = None
@@ -169,13 +173,6 @@ class _Quiet:
 
     def fileno(self) -> int:
         return self.stream.fileno()
-
-
-def elapsed(seconds: float) -> str:
-    """0:07, 1:02:03."""
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class _StatusLine:
@@ -319,8 +316,10 @@ class Renderer:
             where = f" on {update.node}" if update.node else ""
             gpus = gpus_text(devices=update.data.get("gpus"))
             where += f" ({gpus})" if gpus else ""
-            return f"Jupyter is ready{where}: {update.url or update.data.get('url', '')}".rstrip()
-        if update.kind in ("error", "ended", "info"):
+            url = update.url or update.data.get("url", "")
+            hint = USAGE_HINT + (", and the line below while this runs" if self.live else "")
+            return f"Jupyter is ready{where}: {url}\n  {hint}"
+        if update.kind in ("error", "ended", "info", "notice"):
             return update.message
         return None
 

@@ -19,6 +19,7 @@ from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.paths import HELPER, rules
 from driver.ssh import SESSION_REFUSED, Master
+from driver.usage import Usage
 
 # The helper's error kinds and the exit codes they mean.
 ERROR_CODES: dict[str, ExitCode] = {
@@ -228,6 +229,11 @@ class Remote:
             f"job {job_id}: the helper's cancel said neither stopped nor gone "
             f"(exit {reply.rc}: {(reply.stderr.strip().splitlines() or ['no output'])[-1]})"
         )
+
+    def usage(self, job_id: str) -> Usage:
+        """The job's time left and use (scontrol and sstat of its batch step), one round trip."""
+        reply = self.call("usage", job_id, *self.scheduler_args(), timeout=10)
+        return Usage.from_line(reply.first("usage") or {"job_id": job_id})
 
     def sessions(self) -> list[dict[str, Any]]:
         return self.call("list", *self.scheduler_args()).of("session")

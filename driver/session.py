@@ -26,7 +26,8 @@ from driver.errors import ExitCode, NodebookError, Stopped
 from driver.gate import Connector, Gate
 from driver.inventory import Cluster
 from driver.monitor import Job, Monitor
-from driver.options import SessionOptions
+from driver.notify import Notifier, SessionWatch
+from driver.options import SessionOptions, notify_settings
 from driver.paths import rules
 from driver.progress import Renderer, Update
 from driver.progress import from_line as progress_update
@@ -109,6 +110,9 @@ class Session:
         self._connection_error: NodebookError | None = None  # why that call gave up
         self._stopped: str | None = None  # what the one cancel call said (cleanup's note)
         self._running_on: str | None = None  # the node, once the play reports RUNNING
+        # (wall time of the submission, seconds it waited PENDING once it runs; None: it did
+        # not wait, was it seen PENDING) for the notification that it is ready (driver/notify.py)
+        self._queue: tuple[float, float | None, bool] = (time.time(), None, False)
         self._wake = threading.Event()  # set by the runner thread when the main thread has work
 
     # -- the play's progress (runner thread) ------------------------------------------------
@@ -123,9 +127,20 @@ class Session:
             # The login node's records of the node's key first: the early tunnel checks it.
             self._pin(update.node, update.data.get("host_keys"))
             self._running_on = update.node  # the main thread opens the tunnel early
+        self._queued(update)
         self.out.emit(update)
         if update.kind == "running":
             self._wake.set()
+
+    def _queued(self, update: Update) -> None:
+        """How long the job waited in the queue, if it waited (was PENDING)."""
+        since, waited, pending = self._queue
+        if update.kind == "submitted":
+            self._queue = (time.time(), None, False)
+        elif update.kind == "pending" and update.state == "PENDING":
+            self._queue = (since, None, True)
+        elif update.kind == "running" and pending and waited is None:
+            self._queue = (since, time.time() - since, True)
 
     def _pin(self, node: str, records: object) -> None:
         """Pin the login node's records of ``node``'s host key (driver.hostkeys)."""
@@ -457,8 +472,27 @@ class Session:
             check_interval=self.opts.check_interval,
             reconnect_bound=self.opts.reconnect_bound,
             time_limit=self.opts.job.get("nodebook_job_time"),
+            on_tick=self._watch(connected).tick,
         )
         return self.monitor.hold()
+
+    def _watch(self, connected: Connected) -> SessionWatch:
+        """The live line's time left and use, and the notifications (driver/notify.py)."""
+        notify, warn_before = notify_settings(self.opts, self.cluster.hostvars)
+        job_id = self.job.id or ""
+        watch = SessionWatch(
+            job_id=job_id,
+            node=connected.endpoint.node,
+            out=self.out,
+            notifier=Notifier(enabled=notify, terminal=self.out.err),
+            fetch=lambda: self.remote.usage(job_id),
+            warn_before=warn_before,
+            usage_interval=self.opts.usage_interval,
+        )
+        base = str(connected.info.get("base_url") or "/")
+        app = str(connected.info.get("app") or "lab")
+        watch.ready(self._queue[1], job_url(connected.tunnel.local_port, base, app, None))
+        return watch
 
     # -- cleanup ----------------------------------------------------------------------------
     @property

@@ -187,5 +187,6 @@ def test_gpus_are_counted_the_same_on_the_ready_line_and_in_list(monkeypatch):
     monkeypatch.setattr(commands, "connected", connected)
     buf = io.StringIO()
     assert commands.list_sessions(Path("i"), None, None, Renderer(False, buf, live=False)) == 0
-    (line,) = buf.getvalue().splitlines()
+    line, use = buf.getvalue().splitlines()
     assert " cn02     1 GPU " in line, line
+    assert use == "    no use reported yet (sstat of the job's batch step answered nothing)", use
