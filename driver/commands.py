@@ -51,7 +51,7 @@ def list_sessions(inventory: Path, name: str | None, user: str | None, out: Rend
                 cluster=cluster.name, local_port=rec.local_port if attached and rec else None
             )
             use = Usage.from_line(s)
-            use.cores = use.average_cores()  # one look: the average since the job started
+            use.measure()  # since the helper's previous look at the job, else since its start
             data.update(use.data())
             found += 1
             state, node = str(s.get("state") or ""), str(s.get("node") or "")
@@ -85,7 +85,7 @@ def use_line(use: Usage) -> str:
     if use.cpu_time is None:
         parts.append("no use reported yet (sstat of the job's batch step answered nothing)")
     else:
-        parts.append(use.text().replace(" · memory", " (average since start) · memory", 1))
+        parts.append(use.text())
     return " · ".join(p for p in parts if p)
 
 

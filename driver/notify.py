@@ -137,10 +137,7 @@ class SessionWatch:
             self.ends_at, self.limit = now + usage.left, usage.limit
         if usage.cpu_time is not None:
             previous = self._last
-            if previous is not None and now > previous[0] and usage.cpu_time >= previous[1]:
-                usage.cores = (usage.cpu_time - previous[1]) / (now - previous[0])
-            else:
-                usage.cores = usage.average_cores()
+            usage.measure(None if previous is None else (now - previous[0], previous[1]))
             self._last = (now, usage.cpu_time)
             if usage.cpus and self._idle is None:
                 self._idle = IdleWatch(usage.cpus)

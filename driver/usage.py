@@ -24,6 +24,8 @@ UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 <
 # A session whose allocated CPUs were more than half idle over this long gets one line.
 IDLE_WINDOW = 3600.0
 IDLE_SHARE = 0.5
+# The shortest time over which CPU use is measured between two looks (else: since the start).
+MIN_WINDOW = 10.0
 
 
 def seconds(value: object) -> int | None:
@@ -84,8 +86,10 @@ class Usage:
     gpus: str = ""  # GPUs allocated, as Slurm counts them
     gpu_util: str = ""  # what the node reports of GPU use ('' : nothing)
     gpu_mem: str = ""
-    cores: float | None = None  # CPUs busy; set by the caller that knows over which time
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_then: int | None = None  # CPU seconds at the helper's previous look at the job
+    then_age: int | None = None  # seconds since that look
+    cores: float | None = None  # CPUs busy over the last ``over`` seconds (``measure``)
+    over: float | None = None
 
     @classmethod
     def from_line(cls, line: Mapping[str, Any]) -> Usage:
@@ -104,6 +108,10 @@ class Usage:
             gpus=str(line.get("gpus") or ""),
             gpu_util=str(line.get("gpu_util") or ""),
             gpu_mem=str(line.get("gpu_mem") or ""),
+            cpu_then=seconds(line.get("cpu_then")) if line.get("cpu_then") else None,
+            then_age=int(str(line["then_age"]))
+            if str(line.get("then_age", "")).isdigit()
+            else None,
         )
 
     @property
@@ -113,18 +121,30 @@ class Usage:
             return None
         return max(0, self.limit - self.elapsed)
 
-    def average_cores(self) -> float | None:
-        """CPUs busy on average since the job started (CPU time over run time)."""
-        if self.cpu_time is None or not self.elapsed:
-            return None
-        return self.cpu_time / self.elapsed
+    def measure(self, since: tuple[float, int] | None = None) -> None:
+        """Set ``cores``: CPUs busy since ``since`` ((seconds ago, CPU seconds then)), else since
+        the helper's previous look at the job, if either is ``MIN_WINDOW`` or longer ago (sstat
+        counts whole CPU seconds: a shorter window says little), else on average since the job
+        started."""
+        if self.cpu_time is None:
+            return
+        helper = None
+        if self.then_age is not None and self.cpu_then is not None:
+            helper = (float(self.then_age), self.cpu_then)
+        for window in (since, helper):
+            if window is not None and window[0] >= MIN_WINDOW and self.cpu_time >= window[1]:
+                self.cores, self.over = (self.cpu_time - window[1]) / window[0], window[0]
+                return
+        if self.elapsed:
+            self.cores, self.over = self.cpu_time / self.elapsed, None
 
     def text(self) -> str:
         """'CPU 0.98 of 2 · memory 120.3 MiB of 4.0 GiB (peak 130.0 MiB) · GPU use: ...'."""
         parts = []
         of = f" of {self.cpus}" if self.cpus else ""
         if self.cores is not None:
-            parts.append(f"CPU {self.cores:.2f}{of}")
+            when = f"last {clock(self.over)}" if self.over else "average since start"
+            parts.append(f"CPU {self.cores:.2f}{of} ({when})")
         elif self.cpus:
             parts.append(f"CPU ?{of} (no sstat yet)")
         if self.rss is not None or self.mem is not None:
@@ -141,6 +161,7 @@ class Usage:
         """For --json: numbers, not words."""
         out: dict[str, Any] = {
             "cores": None if self.cores is None else round(self.cores, 2),
+            "cores_over_s": None if self.over is None else round(self.over),  # None: since start
             "cpus": self.cpus,
             "mem_bytes": self.mem,
             "rss_bytes": self.rss,

@@ -45,11 +45,26 @@ def test_slurm_words_become_numbers():
 def test_a_usage_line_in_numbers_and_words():
     use = Usage.from_line(LINE)
     assert (use.cpus, use.mem, use.left, use.limit) == (4, 4 << 30, 3300, 3600)
-    assert use.average_cores() == pytest.approx(0.8)
-    use.cores = use.average_cores()
-    assert use.text() == "CPU 0.80 of 4 · memory 120.0 MiB of 4.0 GiB (peak 130.0 MiB)"
+    use.measure()
+    assert use.cores == pytest.approx(0.8) and use.over is None
+    assert use.text() == (
+        "CPU 0.80 of 4 (average since start) · memory 120.0 MiB of 4.0 GiB (peak 130.0 MiB)"
+    )
     data = use.data()
-    assert data["cores"] == 0.8 and data["time_left_s"] == 3300 and "gpu_util" not in data
+    assert data["cores"] == 0.8 and data["cores_over_s"] is None and data["time_left_s"] == 3300
+    assert "gpu_util" not in data
+
+
+def test_cores_since_the_helpers_previous_look_when_it_is_long_enough_ago():
+    use = Usage.from_line({**LINE, "cpu_then": "00:03:30", "then_age": "30"})
+    use.measure()
+    assert use.cores == pytest.approx(1.0) and use.over == 30
+    assert use.text().startswith("CPU 1.00 of 4 (last 0:30)")
+    use = Usage.from_line({**LINE, "cpu_then": "00:03:58", "then_age": "2"})  # too short a time
+    use.measure()
+    assert use.cores == pytest.approx(0.8) and use.over is None
+    use.measure(since=(12.0, 228))  # the caller's own earlier report first
+    assert use.cores == pytest.approx(1.0) and use.over == 12
 
 
 def test_gpus_the_node_does_not_report_are_said_so():
@@ -61,7 +76,8 @@ def test_gpus_the_node_does_not_report_are_said_so():
 
 def test_no_sstat_yet():
     use = Usage.from_line({**LINE, "cpu": "", "rss": "", "peak_rss": ""})
-    assert use.cpu_time is None and use.average_cores() is None
+    use.measure()
+    assert use.cpu_time is None and use.cores is None
     assert use.text().startswith("CPU ? of 4 (no sstat yet)")
 
 
@@ -171,7 +187,7 @@ def test_cores_between_two_reports_then_since_start():
     assert watch.usage is not None and watch.usage.cores == pytest.approx(0.8)  # since start
     clk.now += 30
     watch.tick()
-    assert watch.usage.cores == pytest.approx(1.0)
+    assert watch.usage.cores == pytest.approx(1.0) and watch.usage.over == 30
     assert [e["data"]["cores"] for e in events(out)] == [0.8, 1.0]
 
 
@@ -250,7 +266,7 @@ def test_list_second_line_of_a_running_session():
     from driver.commands import use_line
 
     use = Usage.from_line(LINE)
-    use.cores = use.average_cores()
+    use.measure()
     assert use_line(use) == (
         "55:00 left of 1:00:00 · CPU 0.80 of 4 (average since start) · memory 120.0 MiB of "
         "4.0 GiB (peak 130.0 MiB)"
