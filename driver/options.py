@@ -3,8 +3,8 @@
 The job's options (``--time``, ``--cpus`` ...) are the nodebook_job role's variables: a value
 given here is passed to playbooks/session.yml as that variable, so it overrides the inventory,
 which overrides what setup recorded from the role's defaults. Nothing here has a default of its
-own. Their rules are nodebook's filter plugin (plugins/filter/nodebook.py), which the roles and
-the playbooks use too.
+own. The options themselves, their help and their rules are the option table in nodebook's
+filter plugin (plugins/filter/nodebook.py ``OPTIONS``), which the roles and the playbooks use too.
 """
 
 from __future__ import annotations
@@ -18,86 +18,22 @@ from driver.errors import ExitCode, NodebookError
 from driver.paths import rules
 
 
-@dataclass(frozen=True)
-class JobOption:
-    """One command-line option that sets a nodebook_job variable for this session."""
-
-    flag: str
-    variable: str
-    metavar: str
-    help: str
-    type: type = str
-    choices: tuple[str, ...] | None = None
-
-
-JOB_OPTIONS: tuple[JobOption, ...] = (
-    JobOption(
-        "--partition",
-        "nodebook_job_partition",
-        "NAME",
-        "Slurm partition (default: setup's nodebook_job_partition, else the cluster's default; "
-        "`sinfo -s` on the login node lists them)",
-    ),
-    JobOption("--account", "nodebook_job_account", "NAME", "account to charge (sbatch --account)"),
-    JobOption("--qos", "nodebook_job_qos", "NAME", "quality of service (sbatch --qos)"),
-    JobOption(
-        "--time",
-        "nodebook_job_time",
-        "TIME",
-        "walltime: HH:MM:SS, MM, D-HH or D-HH:MM:SS (default: setup's nodebook_job_time)",
-    ),
-    JobOption(
-        "--cpus",
-        "nodebook_job_cpus",
-        "N",
-        "CPUs for Jupyter and its kernels (sbatch --cpus-per-task)",
-        int,
-    ),
-    JobOption("--mem", "nodebook_job_mem", "SIZE", "memory, for example 16G or 4000M"),
-    JobOption(
-        "--gpus",
-        "nodebook_job_gpus",
-        "N|TYPE:N",
-        "GPUs, a count or TYPE:COUNT (for example 1 or a100:2)",
-    ),
-    JobOption(
-        "--endpoint",
-        "nodebook_job_endpoint",
-        "KIND",
-        "how Jupyter listens on the node: socket (a 0600 unix socket), tcp (127.0.0.1) or "
-        "tcp-node (the node's cluster address, for --tunnel via-login); default: setup's",
-        choices=("socket", "tcp", "tcp-node"),
-    ),
-    JobOption(
-        "--lease",
-        "nodebook_job_lease",
-        "S",
-        "the session's lease: the job waits this long for a laptop that sleeps or lost its "
-        "network, then ends itself (0: never; default: setup's nodebook_job_lease)",
-        int,
-    ),
-    JobOption(
-        "--pending-limit",
-        "nodebook_job_pending_limit",
-        "S",
-        "give up (and cancel) when the job is still pending after this long "
-        "(default: setup's nodebook_job_pending_limit)",
-        int,
-    ),
-)
+def job_options() -> list[Any]:
+    """The option table's rows that `nodebook session` takes (plugins/filter/nodebook.py)."""
+    return [opt for opt in rules().OPTIONS if opt.flag]
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
-    """The JOB_OPTIONS as argparse options (every default None: not given)."""
+    """The table's job options as argparse options (every default None: not given)."""
     group = parser.add_argument_group("the job (override setup's and the inventory's values)")
-    for opt in JOB_OPTIONS:
+    for opt in job_options():
         group.add_argument(
             opt.flag,
             dest=opt.variable,
             metavar=opt.metavar,
             help=opt.help,
-            type=opt.type,
-            choices=opt.choices,
+            type=int if rules().RULE_TYPES.get(opt.rule) == "int" else str,
+            choices=rules().CHOICES.get(opt.rule),
             default=None,
         )
 
@@ -105,11 +41,11 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 def check_job(values: Mapping[str, Any]) -> dict[str, str]:
     """The given job options as playbook variables; NodebookError (usage) for the first bad one."""
     checked: dict[str, str] = {}
-    for opt in JOB_OPTIONS:
+    for opt in job_options():
         value = values.get(opt.variable)
         if value is None:
             continue
-        why = rules().reason(rules().VARIABLES[opt.variable], value)
+        why = rules().reason(opt.rule, value)
         if why:
             raise NodebookError(f"{opt.flag} {value!r}: {why}", ExitCode.USAGE)
         checked[opt.variable] = str(value)
@@ -139,7 +75,7 @@ class SessionOptions:
 
 def session_options(args: argparse.Namespace) -> SessionOptions:
     """Check the command line once, before anything touches the network."""
-    values = {opt.variable: getattr(args, opt.variable, None) for opt in JOB_OPTIONS}
+    values = {opt.variable: getattr(args, opt.variable, None) for opt in job_options()}
     if args.tunnel == "via-login" and values.get("nodebook_job_endpoint") in (
         None,
         "socket",

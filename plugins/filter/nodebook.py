@@ -1,13 +1,21 @@
-"""nodebook's rules for session and job options, as Ansible filters (and for the driver).
+"""nodebook's option table and rules, as Ansible filters (and for the driver).
 
-The one place where a value like ``--time 1-12:00`` or ``nodebook_job_mem: 8G`` is checked: the
-roles validate their variables with these filters, playbooks/session.yml validates a session's
-options with them, and the driver imports this file (``driver.options``) for its command line. The
-defaults are not here: they are the roles' ``defaults/main.yml``, read by ``nodebook_default``.
+OPTIONS is the one definition of each option: its variable, rule, command-line flag and help,
+the role that holds its default, whether a session passes it, and its flag per scheduler. The
+driver's command line (driver/options.py), the roles' checks and #SBATCH lines
+(roles/nodebook_job/vars/main.yml), playbooks/session.yml's submission and the driver's own are
+derived from it; the roles' argument_specs.yml and defaults are checked against it by
+tests/unit/test_option_table.py. The one place where a value like ``--time 1-12:00`` or
+``nodebook_job_mem: 8G`` is checked is RULES here. The defaults are not here: they are the roles'
+``defaults/main.yml``, read by ``nodebook_default``.
 
 Filters:
   {{ {'nodebook_job_time': '01:30:00', ...} | nodebook_invalid }}   -> ["name=value: reason", ...]
   {{ {'nodebook_job_time': '01:30:00', ...} | nodebook_sbatch_args }} -> ["--time=01:30:00"]
+  {{ {'nodebook_job_name': 'nb', ...} | nodebook_job_directives }}  -> ["--nodes=1", ...,
+                                                                         "--job-name=nb"]
+  {{ 'session' | nodebook_option_variables }}    -> the variables a session passes
+  {{ 'nodebook_job' | nodebook_option_variables('validate') }} -> the role's, checked in validate
   {{ {'nodebook_session_tag': 't1', ...} | nodebook_submit_args }}  -> the helper's submit args
                                                        (raises "[usage] ..." for a bad value)
   {{ '1-00:00:00' | nodebook_slurm_seconds }}                       -> 86400
@@ -438,7 +446,7 @@ def helper_command(base_dir: str) -> str:
 
 
 class FilterModule:
-    """nodebook_invalid, nodebook_sbatch_args, nodebook_slurm_seconds, nodebook_default."""
+    """The filters listed at the top of this file."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
