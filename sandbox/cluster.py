@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -72,8 +73,8 @@ MARKER_VERSION = "1.0"
 PYPI_PORT = 3141
 OTP_PORT = 2222
 REQUIRED_TOOLS = (
-    "unshare", "nsenter", "ip", "nft", "sshd", "ssh-keygen", "munged", "slurmctld", "slurmd",
-    "sinfo", "useradd", "userdel", "runuser", "gcc", "slurmdbd", "sacctmgr", "mariadbd",
+    "unshare", "nsenter", "taskset", "ip", "nft", "sshd", "ssh-keygen", "munged", "slurmctld",
+    "slurmd", "sinfo", "useradd", "userdel", "runuser", "gcc", "slurmdbd", "sacctmgr", "mariadbd",
     "mariadb-install-db", "mariadb-admin", "mariadb", "mariadb-dump",
 )  # fmt: skip
 REQUIRED_FILES = ("/lib/security/pam_slurm_adopt.so",)  # Debian's libpam-slurm-adopt
@@ -97,6 +98,8 @@ HOSTS = (LAPTOP, LOGIN, *COMPUTE)
 LOGIN_PUBLIC = "10.251.1.1"
 CLUSTER_DOMAIN = "sandbox.cluster"  # the hosts' fully qualified names: cn01.sandbox.cluster
 GPU_HOST = COMPUTE[1]  # cn02: two fake GPUs (Slurm GRES gpu:a100:2) in partition gpu
+# ioctl on a /proc/PID/ns/mnt file: the kernel's id of that mount namespace (_IOR(0xb7, 5, u64)).
+NS_GET_MNTNS_ID = 0x8008B705
 
 
 def host_named(name: str) -> Host:
@@ -189,6 +192,8 @@ class Layout:
         self.secrets = state / "secrets"
         self.munge = state / "munge"
         self.slurm = state / "slurm"
+        # job_container/tmpfs's BasePath: the jobs' private /tmp are <job_tmp>/<node>/<job>/.<job>
+        self.job_tmp = self.slurm / "jobtmp"
         self.pypi = state / "pypi"
         self.mariadb = self.run / "mariadb"  # its socket and own pid file (owned by mysql)
         self.mariadb_socket = self.mariadb / "mariadb.sock"
@@ -686,6 +691,7 @@ def write_hosts_and_slurm() -> None:
                slurm_state=L.slurm, run=L.run, log=L.log)
     )  # fmt: skip
     (slurm_etc / "gres.conf").write_text(render("gres.conf"))
+    (slurm_etc / "job_container.conf").write_text(render("job_container.conf", base=L.job_tmp))
     write_secret(
         slurm_etc / "slurmdbd.conf",  # slurmdbd insists on 0600
         render("slurmdbd.conf", munge_socket=L.munge / "munge.socket.2", run=L.run, log=L.log,
@@ -779,8 +785,9 @@ def start_munge() -> None:
     (L.run / "munged.pid").symlink_to(pid_dir / "munged.pid")
 
 
-def start_anchor(host: Host) -> None:
-    """A process that holds the host's namespaces open, with the host's mounts made inside."""
+def start_anchor(host: Host, cpu: int | None) -> None:
+    """A process that holds the host's namespaces open, with the host's mounts made inside;
+    they are made on ``cpu`` (see anchor_cpu; only their making: the anchor then sleeps)."""
     if host.cluster:
         # login's prompting sshd uses the sandbox's PAM file, the nodes' sshd pam_slurm_adopt.
         pam = L.etc / ("pam-sshd" if host is LOGIN else "pam-sshd-node")
@@ -793,6 +800,8 @@ def start_anchor(host: Host) -> None:
     else:
         script = render("anchor-laptop.sh", host=shlex.quote(host.name))
         argv = ["unshare", "--net", "--uts", "--", "/bin/sh", "-c", script]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
     proc = spawn(argv, L.log / f"anchor-{host.name}.log")
     L.anchor_pid(host).write_text(f"{proc.pid}\n")
 
@@ -804,6 +813,75 @@ def start_anchor(host: Host) -> None:
         return Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep"
 
     wait_until(ready, 10, f"host {host.name}")
+
+
+def mount_ns_id(pid: int) -> int | None:
+    """The kernel's id of the mount namespace of process ``pid`` (None: this kernel does not
+    tell; NS_GET_MNTNS_ID came with Linux 6.11)."""
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, NS_GET_MNTNS_ID, buf)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int.from_bytes(buf, sys.byteorder)
+
+
+def next_mount_ns_ids() -> dict[int, int]:
+    """For each CPU we may run on, the id a mount namespace made there now gets (a throwaway one
+    is made to see): no namespace made there later gets a lower one. Empty: the kernel does
+    not tell."""
+    ids = {}
+    for cpu in sorted(os.sched_getaffinity(0)):
+        argv = ["taskset", "-c", str(cpu), "unshare", "--mount", "--", "sh", "-c", "echo; cat"]
+        with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stdin is not None
+            started = proc.stdout.readline()  # unshare is done: the same process now runs sh
+            ns = mount_ns_id(proc.pid) if started else None
+            proc.stdin.close()
+        if not started:
+            raise SandboxError(f"could not make a mount namespace on CPU {cpu}: {argv}")
+        if ns is None:
+            return {}
+        ids[cpu] = ns
+    return ids
+
+
+def anchor_cpu() -> int | None:
+    """The CPU to make the hosts' namespaces on, so that each compute node's mount namespace
+    has a lower id than every mount namespace made after it (None: no need to pin).
+
+    job_container/tmpfs holds each job's namespace open by bind-mounting its /proc/PID/ns/mnt,
+    made by slurmstepd in the node's namespace, and Linux refuses that mount (EINVAL) when the
+    job's namespace has an id not above the caller's (it takes it for a mount loop). Linux
+    6.18 hands out those ids in per-CPU batches of 4096, so ids are not in order of making
+    across CPUs: a node made on a CPU with a later batch than another CPU's fails the job
+    launches whose namespace that other CPU makes. The CPU whose next id is the lowest makes
+    ids below every other CPU's, now and later (a used-up batch is followed by a new one above
+    all others).
+    """
+    ids = next_mount_ns_ids()
+    return min(ids, key=ids.__getitem__) if ids else None
+
+
+def check_mount_ns_order() -> None:
+    """Each compute node's mount namespace has a lower id than any made from now on (see
+    anchor_cpu), or say which node will fail its jobs' launches and why."""
+    later = next_mount_ns_ids()
+    if not later:
+        return
+    cpu = min(later, key=later.__getitem__)
+    for host in COMPUTE:
+        pid = read_pid(L.anchor_pid(host))
+        node = mount_ns_id(pid) if pid is not None else None
+        if node is not None and node >= later[cpu]:
+            raise SandboxError(
+                f"{host.name}'s mount namespace has id {node}, but one made on CPU {cpu} now "
+                f"gets {later[cpu]}: Linux would refuse job_container/tmpfs's mounts for such "
+                "jobs (EINVAL); run `down` and `up` again"
+            )
 
 
 def setup_network() -> None:
@@ -1024,8 +1102,10 @@ def up(profile: str = "lmod") -> None:
             setup_mariadb()
             build_index(wheels)
             start_munge()
+            cpu = anchor_cpu()
             for host in HOSTS:
-                start_anchor(host)
+                start_anchor(host, cpu)
+            check_mount_ns_order()
             setup_network()
             fake_gpu_devices(GPU_HOST)
             fail_point("network")

@@ -106,6 +106,7 @@ def _files_with(sandbox: Sandbox, secret: str, since: float | None = None) -> li
     (with ``since``: only files changed since then, i.e. not files that predate the session)."""
     hits: list[str] = []
     local = ["/home/alice", "/home/bob", "/root/.ansible", "/tmp", "/var/tmp", str(STATE / "log")]
+    local.append(str(STATE / "slurm"))  # the jobs' private /tmp (job_container/tmpfs)
     # pytest-of-*: other tests' own inputs (0600 vars files for setup), not the product's files.
     # The secret goes to grep on stdin (-f -): never in an argv of ours either.
     grep = ["grep", "-rlsF", "--exclude-dir=venv", "--exclude-dir=pytest-of-*", "-f", "-"]
@@ -177,7 +178,7 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
         assert _mode(sandbox, "login", jobs) == (0o700, "alice")
         assert _mode(sandbox, "login", paths["connection"]) == (0o600, "alice")
         assert _mode(sandbox, "login", paths["log"])[0] == 0o600
-        # (seen from inside the job: where a cluster gives jobs a private /tmp, it is there)
+        # (seen from inside the job: its private /tmp, job_container/tmpfs)
         assert _mode(sandbox, node, run_dir, job) == (0o700, "alice")
         assert _mode(sandbox, node, paths["token"], job) == (0o600, "alice")
         assert _mode(sandbox, node, paths["socket"], job)[0] & 0o077 == 0
@@ -191,6 +192,8 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
         )
         out = leftovers.in_job(sandbox, job, ["python3", "-c", probe, paths["socket"]], "bob")
         assert out.stdout.strip() == "13", f"bob's connect: {out.stdout} {out.stderr}"
+        # and the node's own /tmp does not even show it
+        assert sandbox.host(node, ["test", "-e", run_dir], check=False).returncode == 1
 
         # files holding the token while it is live: only 0600 ones, nobody else can read them
         hits = _files_with(sandbox, token)

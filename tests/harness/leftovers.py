@@ -36,8 +36,10 @@ from driver.paths import rules
 from driver.remote import parse_lines
 from tests.harness.sandbox import (
     CLUSTER_HOSTS,
+    NODES,
     Sandbox,
     in_laptop,
+    job_tmp,
     laptop_argv,
     run,
 )
@@ -123,6 +125,8 @@ def cluster_files(sandbox: Sandbox, scope: Scope) -> list[str]:
             continue
         shared += [paths[k] for k in SHARED_PATHS if paths.get(k)]
         local += [paths[k] for k in NODE_LOCAL_PATHS if paths.get(k)]
+    # job_container/tmpfs: each job's private /tmp, on the shared disk under its node's base
+    shared += [str(job_tmp(node, job)) for job in sorted(scope.job_ids) for node in NODES]
     found = [f"login:{p}" for p in existing(sandbox, "login", shared + local)]
     for host in CLUSTER_HOSTS:
         if host != "login":

@@ -32,6 +32,13 @@ NODES = ("cn01", "cn02")
 CLUSTER_HOSTS = ("login", *NODES)
 
 
+def job_tmp(node: str, job_id: str) -> Path:
+    """Where job_container/tmpfs keeps a job's private /tmp (``<this>/.<job>``), on the
+    machine's disk (BasePath <state>/slurm/jobtmp, and Slurm adds the node); Slurm removes it
+    when the job ends."""
+    return STATE / "slurm" / "jobtmp" / node / job_id
+
+
 def run(
     argv: Sequence[str],
     *,
