@@ -128,9 +128,9 @@ def test_non_default_layout_session_uses_only_the_configured_paths(
     assert paths["runtime_dir"] == f"{RUNTIME_BASE}/nodebook-{USER}-{job}"
     assert paths["connection"] == f"{base}/jobs/{job}/connection.json"
     assert paths["hop_socket"].startswith(RUNTIME_BASE + "/")
-    # ... and they are there while the session runs: Jupyter's socket and token on the node,
-    # the connection file, heartbeat and log on the shared home
-    on_node = leftovers.existing(sandbox, node, [paths["socket"], paths["token"]])
+    # ... and they are there while the session runs: Jupyter's socket and token on the node
+    # (in the job's private /tmp), the connection file, heartbeat and log on the shared home
+    on_node = leftovers.existing(sandbox, node, [paths["socket"], paths["token"]], job)
     assert on_node == [paths["socket"], paths["token"]]
     # (the heartbeat is the driver's first touch, which follows `ready`: wait for it)
     shared = [paths["connection"], paths["heartbeat"], paths["log"]]

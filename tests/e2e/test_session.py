@@ -215,8 +215,11 @@ def test_bob_cannot_reach_alices_server(sandbox, drive, nothing_left):
     job, node = ready["job_id"], ready["node"]
     paths = leftovers.job_paths(sandbox, "alice", job)
     sock = paths["socket"]
-    probe = sandbox.host(
-        node,
+    assert leftovers.existing(sandbox, node, [sock], job) == [sock]  # there, for alice
+    # bob on the node, in alice's job's mount namespace (its private /tmp, where the socket is)
+    probe = leftovers.in_job(
+        sandbox,
+        job,
         [
             "curl",
             "-s",
@@ -228,7 +231,7 @@ def test_bob_cannot_reach_alices_server(sandbox, drive, nothing_left):
             sock,
             "http://x/api/status",
         ],
-        user="bob",
+        "bob",
         check=False,
     )
     assert probe.returncode != 0 and probe.stdout in ("", "000")

@@ -105,12 +105,16 @@ def job_paths(sandbox: Sandbox, user: str, job_id: str, base: str = DEFAULT_BASE
     return _PATHS[key]
 
 
-def existing(sandbox: Sandbox, host: str, paths: Sequence[str]) -> list[str]:
-    """Those of ``paths`` that exist on ``host`` (root's view; one command for all)."""
+def existing(
+    sandbox: Sandbox, host: str, paths: Sequence[str], job: str | None = None
+) -> list[str]:
+    """Those of ``paths`` that exist on ``host`` (root's view; one command for all), or with
+    ``job``, inside that job on its node (its private /tmp)."""
     if not paths:
         return []
     script = 'for p; do if [ -e "$p" ] || [ -L "$p" ]; then printf "%s\\n" "$p"; fi; done'
-    out = sandbox.out(host, ["sh", "-c", script, "sh", *paths])
+    argv = ["sh", "-c", script, "sh", *paths]
+    out = in_job(sandbox, job, argv).stdout if job else sandbox.out(host, argv)
     return [line for line in out.splitlines() if line]
 
 

@@ -22,7 +22,7 @@ import testinfra
 
 from tests.fixtures.setup import SetupResult
 from tests.harness import leftovers
-from tests.harness.sandbox import INVENTORY, REPO, Sandbox
+from tests.harness.sandbox import INVENTORY, REPO, Sandbox, job_tmp
 from tests.harness.setup import FIND_LINKS_ENV, run_setup, user_password
 from tests.harness.wait import wait_for
 
@@ -424,12 +424,13 @@ def check_running_job(sandbox: Sandbox, bob: SetupResult, job: str, endpoint: st
     if endpoint == "socket":
         assert info["socket"] == paths["socket"] == f"{run_dir}/jupyter.sock"
         assert info["port"] is None
-        modes = sandbox.host(node, ["stat", "-c", "%a %U", run_dir, info["socket"]]).stdout.split()
-        assert modes == ["700", USER, "600", USER]
+        # (in the job's own /tmp: job_container/tmpfs; seen from inside the job)
+        stat = ["stat", "-c", "%a %U", run_dir, info["socket"]]
+        assert leftovers.in_job(sandbox, job, stat).stdout.split() == ["700", USER, "600", USER]
     else:
         assert info["socket"] is None and isinstance(info["port"], int)
-    probe = sandbox.host(node, [str(VENV_PY), "-c", PROBE, str(conn)], user=USER).stdout.split()
-    assert probe == ["200", "403"]
+    probe = leftovers.in_job(sandbox, job, [str(VENV_PY), "-c", PROBE, str(conn)], USER)
+    assert probe.stdout.split() == ["200", "403"]
     # Jupyter's argv carries no token; its log shows none.
     ps = sandbox.host(node, ["ps", "-ww", "-u", USER, "-o", "args="]).stdout
     assert info["token"] not in ps and "jupyter-lab" in ps
@@ -438,12 +439,8 @@ def check_running_job(sandbox: Sandbox, bob: SetupResult, job: str, endpoint: st
 
 def job_gone(sandbox: Sandbox, bob: SetupResult, job: str, node: str) -> None:
     wait_for(lambda: job not in sandbox.squeue(), 60, f"job {job} to leave the queue")
-    run_dir = leftovers.job_paths(sandbox, USER, job)["runtime_dir"]
-    wait_for(
-        lambda: sandbox.host(node, ["test", "-e", run_dir], check=False).returncode != 0,
-        30,
-        f"{run_dir} removed",
-    )
+    # the job's private /tmp (job_container/tmpfs), with its runtime dir, is removed
+    wait_for(lambda: not job_tmp(node, job).exists(), 30, f"job {job}'s /tmp removed")
     assert not (bob.jobs_dir / job / "connection.json").exists()
     log = (bob.jobs_dir / f"{job}.log").read_text()
     assert (bob.jobs_dir / f"{job}.log").stat().st_mode & 0o777 == 0o600
