@@ -23,9 +23,10 @@ from bench.guard import guarded
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.probe")
-    p.add_argument("scenario", choices=("session", "throughput", "concurrent", "hold", "setup"))
+    scenarios = ("session", "submit", "throughput", "concurrent", "hold", "setup")
+    p.add_argument("scenario", choices=scenarios)
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0, help="session: seed of the pauses' strata")
+    p.add_argument("--seed", type=int, default=0, help="session, submit: seed of the pauses")
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--size-mib", type=int, default=256)
     p.add_argument("--modes", default="jump,hops,via-login")
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import scen_session
 
             result = scen_session.run(guard, args.reps, state, args.seed)
+        elif args.scenario == "submit":
+            from bench import scen_submit
+
+            result = scen_submit.run(guard, args.reps, state, args.seed)
         elif args.scenario == "throughput":
             from bench import scen_throughput
 

@@ -256,17 +256,21 @@ def _ci_row(figure: str, r: dict[str, Any], v: dict[str, Any], base: str, target
             bound: float, unit: str = "") -> Row:  # fmt: skip
     """A figure with its interval: met when the whole interval is at most ``bound`` and no
     session behind it was redone or dropped."""
-    if r["estimate"] is None:
-        value = f"n/a (n={r['n']}; {_integrity_note(v)})"
-    else:
-        pct = round(r["level"] * 100)
-        sep = " to " if unit else "-"  # a difference may be negative
-        value = (
-            f"{r['estimate']:.2f}{unit} ({pct}% CI {r['lo']:.2f}{sep}{r['hi']:.2f}, n={r['n']}; "
-            f"{_integrity_note(v)})"
-        )
+    value = _ci_text(r, _integrity_note(v), unit)
     return Row(figure, value, base, f"{target}; none redone or dropped",
                _le(r["hi"], bound) and v["clean"])  # fmt: skip
+
+
+def _ci_text(r: dict[str, Any], note: str, unit: str = "") -> str:
+    """``bootstrap``'s estimate and interval, then ``note``: '0.42 s (95% CI 0.30 to 0.51,
+    n=20; note)'."""
+    if r["estimate"] is None:
+        return f"n/a (n={r['n']}; {note})"
+    pct = round(r["level"] * 100)
+    sep = " to " if unit else "-"  # a difference may be negative
+    return (
+        f"{r['estimate']:.2f}{unit} ({pct}% CI {r['lo']:.2f}{sep}{r['hi']:.2f}, n={r['n']}; {note})"
+    )
 
 
 def _gone_row(figure: str, s: dict[str, Any], v: dict[str, Any], base: str, bound: float) -> Row:
@@ -316,6 +320,67 @@ def session_rows(fig: dict[str, Any]) -> list[Row]:
             f"{redone} / {dropped} / {fig['left_behind']}", "-", "none of any",
             redone == 0 and dropped == 0 and fig["left_behind"] == 0),
     ]  # fmt: skip
+    return rows
+
+
+# -- the driver's early submit against the play's own -----------------------------------------
+
+SUBMIT_KINDS = ("early", "play")  # bench/scen_submit.py: the driver as it is; the play submits
+SUBMITTER = {"early": "driver", "play": "ansible"}  # who must run the helper's submit, once
+
+
+def submit_figures(res: dict[str, Any]) -> dict[str, Any]:
+    """Per kind, spawn -> `submitted` and -> `ready` (and -> the submit call sent); per pair,
+    play minus early (difference of medians over the pairs both kinds completed, with its
+    bootstrap interval over the pairs); what makes the pairs untrustworthy: sessions redone,
+    pairs dropped, a submit run by the wrong one or not exactly once, a wrong exit code, what
+    was left behind."""
+    by_kind = {k: {int(r["round"]): r for r in res.get(k, [])} for k in SUBMIT_KINDS}
+    n = int(res.get("pairs", 0))
+    complete = [i for i in range(n) if all(i in by_kind[k] for k in SUBMIT_KINDS)]
+    fails = res.get("failed_attempts", [])
+    out: dict[str, Any] = {
+        "pairs": n,
+        "complete_pairs": len(complete),
+        "seed": res.get("seed"),
+        "redone": {k: sum(1 for f in fails if f["kind"] == k) for k in SUBMIT_KINDS},
+        "dropped_pairs": n - len(complete),
+        "wrong_submitter": sum(
+            1 for k in SUBMIT_KINDS for r in res.get(k, [])
+            if r.get("submit_calls") != [SUBMITTER[k]]
+        ),
+        "wrong_exit": sum(1 for k in SUBMIT_KINDS for r in res.get(k, []) if r.get("rc") != 130),
+        "left_behind": len(res.get("left_behind", [])),
+    }  # fmt: skip
+    for key in ("submitted", "ready", "submit_sent"):
+        out[key] = {k: stats([r.get(key, math.nan) for r in res.get(k, [])]) for k in SUBMIT_KINDS}
+    for key in ("submitted", "ready"):
+        play, early = by_kind["play"], by_kind["early"]
+        paired = [([play[i].get(key, math.nan)], [early[i].get(key, math.nan)]) for i in complete]
+        out[f"{key}_gain"] = bootstrap(paired, diff_of_medians)
+    return out
+
+
+def submit_rows(fig: dict[str, Any]) -> list[Row]:
+    redone = sum(fig["redone"].values())
+    note = f"redone {redone}, dropped {fig['dropped_pairs']}"
+    rows = []
+    for key, what in (("submitted", "`submitted`"), ("ready", "`ready`")):
+        s = fig[key]
+        rows.append(
+            Row(f"early submit's gain, spawn -> {what}: session.yml's submit task minus the "
+                "driver's early submit (difference of medians over the pairs)",
+                _ci_text(fig[f"{key}_gain"], note, " s"),
+                f"{_f(s['early']['median'])} (early), {_f(s['play']['median'])} (play)",
+                "-", None)
+        )  # fmt: skip
+    counts = (redone, fig["dropped_pairs"], fig["wrong_submitter"], fig["wrong_exit"],
+              fig["left_behind"])  # fmt: skip
+    rows.append(
+        Row("submit stage: sessions redone / pairs dropped / submit not run once by the "
+            "expected side / exit code not 130 / left behind", " / ".join(map(str, counts)),
+            "-", "none of any", fig["pairs"] > 0 and not any(counts))
+    )  # fmt: skip
     return rows
 
 
@@ -622,6 +687,8 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         out["session"] = session_figures(results["session"])
         out["ssh"] = ssh_figures(results["session"])
         out["memory"] = memory_figures(results["session"], results.get("concurrent"))
+    if "submit" in results:
+        out["submit"] = submit_figures(results["submit"])
     for name, fn in (
         ("profile", profile_figures),
         ("sched", sched_figures),
@@ -640,6 +707,7 @@ def rows(fig: dict[str, Any], errors: dict[str, str] | None = None) -> list[Row]
         ("code", code_rows),
         ("session", session_rows),
         ("ssh", ssh_rows),
+        ("submit", submit_rows),
         ("profile", profile_rows),
         ("sched", sched_rows),
         ("throughput", throughput_rows),

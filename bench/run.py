@@ -1,7 +1,8 @@
 """`make bench`: every figure against its baseline, measured in the same run, on the sandbox.
 
-    .venv/bin/python -m bench.run [--quick] [--rounds N] [--seed S] [--only session,profile,
-                                  sched,throughput,setup,concurrent] [--no-write]
+    .venv/bin/python -m bench.run [--quick] [--rounds N] [--seed S] [--only session,submit,
+                                  profile,sched,throughput,setup,concurrent]
+                                  [--no-write | --output FILE]
     .venv/bin/python -m bench.run --refigure
 
 (from the repository's root; `make bench BENCH_ARGS=--quick` runs it so). --refigure needs no
@@ -11,8 +12,10 @@ with the current bench/report.py (after a change to the report, never to the mea
 Prints a table and (unless --no-write) writes bench/last-run.json (every raw value, every
 figure derived from them, the rows with their verdicts, the method's parameters, the commit and
 whether the tree was dirty, how busy the machine was) and regenerates docs/benchmarks.md from
-it (bench/docs.py, bench/benchmarks.template.md). Each scenario leaves nothing behind, also
-when interrupted; what is found left over is reported as a failure of that scenario.
+it (bench/docs.py, bench/benchmarks.template.md). --output FILE writes the same JSON to FILE
+instead and leaves bench/last-run.json and the page alone (a trial of a subset of the stages).
+Each scenario leaves nothing behind, also when interrupted; what is found left over is reported
+as a failure of that scenario.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import json
 import secrets
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench import docs, host, report, sched
 from bench.common import PAGE, RUN_RESULTS
 from tests.harness.sandbox import REPO
 
-ALL = ("session", "profile", "sched", "throughput", "setup", "concurrent")  # = STAGES
+ALL = ("session", "submit", "profile", "sched", "throughput", "setup", "concurrent")  # = STAGES
 ROUNDS = 20  # rounds of the session stage: two whole Williams designs of its five kinds
+SUBMIT_PAIRS = 20  # pairs of the submit stage (the driver's early submit, the play's own)
 PENDING_S = 60  # scheduler windows: PENDING behind a full cluster, then RUNNING
 RUNNING_S = 120
 
@@ -63,6 +68,13 @@ def st_session(results: dict[str, Any], quick: bool) -> None:
     results["session"] = host.run_probe("session", "--reps", str(reps), "--seed", seed)
 
 
+def st_submit(results: dict[str, Any], quick: bool) -> None:
+    pairs = 6 if quick else results["method"]["submit_pairs"]
+    seed = str(results["method"]["phase_seed"])
+    stage(f"the driver's early submit vs session.yml's own submit task, {pairs} pairs")
+    results["submit"] = host.run_probe("submit", "--reps", str(pairs), "--seed", seed)
+
+
 def st_profile(results: dict[str, Any], quick: bool) -> None:
     stage("profile: one traced driver session (phases, ssh invocations, Ansible tasks)")
     results["profile"] = host.run_probe_module("bench.profile")
@@ -92,6 +104,7 @@ def st_concurrent(results: dict[str, Any], quick: bool) -> None:
 
 STAGES = {
     "session": st_session,
+    "submit": st_submit,
     "profile": st_profile,
     "sched": st_sched,
     "throughput": st_throughput,
@@ -116,6 +129,7 @@ def method(rounds: int = ROUNDS, seed: int = 0) -> dict[str, Any]:
         "phase_strata": scen_session.PHASE_STRATA,
         "phase_seed": seed,
         "attempts": scen_session.ATTEMPTS,
+        "submit_pairs": SUBMIT_PAIRS,
         "bootstrap": report.BOOTSTRAP,
         "targets": report.TARGETS,
     }
@@ -150,9 +164,11 @@ def activity_max(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: max((a.get(k, 0) for a in samples), default=0) for k in keys}
 
 
-def write(results: dict[str, Any]) -> None:
-    RUN_RESULTS.write_text(report.raw_json(results) + "\n")
-    docs.write()
+def write(results: dict[str, Any], output: Path | None = None) -> None:
+    """bench/last-run.json and the page; with ``output``, that file only."""
+    (output or RUN_RESULTS).write_text(report.raw_json(results) + "\n")
+    if output is None:
+        docs.write()
 
 
 def refigure() -> int:
@@ -168,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions, 6 sessions at once")
     p.add_argument("--only", default=",".join(ALL), help=f"comma list of {', '.join(ALL)}")
-    p.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
+    out.add_argument(
+        "--output",
+        type=Path,
+        help="write the results to this file instead (bench/last-run.json and the page stay)",
+    )
     p.add_argument(
         "--rounds",
         type=int,
@@ -208,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, problems in left.items():
         if problems:
             print(f"\n{name}: left behind: " + "; ".join(problems))
-    if not args.no_write:
+    if args.output is not None:
+        write(results, args.output)
+        print(f"\nwrote {args.output}")
+    elif not args.no_write:
         write(results)
         print(f"\nwrote {PAGE.relative_to(REPO)} and {RUN_RESULTS.relative_to(REPO)}")
     docs.check_commit()  # prints whether the stored results measured HEAD's code

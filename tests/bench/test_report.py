@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bench import report
+from tests.bench.test_submit import submit_results
 
 
 def rnd(i: int, ttn: float, gone: float, **extra: Any) -> dict[str, Any]:
@@ -61,6 +62,7 @@ def good_results(n: int = 10) -> dict[str, Any]:
         "concurrent": {"n": 4, "ready": 4, "all_ready_s": 20.0, "sessions": sessions,
                        "cross_token_status": 403, "rcs": [130] * 4, "left_behind": [],
                        "peak_tree_rss_kib": 1024},
+        "submit": submit_results(),
         "profile": {"ready_s": 3.0, "ctrl_c_gone_s": 0.2, "ssh_invocations_start": 5,
                     "ssh_invocations_cleanup": 2, "ansible_tasks": {"session.yml": 3}},
     }  # fmt: skip
@@ -74,7 +76,7 @@ def verdicts(results: dict[str, Any], errors: dict[str, str] | None = None) -> d
 def test_good_results_meet_every_target() -> None:
     v = verdicts(good_results())
     with_target = {k: x for k, x in v.items() if x != "-"}
-    assert len(with_target) == 14, v
+    assert len(with_target) == 15, v
     assert set(with_target.values()) == {"met"}, v
 
 
@@ -142,6 +144,9 @@ FAILING: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("exit-stop", "exit codes", _set("session.stop.0.stop_rc", 1)),
     ("exit-sigint", "exit codes", _set("session.sigint.2.rc", 143)),
     ("session-left", "session stage", _set("session.left_behind", ["jobs: 12"])),
+    ("submit-redone", "submit stage", _set("submit.failed_attempts",
+                                           [{"round": 1, "kind": "play", "attempt": 0}])),
+    ("submit-by-play", "submit stage", _set("submit.early.0.submit_calls", ["ansible"])),
     ("first-state-slow", "first state shown", _set("sched.first_state.submitted_to_first_state_s",
                                                      2.5)),
     ("first-state-none", "first state shown", _set("sched.first_state", {})),
