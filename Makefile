@@ -61,9 +61,10 @@ lint: venv collection
 	$(VENV)/bin/ansible-lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/ruff check roles/nodebook_job/files/nodebook-jupyter
-	$(VENV)/bin/ruff format --check roles/nodebook_job/files/nodebook-jupyter
-	$(VENV)/bin/shellcheck roles/nodebook_job/files/nodebook-remote sandbox/test-profile.sh
+	$(VENV)/bin/ruff check roles/nodebook_remote/files/bin/nodebook-jupyter
+	$(VENV)/bin/ruff format --check roles/nodebook_remote/files/bin/nodebook-jupyter
+	$(VENV)/bin/shellcheck sandbox/test-profile.sh
+	$(VENV)/bin/shellcheck -x -a -P roles/nodebook_remote/files/lib/nodebook-remote roles/nodebook_remote/files/bin/nodebook-remote
 
 unit: venv
 	$(VENV)/bin/pytest -m "not sandbox" tests

@@ -37,10 +37,14 @@ PLAYBOOKS = DATA / "playbooks"
 ROLES = DATA / "roles"
 PLUGINS = DATA / "plugins"
 ANSIBLE_CFG = DATA / "ansible.cfg"
-# The remote helper: installed on the cluster by setup, piped in before setup exists.
-HELPER = ROLES / "nodebook_job" / "files" / "nodebook-remote"
+# The remote helper (role nodebook_remote, docs/design.md): its entry point bin/nodebook-remote
+# and the parts it loads from lib/nodebook-remote/, installed on the cluster by setup with the
+# same layout; piped in as one script (helper_script) before setup exists.
+HELPER_FILES = ROLES / "nodebook_remote" / "files"
+HELPER = HELPER_FILES / "bin" / "nodebook-remote"
+HELPER_PARTS = HELPER_FILES / "lib" / "nodebook-remote"
 # Starts the job's Jupyter; installed next to the helper, which runs it (docs/design.md).
-LAUNCHER = ROLES / "nodebook_job" / "files" / "nodebook-jupyter"
+LAUNCHER = HELPER_FILES / "bin" / "nodebook-jupyter"
 
 
 RULES_FILE = PLUGINS / "filter" / "nodebook.py"
@@ -95,6 +99,13 @@ def rules() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def helper_script() -> str:
+    """The whole helper as one script for ``bash -s`` (fed on stdin, never as an argument): its
+    parts, then its entry point, which finds them loaded and runs the command."""
+    parts = sorted(HELPER_PARTS.glob("*.sh"))
+    return "".join(p.read_text() for p in parts) + HELPER.read_text()
 
 
 def helper_protocol() -> int:

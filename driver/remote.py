@@ -17,7 +17,7 @@ from typing import Any
 
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
-from driver.paths import HELPER, rules
+from driver.paths import helper_script, rules
 from driver.ssh import SESSION_REFUSED, Master
 from driver.usage import Usage
 
@@ -160,7 +160,7 @@ class Remote:
         if not self.cluster.base_dir.startswith("/"):
             argv[argv.index("--base") + 1] = "$HOME/" + self.cluster.base_dir
         command = " ".join(f'"{a}"' if a.startswith("$HOME/") else shlex.quote(a) for a in argv)
-        proc = self.master.run(command, timeout=timeout, input=HELPER.read_text())
+        proc = self.master.run(command, timeout=timeout, input=helper_script())
         return Reply(proc.returncode, parse_lines(proc.stdout), proc.stderr)
 
     # -- the session's steps ------------------------------------------------------------------

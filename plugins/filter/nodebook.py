@@ -421,7 +421,7 @@ def submit_args(values: Mapping[str, Any]) -> list[str]:
 
 
 ROOT = Path(__file__).resolve().parents[2]  # the tree holding plugins/, roles/, playbooks/
-HELPER = ROOT / "roles" / "nodebook_job" / "files" / "nodebook-remote"
+HELPER = ROOT / "roles" / "nodebook_remote" / "files" / "bin" / "nodebook-remote"
 
 
 @cache

@@ -7,6 +7,7 @@
   {{ entries | nodebook_kernel_resolve(stats) }} -> entries with kind conda|venv|plain, python_ok
   {{ entry | nodebook_kernelspec(helper) }}       -> kernel.json's content
   {{ entry | nodebook_kernel_install_hint(pip_options) }} -> the command that adds ipykernel
+  {{ entries | nodebook_kernel_probes(modules) }} -> entries with the helper's probe args
   {{ probe.results | nodebook_kernel_reports }}  -> {name: {ok, message, env, version}}
   {{ check.results | nodebook_kernel_ipykernel }} -> {missing: [entries], broken: ["cause; fix"]}
   {{ missing | nodebook_kernel_missing_message(pip_options) }}  -> setup's failure message
@@ -214,6 +215,26 @@ def _helper_line(lines: Sequence[Any]) -> dict[str, Any] | None:
     return None
 
 
+def probes(items: Sequence[Mapping[str, Any]], modules: Sequence[Any]) -> list[dict[str, Any]]:
+    """The remote helper's `environment` probe of each entry (nodebook_remote's probe entry
+    point): nodebook's modules, then the entry's, loaded in a login shell; the entry comes back
+    as the result's item."""
+    return [
+        {
+            **item,
+            "args": [
+                "environment",
+                "--python-command",
+                str(item["python"]),
+                "--",
+                *map(str, modules),
+                *map(str, item.get("modules") or []),
+            ],
+        }
+        for item in items
+    ]
+
+
 def reports(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The helper's `environment` probe per entry (its modules loaded in a login shell): ok, a
     'cause; fix' message, and the PATH/LD_LIBRARY_PATH the modules set (for the checks)."""
@@ -293,6 +314,7 @@ class FilterModule:
             "nodebook_kernelspec": kernelspec,
             "nodebook_kernel_install_hint": install_hint,
             "nodebook_kernel_pip_words": pip_words,
+            "nodebook_kernel_probes": probes,
             "nodebook_kernel_reports": reports,
             "nodebook_kernel_ipykernel": ipykernel,
             "nodebook_kernel_missing_message": missing_message,

@@ -1,4 +1,4 @@
-"""The job's JupyterLab starts without running `node` (roles/nodebook_job/files/nodebook-jupyter).
+"""The job's JupyterLab starts without running `node` (nodebook_remote's bin/nodebook-jupyter).
 
 On a compute node, as a set-up user, the installed JupyterLab is started twice with a `node`
 first on PATH that records its runs (tests/e2e/jupyter_start_probe.py): as `jupyter-lab` is

@@ -21,6 +21,7 @@ from tests.install.test_collection import readme_playbook
 # The collection's content: in the wheel under ansible_collections/nodebook/jupyter/, in the
 # collection's tarball at its root.
 SHIPPED = ("playbooks/*.yml", "roles/**/*", "plugins/**/*.py", "meta/runtime.yml")
+HELPER_PART_NAMES = ("common", "scheduler", "login", "node", "probes")
 NOT_SHIPPED = ("driver", "tests", "sandbox", "bench", "inventory", "docs", "collections", ".ci")
 
 
@@ -46,6 +47,14 @@ def test_wheel_carries_the_collection_beside_the_driver(wheel: Path, source_tree
         "galaxy.yml",
         "CHANGELOG.md",
     }
+    # The remote helper: its entry point, every part it loads, the job's Jupyter launcher.
+    helper = "roles/nodebook_remote/files/"
+    parts = {f"{helper}lib/nodebook-remote/{p}.sh" for p in HELPER_PART_NAMES}
+    assert {
+        f"{helper}bin/nodebook-remote",
+        f"{helper}bin/nodebook-jupyter",
+        *parts,
+    } <= in_collection
     driver = {str(p.relative_to(source_tree)) for p in (source_tree / "driver").glob("*.py")}
     assert driver and driver <= names
     top = {n.split("/", 1)[0] for n in names}

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from driver.paths import HELPER_PARTS
 from tests.fixtures.setup import SetupResult
 from tests.harness import leftovers
 from tests.harness.sandbox import INVENTORY, REPO, Sandbox, job_tmp
@@ -157,6 +158,9 @@ def test_files_modes_and_owners(bob: SetupResult) -> None:
         "bin": (0o700, "directory"),
         "bin/nodebook-remote": (0o700, "file"),
         "bin/nodebook-jupyter": (0o700, "file"),
+        "lib": (0o700, "directory"),
+        "lib/nodebook-remote": (0o700, "directory"),
+        **{f"lib/nodebook-remote/{p.name}": (0o600, "file") for p in HELPER_PARTS.glob("*.sh")},
         "setup.json": (0o600, "file"),
         "jobs": (0o700, "directory"),
         "venv": (0o755, "directory"),

@@ -1,4 +1,4 @@
-"""nodebook-jupyter (roles/nodebook_job/files/nodebook-jupyter) against a stand-in jupyterlab.
+"""nodebook-jupyter (roles/nodebook_remote/files/bin/) against a stand-in jupyterlab.
 
 The stand-in has the shape the launcher relies on: `jupyterlab.commands._yarn_config`, called by
 `jupyterlab.labapp` at import (as `get_app_version()` does) and again later, and a console script

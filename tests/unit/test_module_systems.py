@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from driver.paths import HELPER
+from driver.paths import helper_script
 
 SANDBOX = Path(__file__).resolve().parents[2] / "sandbox" / "cluster.py"
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
@@ -135,13 +135,12 @@ def shell(request, cluster, em_root, tmp_path):
     setup += "; module load cuda/12.4"  # a site default: Environment Modules lists it " <L>"
 
     def run(*args: str) -> tuple[int, list[dict[str, Any]], str]:
-        with open(HELPER) as helper:
-            proc = subprocess.run(
-                ["bash", "-c", f'{setup}; exec bash -s -- "$@"', "bash", "--base", str(tree.base),
-                 *args],
-                stdin=helper, capture_output=True, text=True, env=tree.env(), timeout=60,
-                check=False,
-            )  # fmt: skip
+        proc = subprocess.run(
+            ["bash", "-c", f'{setup}; exec bash -s -- "$@"', "bash", "--base", str(tree.base),
+             *args],
+            input=helper_script(), capture_output=True, text=True, env=tree.env(), timeout=60,
+            check=False,
+        )  # fmt: skip
         return proc.returncode, lines_of(proc.stdout), proc.stderr
 
     run.tree = tree
@@ -215,13 +214,12 @@ def host(request, cluster, em_root, tmp_path):
     mounts = cluster.module_system(profile, etc)
     clean = "env -i HOME=/root USER=root LOGNAME=root PATH=/usr/bin:/bin"
 
-    def run(script: str, stdin: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(script: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-ec",
                 f"{mounts}\nexec {clean} {script}"]  # fmt: skip
-        with open(stdin or os.devnull) as feed:
-            return subprocess.run(
-                argv, stdin=feed, capture_output=True, text=True, timeout=60, check=False
-            )
+        return subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
 
     run.tree = tree
     run.profile = profile
@@ -241,18 +239,20 @@ def test_the_profiles_login_shell_has_its_module_system_and_the_helper_works_the
     python = str(host.tree.python / "bin" / "python3")
     # As the driver runs them: the helper piped into `bash -l -s`.
     proc = host(f"bash -l -s -- --base {base} discover --only python --module conda-python/3.11",
-                 stdin=HELPER)  # fmt: skip
+                 stdin=helper_script())  # fmt: skip
     (module,) = of(lines_of(proc.stdout), "module")
     assert module["exists"] is True and module["python"] == python, proc.stderr
     proc = host(f"bash -l -s -- --base {base} environment -- conda-python/3.11 cuda/12.4",
-                stdin=HELPER)  # fmt: skip
+                stdin=helper_script())  # fmt: skip
     (env,) = of(lines_of(proc.stdout), "environment")
     assert env["python"] == python and env["path"].startswith(f"{host.tree.cuda}/bin:"), proc
-    proc = host(f"bash -l -s -- --base {base} environment -- conda-python/3.9", stdin=HELPER)
+    proc = host(
+        f"bash -l -s -- --base {base} environment -- conda-python/3.9", stdin=helper_script()
+    )
     (error,) = of(lines_of(proc.stdout), "error")
     assert error["error"] == "missing-module" and error["close"] == ["conda-python/3.11"]
     proc = host(f"bash -l -s -- --base {base} doctor conda-python/3.11 conda-python/3.9",
-                stdin=HELPER)  # fmt: skip
+                stdin=helper_script())  # fmt: skip
     checks = [c for c in of(lines_of(proc.stdout), "check") if c["name"] == "module"]
     assert [c["ok"] for c in checks] == [True, False], proc.stdout
 
