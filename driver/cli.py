@@ -137,7 +137,17 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         metavar="S",
-        help="give up re-establishing a lost tunnel after this long (default 60)",
+        help=(
+            "after this long without the cluster, say so; reconnecting goes on until the "
+            "session's lease ends (--lease; without one: give up, default 60)"
+        ),
+    )
+    p.add_argument(
+        "--keepalive",
+        type=int,
+        default=10,
+        metavar="S",
+        help="seconds between ssh keepalives; 3 unanswered: the connection is lost (default 10)",
     )
     p.add_argument(
         "--no-notify",

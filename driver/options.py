@@ -63,6 +63,7 @@ class SessionOptions:
     allow_second: bool = False
     check_interval: float = 5.0
     reconnect_bound: float = 60.0
+    keepalive: int = 10  # ssh's ServerAliveInterval for the master (the tunnel's is half)
     forwards: tuple[tuple[int, int | None], ...] = ()  # --forward: (node port, local port)
     notify: bool | None = None  # --no-notify (None: the inventory's nodebook_notify, else on)
     warn_before: float | None = None  # --warn-before minutes (None: the inventory's, else 10)
@@ -87,6 +88,8 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         raise NodebookError(f"--port {args.port}: pick 1024-65535", ExitCode.USAGE)
     if args.reconnect_bound <= 0:
         raise NodebookError("--reconnect-bound: more than 0 seconds", ExitCode.USAGE)
+    if args.keepalive < 1:
+        raise NodebookError("--keepalive: 1 second or more", ExitCode.USAGE)
     forwards = tuple(parse_forward(spec) for spec in getattr(args, "forward", None) or ())
     warn_before = getattr(args, "warn_before", None)
     if warn_before is not None and warn_before < 0:
@@ -99,6 +102,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         allow_second=getattr(args, "allow_second", False),
         check_interval=max(0.5, args.check_interval),
         reconnect_bound=args.reconnect_bound,
+        keepalive=args.keepalive,
         forwards=forwards,
         notify=getattr(args, "notify", None),
         warn_before=warn_before,

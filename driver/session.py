@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -94,7 +95,7 @@ class Session:
         self.opts = opts
         self.out = renderer
         self.control_dir = make_control_dir()
-        self.master = Master(cluster, self.control_dir)
+        self.master = Master(cluster, self.control_dir, keepalive=opts.keepalive)
         self.remote = Remote(self.master, cluster)
         self.state = StateDir(cluster.name)
         self.job = Job(tag=secrets.token_hex(6))
@@ -224,6 +225,7 @@ class Session:
         with exit_signals():
             try:
                 self._check_local_port()
+                self._same_port_as_before(job_id)
                 self.master.start()
                 self.job.id, self.job.submitted = job_id, True
                 try:
@@ -354,6 +356,18 @@ class Session:
                 f"{self.cluster.name} is a standalone server: use --tunnel direct", ExitCode.USAGE
             )
         return mode
+
+    def _same_port_as_before(self, job_id: str) -> None:
+        """``attach`` without --port: the local port the job's session had here (after a
+        reboot, a killed driver), if it is free, so that open browser tabs work again."""
+        port = None if self.opts.local_port else self.state.last_port(job_id)
+        if port is None:
+            return
+        if port_is_free(port):
+            self.opts = dataclasses.replace(self.opts, local_port=port)
+            return
+        message = f"local port {port}, the session's before, is in use: another port is used"
+        self.out.emit(Update("info", job_id=job_id, message=message))
 
     def _local_port(self) -> int:
         if self.opts.local_port:
@@ -567,27 +581,27 @@ class Session:
         return f"job {', '.join(stopped)} cancelled" if stopped else "no job left to cancel"
 
     def _ends_itself_at(self) -> float | None:
-        """Wall-clock time by which the dead-man's switch ends the job (None: it has none)."""
-        if not self.job.heartbeat_timeout:
-            return None
-        return self.job.last_heartbeat + self.job.heartbeat_timeout
+        """Wall-clock time at which the job's lease ends it (None: it has none)."""
+        return self.job.lease_end()
 
     def _wait_for_the_cluster(self) -> None:
-        """The link to the cluster is gone: keep trying to reach it, to cancel the job, until the
-        job ends itself (its dead-man's switch). Ctrl-C stops trying."""
+        """The link to the cluster is gone as the session ends (Ctrl-C during an outage): try to
+        reach it, to cancel the job, for up to the reconnect bound (never past the job's lease,
+        when it ends itself). Ctrl-C stops trying."""
         if not self._unreachable or self.job.gone or not self.job.id:
             return
-        until = self._ends_itself_at()
-        if until is None:
+        lease_end = self._ends_itself_at()
+        if lease_end is None or lease_end <= time.time():
             return
+        until = min(lease_end, time.time() + self.opts.reconnect_bound)
         by = time.strftime("%H:%M:%S", time.localtime(until))
         self.out.emit(
             Update(
                 "info",
                 job_id=self.job.id,
                 message=(
-                    f"cluster unreachable: trying to cancel job {self.job.id} until {by}, when it "
-                    "ends itself (dead-man's switch); Ctrl-C stops trying"
+                    f"cluster unreachable: trying to cancel job {self.job.id} until {by} "
+                    "(else it ends itself when its lease runs out); Ctrl-C stops trying"
                 ),
             )
         )
@@ -615,18 +629,19 @@ class Session:
         job = self.job
         if not job.heartbeat_timeout:
             return (
-                f"cluster unreachable: job {job.id} was not cancelled and has no dead-man's "
-                f"switch; cancel it with `nodebook stop {job.id}` once the cluster answers"
+                f"cluster unreachable: job {job.id} was not cancelled and has no lease "
+                f"(--lease 0); cancel it with `nodebook stop {job.id}` once the cluster answers"
             )
         until = job.last_heartbeat + job.heartbeat_timeout
         by = time.strftime("%H:%M:%S", time.localtime(until))
         if time.time() >= until:
             return (
                 f"cluster unreachable: job {job.id} could not be cancelled from here and has "
-                f"ended itself by now (dead-man's switch: no heartbeat since "
+                f"ended itself by now (its lease ran out: no heartbeat since "
                 f"{time.strftime('%H:%M:%S', time.localtime(job.last_heartbeat))})"
             )
         return (
-            f"cluster unreachable: job {job.id} was not cancelled from here; it ends itself by "
-            f"{by} (dead-man's switch, {job.heartbeat_timeout} s after the last heartbeat)"
+            f"cluster unreachable: job {job.id} was not cancelled from here; it ends itself at "
+            f"{by}, when its lease ({job.heartbeat_timeout} s after the last heartbeat) runs "
+            f"out, or `nodebook stop {job.id}` once the cluster answers"
         )

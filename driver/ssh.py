@@ -31,6 +31,7 @@ SESSION_REFUSED = (
 
 # How long an orphaned master (driver killed) outlives its last client.
 MASTER_PERSIST = 120
+KEEPALIVE_COUNT = 3  # unanswered ssh keepalives after which a connection counts as lost
 
 
 def target_argv(cluster: Cluster) -> list[str]:
@@ -56,6 +57,7 @@ class Master:
 
     cluster: Cluster
     control_dir: Path
+    keepalive: int = 10  # ServerAliveInterval: KEEPALIVE_COUNT unanswered and ssh gives up
 
     @property
     def control_path(self) -> Path:
@@ -89,9 +91,9 @@ class Master:
             "-o",
             f"ControlPersist={MASTER_PERSIST}",
             "-o",
-            "ServerAliveInterval=10",
+            f"ServerAliveInterval={self.keepalive}",
             "-o",
-            "ServerAliveCountMax=3",
+            f"ServerAliveCountMax={KEEPALIVE_COUNT}",
             "-f",
             "-N",
             self.cluster.host,
@@ -245,9 +247,9 @@ class Master:
             "-o",
             "ExitOnForwardFailure=yes",
             "-o",
-            "ServerAliveInterval=5",
+            f"ServerAliveInterval={max(1, self.keepalive // 2)}",  # the node's, behind login's
             "-o",
-            "ServerAliveCountMax=3",
+            f"ServerAliveCountMax={KEEPALIVE_COUNT}",
             *node_options(cluster, node),
             "-T",
             *options,

@@ -1,7 +1,8 @@
 """Local session records: one JSON file per running session under a 0700 state dir per cluster.
 
 The record holds what ``list`` and ``attach`` need locally (job id, node, local port, tunnel
-mode, driver pid). Never the token: that stays on the cluster in connection.json (0600).
+mode, driver pid). Never the token: that stays on the cluster in connection.json (0600). A
+record whose driver is gone (killed, a reboot) is kept aside as ``JOB.orphan`` for ``attach``.
 """
 
 import contextlib
@@ -18,6 +19,9 @@ from pathlib import Path
 # this file, so that the next command can remove what a killed driver left (prune_stale).
 OWNER = "owner.pid"
 TEMP_PREFIXES = ("nb-", "nodebook-runner-")
+# How long the record of a session whose driver is gone is kept for `nodebook attach` (longer
+# than a job runs).
+ORPHAN_KEEP = 14 * 24 * 3600.0
 
 
 def owned_temp_dir(prefix: str) -> Path:
@@ -85,6 +89,31 @@ class StateDir:
 
     def remove(self, job_id: str) -> None:
         self._file(job_id).unlink(missing_ok=True)
+        self._orphan(job_id).unlink(missing_ok=True)
+
+    def _orphan(self, job_id: str) -> Path:
+        return self.path / f"{job_id}.orphan"
+
+    def orphan(self, job_id: str) -> None:
+        """The session's driver is gone (killed, a reboot): it no longer counts as running here,
+        but what `nodebook attach` needs is kept (its local port, so that open browser tabs work
+        again)."""
+        with contextlib.suppress(OSError):
+            os.replace(self._file(job_id), self._orphan(job_id))
+
+    def last_port(self, job_id: str) -> int | None:
+        """The local port the job's session used on this machine, if it is known."""
+        for file in (self._file(job_id), self._orphan(job_id)):
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                return int(json.loads(file.read_text())["local_port"])
+        return None
+
+    def forget_orphans(self, older_than: float = ORPHAN_KEEP) -> None:
+        """Orphaned records older than any job runs go (their jobs have ended long since)."""
+        for file in self.path.glob("*.orphan") if self.path.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if time.time() - file.stat().st_mtime > older_than:
+                    file.unlink()
 
     def records(self) -> list[SessionRecord]:
         if not self.path.is_dir():
@@ -157,8 +186,9 @@ def prune_stale(root: Path | None = None) -> list[SessionRecord]:
         return pruned
     for cluster_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         state = StateDir(cluster_dir.name, base)
+        state.forget_orphans()
         for record in state.records():
             if not driver_alive(record.driver_pid):
-                state.remove(record.job_id)
+                state.orphan(record.job_id)
                 pruned.append(record)
     return pruned

@@ -2,7 +2,8 @@
 
 Run inside the sandbox's laptop namespace (the tunnel's local port lives there):
 
-    python run_cell.py PORT KERNEL_NAME  <code on stdin; the token in $JUPYTER_TOKEN>
+    python run_cell.py PORT KERNEL_NAME [--keep] [--in=KERNEL_ID]  <code on stdin; the token in
+    $JUPYTER_TOKEN>   (--in: run the cell in that running kernel instead of a new one)
 
 Starts a kernel with Jupyter's REST API, sends one execute_request over the kernel's websocket,
 prints one JSON object: {"status": "ok"|"error", "stdout": ..., "stderr": ..., "error": ...}, and
@@ -34,10 +35,15 @@ def api(port: int, token: str, method: str, path: str, body: object = None) -> o
     return json.loads(text) if text else None
 
 
-def run(port: int, token: str, kernel: str, code: str, keep: bool, timeout: float) -> dict:
-    started = api(port, token, "POST", "/api/kernels", {"name": kernel})
-    assert isinstance(started, dict)
-    kernel_id = started["id"]
+def run(
+    port: int, token: str, kernel: str, code: str, keep: bool, timeout: float, in_id: str = ""
+) -> dict:
+    if in_id:  # a kernel started before (--keep): its state is what the cell reads
+        kernel_id = in_id
+    else:
+        started = api(port, token, "POST", "/api/kernels", {"name": kernel})
+        assert isinstance(started, dict)
+        kernel_id = started["id"]
     ws = websocket.create_connection(
         f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels",
         header=[f"Authorization: token {token}"],
@@ -86,4 +92,6 @@ def run(port: int, token: str, kernel: str, code: str, keep: bool, timeout: floa
 if __name__ == "__main__":
     port, kernel = int(sys.argv[1]), sys.argv[2]
     keep = "--keep" in sys.argv
-    print(json.dumps(run(port, os.environ["JUPYTER_TOKEN"], kernel, sys.stdin.read(), keep, 120)))
+    in_id = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--in=")), "")
+    token = os.environ["JUPYTER_TOKEN"]
+    print(json.dumps(run(port, token, kernel, sys.stdin.read(), keep, 120, in_id)))

@@ -57,6 +57,19 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _starter(cgroup: Path | None):
+    """The child's set-up before exec: SIGINT at its default; with ``cgroup`` (a cgroup v2
+    directory) it moves itself there first, so that every process it starts is in it too."""
+    if cgroup is None:
+        return _sigint_default
+
+    def start() -> None:
+        (cgroup / "cgroup.procs").write_text("0\n")
+        _sigint_default()
+
+    return start
+
+
 def driver_env(
     tmp: Path, state: Path, inventory: Path = INVENTORY, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -92,6 +105,7 @@ class DriverProcess:
         module: str = "driver",
         json_mode: bool = True,
         inventory: Path = INVENTORY,
+        cgroup: Path | None = None,
     ) -> None:
         self.args = list(args)
         self.work = work or new_workdir()
@@ -109,7 +123,7 @@ class DriverProcess:
             cwd=REPO,
             env={**os.environ, **self.env},
             start_new_session=True,
-            preexec_fn=_sigint_default,
+            preexec_fn=_starter(cgroup),
         )
         self.events: list[dict[str, Any]] = []
         self.arrivals: list[float] = []

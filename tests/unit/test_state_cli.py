@@ -68,7 +68,7 @@ def test_job_url():
         (
             {"state": "FAILED", "exit_code": "75:0", "cause": "heartbeat"},
             ExitCode.JOB_ENDED,
-            "dead-man's switch",
+            "while this machine was away: no heartbeat reached it for its lease (--lease)",
         ),
         ({"state": "NODE_FAIL"}, ExitCode.JOB_ENDED, "node failed"),
         (
