@@ -7,8 +7,8 @@ Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tun
 killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
 job must end itself by the dead-man's switch within --lease, and the next command
 must end the orphaned ssh master), slurmctld-restart (mid-session; the session survives, then
-Ctrl-C), network-cut (the laptop's only link is cut until the driver gives up; the job ends
-itself by the dead-man's switch).
+Ctrl-C), network-cut (the laptop's only link is cut; the driver keeps reconnecting until the
+session's lease ends, the job ends itself then, and the driver says so: exit 6).
 
 After each round it looks for what that round left (tests/harness/leftovers.py): its job in the
 queue, its processes on any host (job, Jupyter, tunnel ends), its ssh master and tunnels on the
@@ -70,7 +70,7 @@ EXPECTED = {
     "tunnel-killed": {130},
     "sigkill": {-9},
     "slurmctld-restart": {130},
-    "network-cut": {7},
+    "network-cut": {6},  # the driver tries until the lease ends, then says the job ended itself
 }
 # What each kind of leftover is called in the table (leftovers.find's keys -> Result fields).
 KINDS = {
