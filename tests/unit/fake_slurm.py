@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A fake Slurm for the helper's unit tests: sbatch, squeue, scontrol, scancel, sacct, sinfo and
-sacctmgr.
+"""A fake Slurm for the helper's unit tests: sbatch, squeue, scontrol, scancel, sacct, sinfo,
+sacctmgr and sstat (a running job's "use": {"cpu", "rss", "peak", "gpuutil"}, Slurm's words).
 
 Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
 ($FAKE_SLURM_STATE, else slurm.json beside the bin dir):
@@ -87,7 +87,7 @@ def opts(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if a.startswith("--") and "=" in a:
             k, v = a.split("=", 1)
             found[k] = v
-        elif a in flags or (a == "-n" and sys.argv[0].endswith("sacct")):
+        elif a in flags or (a == "-n" and sys.argv[0].endswith(("sacct", "sstat"))):
             found[a] = "1"
         elif a.startswith("-") and i + 1 < len(argv):
             found[a] = argv[i + 1]
@@ -260,6 +260,17 @@ def run(name: str, state: dict) -> int:
         return 0
     if name == "sinfo":
         print("debug*|30:00|10:00|up\nlong|1-00:00:00|1:00:00|up")
+        return 0
+    if name == "sstat" and o.get("-o") == "JobID,TRESUsageInTot,TRESUsageInMax":
+        for step in o["-j"].split(","):
+            job = jobs.get(step.removesuffix(".batch"), {})
+            if job.get("state") != "RUNNING" or "use" not in job:
+                print(f"sstat: error: StepId={step} not found running.", file=sys.stderr)
+                continue
+            use = job["use"]
+            gpu = f",gres/gpuutil={use['gpuutil']}" if use.get("gpuutil") else ""
+            tot = f"cpu={use['cpu']},energy=0,fs/disk=0,mem={use['rss']},pages=0{gpu}"
+            print(f"{step}|{tot}|cpu={use['cpu']},mem={use['peak']}")
         return 0
     print(f"fake_slurm: {name} is not faked", file=sys.stderr)
     return 2

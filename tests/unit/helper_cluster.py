@@ -53,7 +53,8 @@ class Cluster:
         self.bin = self.tmp / "bin"
         for d in (self.base / "jobs", self.base / "bin", self.base / "lib", self.bin):
             d.mkdir(parents=True)
-        for name in ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sinfo", "sacctmgr"):
+        fakes = ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sinfo", "sacctmgr", "sstat")
+        for name in fakes:
             (self.bin / name).symlink_to(FAKE)
         (self.base / "bin" / "nodebook-remote").symlink_to(HELPER)
         (self.base / "bin" / "nodebook-jupyter").symlink_to(LAUNCHER)

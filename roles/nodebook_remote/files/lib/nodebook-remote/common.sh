@@ -132,6 +132,7 @@ job_paths() {
   J_LOG=$S_jobs_dir/$1.log
   J_PID=$S_jobs_dir/$1.pid
   J_SEEN=$S_jobs_dir/$1.seen
+  J_USE=$S_jobs_dir/$1.use # the helper's previous look at the job's CPU time (login.sh use_args)
   J_RUN=$S_runtime_base/nodebook-$ME-$1
   J_SOCK=$J_RUN/jupyter.sock
   J_TOKEN=$J_RUN/token

@@ -82,13 +82,64 @@ gpus_of() {
   done
 }
 
+# emit_session LINE [KIND]: one of SESSIONS as a JSON line (a "session", or KIND), with its use
+# when sched_use looked at it.
 emit_session() {
   local id state node used limit reason tres comment
   IFS='|' read -r id state node used limit reason tres comment <<<"$1"
   case $reason in None | '(null)') reason="" ;; esac
   gpus_of "$tres"
-  emit session job_id "$id" state "$state" node "$node" elapsed "$used" time_limit "$limit" \
-    reason "$reason" gpus "$REPLY"
+  use_args "$id"
+  emit "${2:-session}" job_id "$id" state "$state" node "$node" elapsed "$used" \
+    time_limit "$limit" reason "$reason" gpus "$REPLY" tres "$tres" \
+    "${USE_ARGS[@]+"${USE_ARGS[@]}"}"
+}
+
+# use_args ID: a session's use as emit's arguments, in USE_ARGS: sstat's words (USE, from
+# sched_use) and the helper's previous look at the job (CPU time then, seconds since), kept in
+# J_USE and replaced once it is a minute old, so that CPU use can be measured over a window
+# (sstat counts whole CPU seconds). Nothing for a job sstat did not answer for.
+use_args() {
+  local cpu="" rss="" peak="" util="" gmem="" prev="" at="" age=""
+  USE_ARGS=()
+  [ -n "${USE[$1]+x}" ] || return 0
+  IFS='|' read -r cpu rss peak util gmem <<<"${USE[$1]}"
+  USE_ARGS=(cpu "$cpu" rss "$rss" peak_rss "$peak" gpu_util "$util" gpu_mem "$gmem")
+  [ -n "$cpu" ] || return 0
+  job_paths "$1"
+  now
+  [ -r "$J_USE" ] && read -r at prev <"$J_USE"
+  if [ -n "$at" ] && [ -n "$prev" ]; then
+    age=$((NOW - at))
+    USE_ARGS+=(cpu_then "$prev" then_age "$age")
+  fi
+  if [ -z "$age" ] || [ "$age" -ge 60 ] || [ "$age" -lt 0 ]; then
+    printf '%s %s\n' "$NOW" "$cpu" >"$J_USE.tmp" 2>/dev/null && mv -f "$J_USE.tmp" "$J_USE" 2>/dev/null
+  fi
+  return 0
+}
+
+# usage JOB: one session's time, allocation and use (the live line's), in list's words.
+cmd_usage() {
+  local id="" v
+  while [ "$#" -gt 0 ]; do
+    case $1 in
+      --scheduler) SCHEDULER=$2; shift 2 ;;
+      -*) usage "usage: unknown option $1" ;;
+      *) id=$1; shift ;;
+    esac
+  done
+  [ -n "$id" ] || usage "usage JOB"
+  load_setup
+  job_paths "$id"
+  find_sessions
+  for v in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do
+    [ "${v%%|*}" = "$id" ] || continue
+    [ "$SCHEDULER" = slurm ] && sched_use "$id"
+    emit_session "$v" usage
+    return 0
+  done
+  die not-found "$E_NOTFOUND" "no session $id of $ME on $(hostname -s) (see \`nodebook list\`)" job_id "$id"
 }
 
 cmd_submit() {
@@ -329,7 +380,7 @@ cmd_ended() {
         rm -f "$J_CONN" "$J_CONN.tmp" "$J_HB"
         rmdir "$J_DIR" 2>/dev/null
       fi
-      rm -f "$J_SEEN"
+      rm -f "$J_SEEN" "$J_USE"
       ;;
   esac
   # Why, where the job's own log says more than Slurm: its dead-man's switch, Slurm's memory kill.
@@ -431,7 +482,7 @@ cmd_cancel() {
 }
 
 cmd_list() {
-  local v
+  local v id state running
   while [ "$#" -gt 0 ]; do
     case $1 in
       --scheduler) SCHEDULER=$2; shift 2 ;;
@@ -440,6 +491,14 @@ cmd_list() {
   done
   load_setup
   find_sessions
+  if [ "$SCHEDULER" = slurm ]; then
+    running=()
+    for v in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do
+      IFS='|' read -r id state _ <<<"$v"
+      [ "$state" = RUNNING ] && running+=("$id")
+    done
+    sched_use "${running[@]+"${running[@]}"}"
+  fi
   for v in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do emit_session "$v"; done
   emit listed "#count" "${#SESSIONS[@]}"
 }

@@ -48,7 +48,7 @@ job_cleanup() {
   # Secrets and the session's handles go first: Slurm SIGKILLs the job KillWait s after scancel.
   # (Nothing is waited for before: reaping the poll's killed sleep took 0.3 s under Slurm.)
   [ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
-  rm -f "$J_CONN" "$J_CONN.tmp" "$J_HB" "$J_TOKEN" "$J_SOCK" "$J_SEEN"
+  rm -f "$J_CONN" "$J_CONN.tmp" "$J_HB" "$J_TOKEN" "$J_SOCK" "$J_SEEN" "$J_USE"
   rmdir "$J_DIR" 2>/dev/null
   stop_jupyter
   rm -rf "$J_RUN"

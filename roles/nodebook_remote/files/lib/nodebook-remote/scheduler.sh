@@ -251,6 +251,39 @@ sched_sessions() {
   [ -n "$out" ] && mapfile -t SESSIONS <<<"$out"
 }
 
+# sched_use JOB...: what sstat says of each job's batch step (ID.batch, where Jupyter and its
+# kernels run), in USE[JOB] as "cpu|rss|peak_rss|gpu_util|gpu_mem", Slurm's words: the CPU time
+# used so far, the memory resident now and at its peak, and the GPU use where the node reports
+# it (gres/gpuutil, gres/gpumem; nothing for GPUs no plugin watches). One sstat call for all; a
+# step it does not answer for (not running yet, no job accounting) has no entry.
+declare -gA USE=()
+sched_use() {
+  local steps="" id tot max cpu rss peak util gmem
+  USE=()
+  for id; do steps+=${steps:+,}$id.batch; done
+  [ -n "$steps" ] || return 0
+  while IFS='|' read -r id tot max; do
+    tres_get "$tot" cpu && cpu=$REPLY
+    tres_get "$tot" mem && rss=$REPLY
+    tres_get "$max" mem && peak=$REPLY
+    tres_get "$tot" gres/gpuutil && util=$REPLY
+    tres_get "$tot" gres/gpumem && gmem=$REPLY
+    USE[${id%.batch}]="$cpu|$rss|$peak|$util|$gmem"
+  done < <(sstat -n -P -j "$steps" -o JobID,TRESUsageInTot,TRESUsageInMax 2>/dev/null)
+}
+
+# tres_get TRES KEY: KEY's value in a TRES list ("cpu=00:01:02,mem=9660K,..."), in REPLY ("" if
+# it is not there; returns 0 either way).
+tres_get() {
+  local item
+  REPLY=""
+  IFS=',' read -ra TRES_ITEMS <<<"$1"
+  for item in "${TRES_ITEMS[@]+"${TRES_ITEMS[@]}"}"; do
+    [ "${item%%=*}" = "$2" ] && REPLY=${item#*=}
+  done
+  return 0
+}
+
 # sched_submit TAG ENDPOINT HEARTBEAT SBATCH-OPTS...: submit setup's job script; the job id in
 # REPLY. A refusal is an error with sbatch's cause and what to change.
 sched_submit() {
