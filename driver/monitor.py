@@ -254,6 +254,16 @@ class Monitor:
 
     def _woke(self, since: float, seconds: float) -> ExitCode | None:
         """This machine was away (asleep, or the driver frozen): check the session at once."""
+        self._say_away(since, seconds)
+        lease_end = self.job.lease_end()
+        if lease_end is not None and self.clock() >= lease_end:
+            return self._lease_over(lease_end)
+        if self.remote.responsive(timeout=3) and http_ok(self.api_url, self.token):
+            self._back(since)
+            return None
+        return self._recover(since)
+
+    def _say_away(self, since: float, seconds: float) -> None:
         self.out.emit(
             Update(
                 "info",
@@ -262,13 +272,6 @@ class Monitor:
                 data={"away_s": round(seconds), "away_since": since},
             )
         )
-        lease_end = self.job.lease_end()
-        if lease_end is not None and self.clock() >= lease_end:
-            return self._lease_over(lease_end)
-        if self.remote.responsive(timeout=3) and http_ok(self.api_url, self.token):
-            self._back(since)
-            return None
-        return self._recover(since)
 
     def _back(self, since: float) -> None:
         self.out.emit(
@@ -377,9 +380,11 @@ class Monitor:
                     master.close()
                     master.start(timeout=max(5.0, min(30.0, left)))
                 self.unreachable = False
-                if self.remote.heartbeat(self.job.id or "") == "gone":
+                status = self.remote.heartbeat(self.job.id or "")
+                if status == "gone":
                     return "ended"
-                self.job.last_heartbeat = self.clock()
+                if status == "alive":
+                    self.job.last_heartbeat = self.clock()  # the lease starts over
                 self.tunnel.start()
                 wait_http(self.api_url, self.token, max(2.0, min(15.0, left)), self.tunnel)
                 self.out.emit(Update("info", job_id=self.job.id, message="tunnel re-established"))
@@ -398,14 +403,7 @@ class Monitor:
                 waited += 0.5
                 away = self._took_away()
             if away is not None:
-                self.out.emit(
-                    Update(
-                        "info",
-                        job_id=self.job.id,
-                        message=f"this machine was away for {span(away[1])} (since {at(away[0])})",
-                        data={"away_s": round(away[1]), "away_since": away[0]},
-                    )
-                )
+                self._say_away(*away)
                 since = away[0] if since is None else since
                 delay = 1.0
             else:

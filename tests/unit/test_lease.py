@@ -262,3 +262,17 @@ def test_a_gone_drivers_record_keeps_the_port_for_attach_and_old_ones_go(tmp_pat
     state.save(SessionRecord("c1", "13", "cn01", 18124, "jump", driver_pid=os.getpid()))
     state.remove("13")
     assert state.last_port("13") is None
+
+
+@pytest.mark.timeout(10)
+def test_a_heartbeat_that_does_not_reach_the_job_does_not_renew_the_lease(monkeypatch):
+    clock = Clock()
+    mon, remote, _ = held(clock, back_after=0, lease=600)
+    remote.heartbeat = lambda job_id: "lost"  # type: ignore[method-assign]
+
+    def no_answer(*args: Any, **kwargs: Any) -> None:
+        raise NodebookError("Jupyter did not answer through the tunnel", ExitCode.TUNNEL_LOST)
+
+    monkeypatch.setattr(monitor_mod, "wait_http", no_answer)
+    assert mon.reconnect() == "lease"
+    assert mon.job.last_heartbeat == 1_000_000.0
