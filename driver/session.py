@@ -198,7 +198,23 @@ class Session:
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> ExitCode:
-        """``session``: submit, wait, connect, then hold the session until it ends."""
+        """``session``: submit, wait, connect, then hold the session until it ends. In order
+        (tests/unit/test_session_contract.py checks each step's helper calls and lines):
+
+        1. ansible-playbook starts session.yml while the ssh master logs in (``Connector``); the
+           play's first task waits at the gate until the master is up.
+        2. The master is up: the driver submits over it (``_submit``, the helper's ``submit``),
+           shows the job id and its first state, and hands that answer to the play through the
+           gate (the play submits itself only when run by hand).
+        3. The play's wait step reports each change of state (``_on_update``) until RUNNING.
+        4. The job runs: the driver's own thread makes the session's one ``connection --token``
+           call (``_await_connection``), which returns once Jupyter answers; meanwhile the main
+           thread opens the tunnel to the socket the submission named (``_tick``).
+        5. Jupyter answers through the tunnel (``_connect``): ready (``_announce``).
+        6. ``Monitor`` holds the session, a heartbeat every check interval, until it ends.
+        7. Every way out runs ``cleanup``: the one ``cancel --job ID --own`` (``_cancel``), or
+           cleanup.yml when there is no id yet or that call failed (``_stop_job``).
+        """
         with exit_signals():
             try:
                 self._check_local_port()  # before anything is submitted
@@ -254,9 +270,6 @@ class Session:
                     if thread.is_alive():
                         self._tick()
             except BaseException:
-                # sbatch may have run before its line arrived: cancel by the tag, unless the
-                # play never got past the gate (then no remote command ran at all).
-                self.job.submitted = self.connector is None or self.connector.passed
                 # The job first: ansible-runner takes a few tenths of a second to stop
                 # ansible-playbook (Ctrl-C right after `ready` lands while the play still ends).
                 self._cancel()
@@ -535,6 +548,9 @@ class Session:
         notes: list[str] = []
         if self.connector is not None:
             self.connector.close()
+            # sbatch may have run before its line arrived, wherever the Ctrl-C came: cancel by
+            # the tag, unless nothing got past the gate (then no remote command ran at all).
+            self.job.submitted = self.job.submitted or self.connector.passed
         self._cancel()
         if self.tunnel is not None:
             self.tunnel.close()
