@@ -203,14 +203,14 @@ def restart_slurmctld_then_ctrl_c(ctx: Ctx, d: DriverProcess) -> None:
 
 
 def interrupt_setup(ctx: Ctx, d: DriverProcess) -> None:
-    """Ctrl-C (SIGINT to the foreground process group) while setup runs its install phase."""
+    """Ctrl-C (SIGINT to the foreground process group) as soon as setup starts its pip install
+    (the task's start event: no pause to guess how far it got)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         d.drain(0.5)
-        if any("TASK [nodebook_jupyter" in str(e.get("message")) for e in d.events):
+        if any("Install the pinned requirements" in str(e.get("message")) for e in d.events):
             break
         assert d.poll() is None, f"setup ended before it was interrupted: {d.output[-3000:]}"
-    time.sleep(1)
     d.ctrl_c()
 
 
