@@ -24,6 +24,9 @@ from driver.progress import Renderer, Update, _escape
 from driver.usage import IdleWatch, Usage, clock, left_text
 
 TITLE = "nodebook"
+# A job PENDING for less than this did not keep anyone waiting: no notification when it is ready
+# (Slurm often shows a job PENDING for a moment before it schedules it).
+QUEUED_AT_LEAST = 5.0
 
 
 def notify_argv(title: str, text: str, platform: str | None = None) -> list[str] | None:
@@ -105,7 +108,7 @@ class SessionWatch:
 
     def ready(self, waited: float | None, url: str) -> None:
         """The job is ready: a notification if it waited in the queue (``waited`` seconds)."""
-        if waited is None:
+        if waited is None or waited < QUEUED_AT_LEAST:
             return
         text = f"job {self.job_id} is ready on {self.node} after {clock(waited)} in the queue"
         how = self.notifier.send(f"{text}: {url}")

@@ -141,7 +141,8 @@ def events(out: io.StringIO) -> list[dict]:
 def test_ready_notifies_only_a_job_that_waited():
     watch, _, sent, out = watch_for([])
     watch.ready(None, "http://127.0.0.1:9/lab")
-    assert sent == []
+    watch.ready(1.5, "http://127.0.0.1:9/lab")  # PENDING for a moment: nobody waited
+    assert sent == [] and events(out) == []
     watch.ready(190, "http://127.0.0.1:9/lab")
     assert sent == ["job 42 is ready on cn01 after 3:10 in the queue: http://127.0.0.1:9/lab"]
     notice = events(out)[-1]
