@@ -9,9 +9,10 @@ where they are), and nothing of this run may appear at the default ones (~/.node
 /tmp/nodebook-bob-<id>* on login and the nodes).
 
 The runtime base must exist on every node, be node-local and world-writable with the sticky bit
-(as /tmp is). The sandbox's /var/tmp is the machine's, shared by all hosts, so it is not
-node-local here; the test makes a directory in each host's own /tmp (a tmpfs per host), as a
-site provides node-local scratch, and checks those three properties first.
+(as /tmp is). Not under /tmp: a job's /tmp is its own (job_container/tmpfs), where a directory
+made in the node's /tmp does not exist. The test makes a directory in each host's own /var/tmp
+(a tmpfs per cluster host), as a site provides node-local scratch, and checks those three
+properties first.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(900)]
 USER = "bob"
 HOME = Path(f"/home/{USER}")
 BASE = "work/nb"  # relative: under $HOME
-RUNTIME_BASE = "/tmp/scratch-local"
+RUNTIME_BASE = "/var/tmp/scratch-local"  # (see above: not under /tmp)
 
 
 def default_paths(job: str) -> list[str]:
