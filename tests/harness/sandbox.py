@@ -8,6 +8,7 @@ hosts share the machine's pid namespace, so /proc shows every host's processes.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from driver.paths import SANDBOX_INVENTORY
 
@@ -30,6 +32,20 @@ PY = str(VENV_PY if VENV_PY.exists() else Path(sys.executable))
 INVENTORY = SANDBOX_INVENTORY
 NODES = ("cn01", "cn02")
 CLUSTER_HOSTS = ("login", *NODES)
+
+
+@contextlib.contextmanager
+def cluster_module(name: str) -> Iterator[ModuleType]:
+    """sandbox/cluster.py imported as module ``name``, for tests of its parts; gone after."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "sandbox" / "cluster.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
 
 
 def job_tmp(node: str, job_id: str) -> Path:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.harness.sandbox import cluster_module
 
 pytestmark = pytest.mark.sandbox
 
@@ -16,12 +16,8 @@ SANDBOX_DIR = Path(__file__).resolve().parents[2] / "sandbox"
 
 @pytest.fixture(scope="module")
 def cluster():
-    spec = importlib.util.spec_from_file_location("sandbox_cluster", SANDBOX_DIR / "cluster.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with cluster_module("sandbox_cluster") as module:
+        yield module
 
 
 def test_render_wants_exactly_its_placeholders(cluster):

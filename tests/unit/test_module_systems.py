@@ -21,7 +21,6 @@ call them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -29,6 +28,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -37,22 +37,17 @@ from typing import Any
 import pytest
 
 from driver.paths import helper_script
+from tests.harness.sandbox import cluster_module
 
-SANDBOX = Path(__file__).resolve().parents[2] / "sandbox" / "cluster.py"
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
 SYSTEMS = ("modules", "lmod")  # the sandbox's profile names
 NAME = re.compile(r"^[\w.+-]+(/[\w.+-]+)*$")  # a module name, no marker, tag or colour left
 
 
 @pytest.fixture(scope="module")
-def cluster() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sandbox_cluster_modules", SANDBOX)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def cluster() -> Iterator[ModuleType]:
+    with cluster_module("sandbox_cluster_modules") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

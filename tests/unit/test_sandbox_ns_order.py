@@ -7,26 +7,18 @@ are faked here: which CPU ``up`` picks, and when its check stops ``up``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-CLUSTER_PY = Path(__file__).resolve().parents[2] / "sandbox" / "cluster.py"
+from tests.harness.sandbox import cluster_module
 
 
 @pytest.fixture
 def cluster() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("sandbox_cluster_unit", CLUSTER_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with cluster_module("sandbox_cluster_unit") as module:
+        yield module
 
 
 def fake_kernel(monkeypatch, cluster, next_ids: dict[int, int], nodes: dict[str, int]) -> None:
