@@ -276,3 +276,22 @@ def test_a_heartbeat_that_does_not_reach_the_job_does_not_renew_the_lease(monkey
     monkeypatch.setattr(monitor_mod, "wait_http", no_answer)
     assert mon.reconnect() == "lease"
     assert mon.job.last_heartbeat == 1_000_000.0
+
+
+def test_a_port_left_in_time_wait_by_a_killed_tunnel_is_free_and_a_listened_one_is_not():
+    import socket
+
+    from driver.tunnel import port_is_free
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert not port_is_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the tunnel's end closes first (killed): its side stays in TIME_WAIT
+    listener.close()
+    client.close()
+    assert port_is_free(port)
