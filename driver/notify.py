@@ -24,9 +24,6 @@ from driver.progress import Renderer, Update, _escape
 from driver.usage import IdleWatch, Usage, clock, left_text
 
 TITLE = "nodebook"
-# A job PENDING for less than this did not keep anyone waiting: no notification when it is ready
-# (Slurm often shows a job PENDING for a moment before it schedules it).
-QUEUED_AT_LEAST = 5.0
 
 
 def notify_argv(title: str, text: str, platform: str | None = None) -> list[str] | None:
@@ -107,8 +104,9 @@ class SessionWatch:
     errors: list[str] = field(default_factory=list)
 
     def ready(self, waited: float | None, url: str) -> None:
-        """The job is ready: a notification if it waited in the queue (``waited`` seconds)."""
-        if waited is None or waited < QUEUED_AT_LEAST:
+        """The job is ready: a notification if it waited in the queue (``waited`` seconds; None:
+        it did not, see Session._queued)."""
+        if waited is None:
             return
         text = f"job {self.job_id} is ready on {self.node} after {clock(waited)} in the queue"
         how = self.notifier.send(f"{text}: {url}")

@@ -134,11 +134,13 @@ class Session:
             self._wake.set()
 
     def _queued(self, update: Update) -> None:
-        """How long the job waited in the queue, if it waited (was PENDING)."""
+        """How long the job waited in the queue, if it waited: Slurm held it PENDING for a reason
+        (Resources, Priority ...). A job is PENDING without one for a moment before the
+        scheduler first looks at it: that is no wait."""
         since, waited, pending = self._queue
         if update.kind == "submitted":
             self._queue = (time.time(), None, False)
-        elif update.kind == "pending" and update.state == "PENDING":
+        elif update.kind == "pending" and update.state == "PENDING" and update.reason:
             self._queue = (since, None, True)
         elif update.kind == "running" and pending and waited is None:
             self._queue = (since, time.time() - since, True)

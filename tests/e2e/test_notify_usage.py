@@ -51,9 +51,9 @@ def fill_both_nodes(sandbox) -> str:
 
 
 def test_notified_when_a_queued_job_is_ready_and_before_its_time_limit(
-    sandbox, drive, nothing_left, test_tmp
+    sandbox, drive, nothing_left, tmp_path
 ):
-    env, log = recording_notify_send(test_tmp)
+    env, log = recording_notify_send(tmp_path)
     filler = fill_both_nodes(sandbox)
     try:
         # a one-minute job, warned 0.9 min (54 s) ahead: due as soon as Jupyter is up
@@ -63,7 +63,8 @@ def test_notified_when_a_queued_job_is_ready_and_before_its_time_limit(
             env=env,
         )  # fmt: skip
         submitted = d.wait_event("submitted")
-        d.wait_event("pending", timeout=60)
+        pending = d.wait_event("pending", timeout=60)
+        assert pending["reason"] == "Resources", pending  # held in the queue, for a reason
     finally:
         sandbox.host("login", ["scancel", filler], check=False)
     job = submitted["job_id"]
@@ -93,8 +94,8 @@ def test_notified_when_a_queued_job_is_ready_and_before_its_time_limit(
     nothing_left(job, port)
 
 
-def test_no_notification_with_no_notify(sandbox, drive, nothing_left, test_tmp):
-    env, log = recording_notify_send(test_tmp)
+def test_no_notification_with_no_notify(sandbox, drive, nothing_left, tmp_path):
+    env, log = recording_notify_send(tmp_path)
     d = drive(
         ["session", "--cluster", "sandbox", "--allow-second", "--time", "1",
          "--warn-before", "0.9", "--no-notify", "--usage-interval", "2"],

@@ -141,7 +141,6 @@ def events(out: io.StringIO) -> list[dict]:
 def test_ready_notifies_only_a_job_that_waited():
     watch, _, sent, out = watch_for([])
     watch.ready(None, "http://127.0.0.1:9/lab")
-    watch.ready(1.5, "http://127.0.0.1:9/lab")  # PENDING for a moment: nobody waited
     assert sent == [] and events(out) == []
     watch.ready(190, "http://127.0.0.1:9/lab")
     assert sent == ["job 42 is ready on cn01 after 3:10 in the queue: http://127.0.0.1:9/lab"]
@@ -274,3 +273,16 @@ def test_list_second_line_of_a_running_session():
     )
     bare = Usage.from_line({**LINE, "cpu": "", "time_limit": "UNLIMITED"})
     assert use_line(bare).startswith("no use reported yet")
+
+
+def test_a_job_waited_only_when_slurm_held_it_for_a_reason():
+    from driver.progress import Update
+    from driver.session import Session
+
+    for reason, waited in ((None, False), ("Resources", True)):
+        session = Session.__new__(Session)  # only its queue bookkeeping
+        session._queue = (0.0, None, False)
+        session._queued(Update("submitted", job_id="1"))
+        session._queued(Update("pending", job_id="1", state="PENDING", reason=reason))
+        session._queued(Update("running", job_id="1", state="RUNNING", node="cn01"))
+        assert (session._queue[1] is not None) is waited, reason
