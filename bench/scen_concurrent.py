@@ -44,7 +44,9 @@ def run(guard: Guard, n: int, state: Path) -> dict[str, Any]:
     with RssSampler(interval=0.2) as sampler:
         t0 = time.time()
         drivers = [
-            guard.driver(DriverProcess([*SESSION_ARGS, "--user", u], state_dir=state / u))
+            guard.driver(
+                DriverProcess([*SESSION_ARGS, "--allow-second", "--user", u], state_dir=state / u)
+            )
             for u in users
         ]
         sampler.roots = [d.pid for d in drivers]

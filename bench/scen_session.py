@@ -53,7 +53,10 @@ from tests.harness.alive import http_status, token_of
 from tests.harness.driver import DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO
 
-SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser", "--allow-second"]
+# No --allow-second: the rounds run one after another (each confirms its job left the queue),
+# and the session measured is the default one (a socket endpoint, the early tunnel); with
+# --allow-second Jupyter listens on the node's loopback instead (a session that may share a node).
+SESSION_ARGS = ["session", "--cluster", "sandbox", "--no-browser"]
 # slurmctld starts a submitted job on a scheduling pass, not at once: every session starts after
 # an untimed pause, the same for every kind of a round, drawn from PHASE_STRATA equal parts of
 # PHASE_SPAN_S, so that the kind that submits sooner does not catch the pass more often than

@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--allow-second",
         action="store_true",
-        help="start even if a session is already running on this cluster",
+        help="start even if a session is already running on this cluster (Jupyter then "
+        "listens on the node's loopback, token-protected, unless --endpoint says otherwise: "
+        "with a private /tmp per job, another job's socket is out of a tunnel's sight)",
     )
     _tunnel_opts(s)
 

@@ -66,6 +66,9 @@ def test_a_second_session_listens_on_the_nodes_loopback_unless_told_otherwise(
     job_container/tmpfs gives each job its own /tmp: a second session's socket could be out of
     the first one's tunnel's sight, and the reverse. Loopback TCP is shared by every job."""
     assert cluster.run("submit").one("submitted")["endpoint"] == "socket"  # the only one
+    # sessions submitted at once do not see each other: --allow-second alone says it may share
+    alone = cluster.run("submit", "--allow-second").one("submitted")
+    assert alone["endpoint"] == "tcp"
     cluster.job("77", state="RUNNING", node="cn01", user="tester")
     second = cluster.run("submit", "--allow-second").one("submitted")
     assert second["endpoint"] == "tcp"

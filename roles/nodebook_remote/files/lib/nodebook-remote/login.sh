@@ -166,12 +166,14 @@ cmd_submit() {
     id=${SESSIONS[0]%%|*}
     die duplicate "$E_DUP" "a session is already running on $(hostname -s): job $id. Reconnect with \`nodebook attach $id\`, or pass --allow-second" job_id "$id"
   fi
-  # A second session may land on the first one's node. Where pam_slurm_adopt admits ssh into
-  # the newest job only and each job has a private /tmp (job_container/tmpfs), a tunnel's ssh to
-  # that node cannot see the older job's socket: unless one was asked for, the second session
-  # listens on the node's loopback (token-protected), which every job there shares.
-  if [ "${#SESSIONS[@]}" -gt 0 ] && [ -z "$endpoint" ] && [ "${S_endpoint:-socket}" = socket ] &&
-    [ "$SCHEDULER" = slurm ]; then
+  # A second session may land on the first one's node. pam_slurm_adopt puts a tunnel's ssh into
+  # one of the user's jobs there (which one, without cgroups, is not even the newest), and each
+  # job has a private /tmp (job_container/tmpfs): another job's socket is out of its sight.
+  # Unless one was asked for, a session that may share a node (another one runs, or
+  # --allow-second: sessions submitted at once do not see each other) listens on the node's
+  # loopback (token-protected), which every job there shares.
+  if { [ "${#SESSIONS[@]}" -gt 0 ] || [ "$allow" = true ]; } && [ -z "$endpoint" ] &&
+    [ "${S_endpoint:-socket}" = socket ] && [ "$SCHEDULER" = slurm ]; then
     endpoint=tcp
   fi
   now
