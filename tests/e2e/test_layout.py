@@ -117,7 +117,8 @@ def test_non_default_layout_session_uses_only_the_configured_paths(
     script = sandbox.host("login", ["cat", setup["job_script"]], user=USER).stdout
     assert f"exec {setup['helper']} job" in script and ".nodebook" not in script
 
-    args = ["-i", str(alt_inventory), "--cluster", "alt", "--allow-second"]
+    # the socket endpoint asked for (--allow-second alone would mean loopback TCP)
+    args = ["-i", str(alt_inventory), "--cluster", "alt", "--allow-second", "--endpoint", "socket"]
     d = drive(["session", *args])
     ready = d.wait_event("ready", timeout=120)
     job, node, port = ready["job_id"], ready["node"], ready["local_port"]

@@ -210,7 +210,8 @@ def test_standalone_server_direct_mode(sandbox, drive, nothing_left):
 
 
 def test_bob_cannot_reach_alices_server(sandbox, drive, nothing_left):
-    d = drive(["session", "--cluster", "sandbox", "--allow-second"])
+    # the socket endpoint asked for (--allow-second alone would mean loopback TCP)
+    d = drive(["session", "--cluster", "sandbox", "--allow-second", "--endpoint", "socket"])
     ready = d.wait_event("ready", timeout=90)
     job, node = ready["job_id"], ready["node"]
     paths = leftovers.job_paths(sandbox, "alice", job)

@@ -136,10 +136,12 @@ def job_script_variant(
     """setup.json points at an edited copy of the user's job script until `restore()`.
 
     The job script only loads the modules and execs the remote helper's `job`, which runs
-    Jupyter: ``edit_helper`` edits a copy of the helper (beside it, in the setup's bin/, so it
-    finds the same setup) and the job script's copy execs that copy instead. The driver's test
-    restores setup.json as soon as the job is submitted (sbatch copies the script), so other
-    sessions of the same user see the variant only for a moment.
+    Jupyter: ``edit_helper`` edits the helper's parts (bin/nodebook-remote loads
+    lib/nodebook-remote/*.sh), in a copy of that dir beside it, with a copy of the entry point
+    that loads them from there; the job script's copy execs that entry point instead. Exactly
+    one part must change. The driver's test restores setup.json as soon as the job is
+    submitted (sbatch copies the script), so other sessions of the same user see the variant
+    only for a moment.
     """
     sj = SetupJson(user)
     setup = json.loads(sj.original)
@@ -149,12 +151,26 @@ def job_script_variant(
     try:
         if edit_helper is not None:
             helper = Path(setup["helper"])
-            code = helper.read_text()
-            new_code = edit_helper(code)
-            assert new_code != code, "the helper variant changes nothing"
-            copy = helper.with_name(f"nodebook-remote-hardening-{uuid.uuid4().hex[:6]}")
-            _write_as(copy, new_code, helper, 0o700)
-            made.append(copy)
+            lib = helper.parent.parent / "lib" / "nodebook-remote"
+            tag = f"hardening-{uuid.uuid4().hex[:6]}"
+            lib_copy = lib.with_name(f"nodebook-remote-{tag}")
+            lib_copy.mkdir(mode=0o700)
+            made.append(lib_copy)
+            os.chown(lib_copy, lib.stat().st_uid, lib.stat().st_gid)
+            changed = []
+            for part in sorted(lib.glob("*.sh")):
+                code = part.read_text()
+                new_code = edit_helper(code)
+                changed += [part.name] if new_code != code else []
+                _write_as(lib_copy / part.name, new_code, part, 0o600)
+                made.insert(0, lib_copy / part.name)
+            assert len(changed) == 1, f"the helper variant changes {changed or 'nothing'}"
+            loads = "/lib/nodebook-remote\n"
+            entry = helper.read_text()
+            assert entry.count(loads) == 1, "the helper's entry point no longer names its lib dir"
+            copy = helper.with_name(f"nodebook-remote-{tag}")
+            _write_as(copy, entry.replace(loads, f"/lib/{lib_copy.name}\n"), helper, 0o700)
+            made.insert(0, copy)
             assert str(helper) in text, f"the job script does not exec {helper}"
             text = text.replace(str(helper), str(copy))
         new = edit(text) if edit is not None else text
@@ -167,7 +183,10 @@ def job_script_variant(
     finally:
         sj.restore()
         for path in made:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
