@@ -10,7 +10,7 @@ from typing import Any
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 from driver.inventory import load_cluster
-from driver.options import add_job_options, notify_settings, session_options
+from driver.options import USAGE_INTERVAL_S, add_job_options, notify_settings, session_options
 from driver.progress import Renderer, Update
 from driver.signals import shielded
 from driver.state import prune_stale, prune_temp_dirs
@@ -171,7 +171,11 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument(
-        "--usage-interval", type=float, default=30.0, metavar="S", help=argparse.SUPPRESS
+        "--usage-interval",
+        type=float,
+        default=USAGE_INTERVAL_S,
+        metavar="S",
+        help=argparse.SUPPRESS,
     )
     p.add_argument(
         "--forward",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from driver.errors import NodebookError
+from driver.options import USAGE_INTERVAL_S
 from driver.progress import Renderer, Update, _escape
 from driver.usage import IdleWatch, Usage, clock, left_text
 
@@ -92,7 +93,7 @@ class SessionWatch:
     notifier: Notifier
     fetch: Callable[[], Usage]  # the helper's usage of this job (one round trip)
     warn_before: float = 10.0  # minutes; 0: no warning
-    usage_interval: float = 30.0
+    usage_interval: float = USAGE_INTERVAL_S
     clock: Callable[[], float] = time.time  # wall clock: a sleeping laptop's time counts
     ends_at: float | None = None  # wall time the time limit ends the job
     limit: int | None = None

@@ -52,6 +52,12 @@ def check_job(values: Mapping[str, Any]) -> dict[str, str]:
     return checked
 
 
+# How often the live line asks for the job's use. One `sstat` costs slurmctld five RPCs (bench:
+# REQUEST_FED_INFO, JOB_ALLOCATION_INFO, JOB_STEP_INFO, JOB_USER_INFO, PARTITION_INFO); every
+# 10 min keeps a held session under one RPC a minute. `nodebook list` reads it fresh on demand.
+USAGE_INTERVAL_S = 600.0
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     """Everything ``session`` and ``attach`` take from the command line, checked."""
@@ -67,7 +73,7 @@ class SessionOptions:
     forwards: tuple[tuple[int, int | None], ...] = ()  # --forward: (node port, local port)
     notify: bool | None = None  # --no-notify (None: the inventory's nodebook_notify, else on)
     warn_before: float | None = None  # --warn-before minutes (None: the inventory's, else 10)
-    usage_interval: float = 30.0  # how often the live line asks for the job's use
+    usage_interval: float = USAGE_INTERVAL_S  # how often the live line asks for the job's use
 
     @property
     def endpoint(self) -> str | None:
@@ -106,7 +112,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         forwards=forwards,
         notify=getattr(args, "notify", None),
         warn_before=warn_before,
-        usage_interval=max(1.0, getattr(args, "usage_interval", 30.0)),
+        usage_interval=max(1.0, getattr(args, "usage_interval", USAGE_INTERVAL_S)),
     )
 
 
