@@ -516,7 +516,8 @@ def sched_rows(fig: dict[str, Any]) -> list[Row]:
 
 def throughput_figures(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"size_mib": res.get("size_mib")}
-    for mode, r in res.get("modes", {}).items():
+    # by name: the stored JSON's keys are sorted, so a run and its --refigure give one order
+    for mode, r in sorted(res.get("modes", {}).items()):
         if "error" in r:
             out[mode] = {"error": str(r["error"])[:200]}
             continue
@@ -533,7 +534,7 @@ def throughput_figures(res: dict[str, Any]) -> dict[str, Any]:
 def throughput_rows(fig: dict[str, Any]) -> list[Row]:
     target = TARGETS["throughput_ratio"]
     rows = []
-    for mode, r in fig.items():
+    for mode, r in sorted(fig.items()):
         if mode == "size_mib":
             continue
         if "error" in r:

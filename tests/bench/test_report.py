@@ -7,6 +7,7 @@ that rests on it. No timing of anything is asserted here."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -360,3 +361,15 @@ def test_ssh_rows_count_connections_and_round_trips_per_phase() -> None:
 def test_raw_json_is_strict_json() -> None:
     text = report.raw_json({"a": float("nan"), "b": [1.0, float("nan")]})
     assert "NaN" not in text and '"a": null' in text
+
+
+def test_throughput_rows_do_not_follow_the_order_the_modes_ran_in() -> None:
+    """A run's rows come from its results in memory (modes in the order they ran), --refigure's
+    from the stored JSON (keys sorted): both must give the same rows."""
+    mode = {"driver": [200.0], "baseline": [170.0], "endpoint": "socket"}
+    ran = {"size_mib": 256, "modes": {"jump": mode, "hops": mode, "via-login": mode}}
+    stored = json.loads(json.dumps(ran, sort_keys=True))
+    assert list(stored["modes"]) != list(ran["modes"])
+    assert report.throughput_rows(report.throughput_figures(ran)) == report.throughput_rows(
+        report.throughput_figures(stored)
+    )
