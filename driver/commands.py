@@ -13,7 +13,7 @@ from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, all_clusters
 from driver.progress import Renderer, Update, gpus_text
 from driver.remote import Remote
-from driver.runner import PlaybookRun
+from driver.runner import PlaybookRun, run_cleanup
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import SessionRecord, StateDir, pid_alive
 from driver.usage import Usage, left_text
@@ -109,15 +109,8 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     """Cancel one session or all of them (cleanup.yml) and confirm they left the queue."""
     if job_id is not None and not job_id.removeprefix("s").isdigit():
         raise NodebookError(f"stop: {job_id!r} is not a job id", ExitCode.USAGE)
-    ev: dict[str, Any] = {"nodebook_job_id": job_id} if job_id else {"nodebook_all": True}
-    if cluster.user:
-        ev["ansible_user"] = cluster.user
+    selection: dict[str, Any] = {"nodebook_job_id": job_id} if job_id else {"nodebook_all": True}
     stopped: list[str] = []
-
-    def on_update(update: Update) -> None:
-        if update.kind == "stopped" and update.data.get("cancelled") and update.job_id:
-            stopped.append(update.job_id)
-
     # A session this machine holds (its record says so) is cancelled by one helper call over
     # its own driver's master: scancel at once, then the confirmation. Anything else goes to
     # cleanup.yml (one call over this command's master), which cancels only nodebook's jobs:
@@ -130,9 +123,7 @@ def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
     through_session = _cancel_through_the_session(cluster, record) if record else None
     if through_session is None:
         with connected(cluster) as remote:
-            run = PlaybookRun(cluster, "cleanup.yml", ev, remote.master.ansible_env(), on_update)
-            run.run()
-            run.raise_for_failure("stop")
+            stopped = run_cleanup(cluster, selection, remote.master.ansible_env(), "stop")
     elif through_session and job_id:
         stopped = [job_id]
     for job in stopped:

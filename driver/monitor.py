@@ -38,7 +38,7 @@ class Job:
     id: str | None = None
     submitted: bool = False  # a submission may have happened (cancel by tag while no id)
     gone: bool = False  # it ended on its own: nothing left to cancel
-    cancel_sent: bool = False  # scancel went out over the master
+    cancel_sent: bool = False  # the session's one `cancel` call was made (whatever it said)
     heartbeat_timeout: int | None = None  # the dead-man's switch the job runs with
     socket: str | None = None  # where its unix socket will be (from the submission)
     endpoint: str | None = None  # how Jupyter listens (from the submission)

@@ -124,3 +124,21 @@ class PlaybookRun:
                 first.message or f"{what} failed", ExitCode(first.code or ExitCode.ERROR)
             )
         raise NodebookError(f"{what} failed ({self.status}, rc={self.rc})")
+
+
+def run_cleanup(
+    cluster: Cluster, selection: dict[str, Any], env: dict[str, str], what: str
+) -> list[str]:
+    """cleanup.yml for one selection (``nodebook_job_id``, ``nodebook_session_tag`` or
+    ``nodebook_all``) as the cluster's user: the ids it cancelled. A failed run raises."""
+    ev = {**selection, **({"ansible_user": cluster.user} if cluster.user else {})}
+    stopped: list[str] = []
+
+    def on_update(update: Update) -> None:
+        if update.kind == "stopped" and update.data.get("cancelled") and update.job_id:
+            stopped.append(update.job_id)
+
+    run = PlaybookRun(cluster, "cleanup.yml", ev, env, on_update)
+    run.run()
+    run.raise_for_failure(what)
+    return stopped

@@ -33,7 +33,7 @@ from driver.paths import rules
 from driver.progress import Renderer, Update
 from driver.progress import from_line as progress_update
 from driver.remote import Remote
-from driver.runner import PlaybookRun
+from driver.runner import PlaybookRun, run_cleanup
 from driver.signals import exit_signals, shielded
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import SessionRecord, StateDir
@@ -574,23 +574,15 @@ class Session:
     def _stop_job(self, why: str) -> str:
         """The fallback (``why`` the one cancel call could not do it): cleanup.yml cancels by
         the id, or by the tag when the id never came, and confirms."""
-        ev: dict[str, Any] = (
+        selection: dict[str, Any] = (
             {"nodebook_job_id": self.job.id}
             if self.job.id
             else {"nodebook_session_tag": self.job.tag}
         )
-        if self.cluster.user:
-            ev["ansible_user"] = self.cluster.user
-        stopped: list[str] = []
-
-        def on_update(update: Update) -> None:
-            if update.kind == "stopped" and update.data.get("cancelled") and update.job_id:
-                stopped.append(update.job_id)
-
         try:
-            run = PlaybookRun(self.cluster, "cleanup.yml", ev, self.master.ansible_env(), on_update)
-            run.run()
-            run.raise_for_failure("cancelling the job")
+            stopped = run_cleanup(
+                self.cluster, selection, self.master.ansible_env(), "cancelling the job"
+            )
         except Exception as exc:  # report, keep cleaning up
             return (
                 f"could not cancel job {self.job.id or '(tag ' + self.job.tag + ')'}: {exc} "
