@@ -30,8 +30,8 @@ def good_results(n: int = 10) -> dict[str, Any]:
             peak_tree_rss_kib=100 * 1024, maxrss_single_kib=50 * 1024, cpu_s=1.0)
         for i in range(n)
     ]  # fmt: skip
-    stop = [rnd(i, 2.0, 0.25, rc=6, stop_rc=0, stop_exit=1.0) for i in range(n)]
-    base_a = [rnd(i, 2.0 + 0.01 * i, 0.2) for i in range(n)]
+    stop = [rnd(i, 2.0, 0.22, rc=6, stop_rc=0, stop_exit=1.0) for i in range(n)]
+    base_a = [rnd(i, 2.0 + 0.01 * i, 0.15) for i in range(n)]
     base_b = [rnd(i, 2.5 + 0.01 * i, 0.05) for i in range(n)]
     sig = [rnd(i, 2.0, 0.2, rc=130, exit=0.5, to_cancel_sent=0.01) for i in range(n)]
     window = {
@@ -77,7 +77,7 @@ def verdicts(results: dict[str, Any], errors: dict[str, str] | None = None) -> d
 def test_good_results_meet_every_target() -> None:
     v = verdicts(good_results())
     with_target = {k: x for k, x in v.items() if x != "-"}
-    assert len(with_target) == 15, v
+    assert len(with_target) == 16, v
     assert set(with_target.values()) == {"met"}, v
 
 
@@ -124,9 +124,9 @@ FAILING: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("code-tree", "code measured", _set("machine_end.dirty_paths", ["roles/x.yml"])),
     ("ratio-a-median", "time to notebook, ratio driver (pooled per round) / baseline A",
      _ttn([2.6 + 0.01 * i for i in range(10)])),
-    # the median ratio meets 1.10, but the spread puts the interval's top above it
+    # the median ratio meets 1.00, but the spread puts the interval's top above it
     ("ratio-a-ci", "time to notebook, ratio driver (pooled per round) / baseline A",
-     _ttn([1.6, 2.9, 1.7, 2.8, 2.05, 2.1, 1.5, 3.0, 2.0, 2.2])),
+     _ttn([1.6, 2.9, 1.7, 2.8, 2.0, 2.05, 1.5, 3.0, 1.95, 2.2])),
     # the Ctrl-C kind alone would meet it: the other two kinds' starts count as much
     ("ratio-a-pooled", "time to notebook, ratio driver (pooled per round) / baseline A",
      _ttn([2.6 + 0.01 * i for i in range(10)], ("stop", "sigint"))),
@@ -141,6 +141,9 @@ FAILING: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("ctrl-c-vs-scancel-unmeasured", "Ctrl-C -> gone minus a bare scancel",
      lambda r: [d.pop("gone_seen") for d in r["session"]["baseline_a"]]),
     ("stop", "`nodebook stop` -> job gone", _each("session", "stop", "gone_seen", 0.9)),
+    # within 0.3 s, but 0.13 s slower than a bare scancel seen the same way
+    ("stop-vs-scancel", "`nodebook stop` -> gone minus a bare scancel",
+     _each("session", "stop", "gone_seen", 0.28)),
     ("exit-ctrl-c", "exit codes", _set("session.driver.3.rc", 0)),
     ("exit-stop", "exit codes", _set("session.stop.0.stop_rc", 1)),
     ("exit-sigint", "exit codes", _set("session.sigint.2.rc", 143)),
@@ -192,7 +195,8 @@ def test_a_failing_value_makes_its_row_missed(
     assert list(mine.values()) == ["MISSED"], v
     others = {k: x for k, x in v.items() if not k.startswith(prefix) and x == "MISSED"}
     # a broken session stage also breaks the figures derived from it, nothing else
-    assert all(k.startswith(("time to notebook", "Ctrl-C", "exit codes")) for k in others), others
+    derived = ("time to notebook", "Ctrl-C", "exit codes", "`nodebook stop` -> gone minus")
+    assert all(k.startswith(derived) for k in others), others
 
 
 def test_every_row_with_a_target_has_a_failing_case() -> None:
