@@ -136,6 +136,28 @@ def test_install_then_second_run_and_check_mode_change_nothing(sandbox: Sandbox)
     assert mtimes(BASE) == before
 
 
+def test_a_rerun_repairs_the_helper_it_finds_changed(sandbox: Sandbox, nodebook_setup) -> None:
+    """A re-run reads the installed helper once and installs only when something differs: a
+    part with another mode, or other content, is put back, then nothing changes."""
+    nodebook_setup(USER)
+    part = BASE / "lib" / "nodebook-remote" / "node.sh"
+    entry = BASE / "bin" / "nodebook-remote"
+    sandbox.host("login", ["chmod", "0644", str(part)], user=USER)
+    sandbox.host("login", ["sh", "-c", f"echo '# edited' >> {entry}"], user=USER)
+    repaired = run_setup(sandbox, USER)
+    assert repaired.rc == 0 and repaired.changed() == 2, repaired.output[-3000:]
+    assert part.stat().st_mode & 0o777 == 0o600
+    assert (
+        entry.read_bytes()
+        == (REPO / "roles/nodebook_remote/files/bin/nodebook-remote").read_bytes()
+    )
+    again = run_setup(sandbox, USER)
+    assert again.rc == 0 and again.changed() == 0, again.output[-3000:]
+    # (the install's tasks were skipped, not run to find nothing to do)
+    section = again.output.split("Install the helper's parts (0600)]", 1)[1].split("TASK [", 1)[0]
+    assert "skipping" in section and "ok:" not in section, section
+
+
 # --- what setup leaves behind ---------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ place of the scheduler's commands. No sandbox: tests/unit/helper_cluster.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -55,6 +56,23 @@ def test_version_and_paths(cluster: Cluster) -> None:
     assert paths["runtime_dir"] == str(cluster.tmp / "node-tmp/nodebook-tester-123")
     assert paths["socket"].endswith("nodebook-tester-123/jupyter.sock")
     assert cluster.run("paths", "1;rm").rc == 2
+
+
+def test_files_lists_the_installed_helper_with_modes_and_checksums(cluster: Cluster) -> None:
+    """What setup's re-run compares (roles/nodebook_remote/tasks/configure.yml): "MODE PATH" for
+    each directory, "MODE PATH SHA256" for each file, without setup.json."""
+    (cluster.base / "setup.json").unlink()
+    entries = cluster.run("files").one("files")["entries"]
+    for d in ("", "/bin", "/lib", "/lib/nodebook-remote"):
+        mode = f"{cluster.base.joinpath(d.lstrip('/')).lstat().st_mode & 0o777:o}"
+        assert f"{mode} {cluster.base}{d}" in entries
+    for part in sorted(HELPER_PARTS.glob("*.sh")):
+        path = cluster.base / "lib" / "nodebook-remote" / part.name
+        digest = hashlib.sha256(part.read_bytes()).hexdigest()
+        assert f"{path.stat().st_mode & 0o777:o} {path} {digest}" in entries
+    helper = cluster.base / "bin" / "nodebook-remote"
+    assert any(e.startswith(f"{helper.lstat().st_mode & 0o777:o} {helper} ") for e in entries)
+    assert any(e.endswith(hashlib.sha256(HELPER.read_bytes()).hexdigest()) for e in entries)
 
 
 def piped(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

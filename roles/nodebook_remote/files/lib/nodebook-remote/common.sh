@@ -139,6 +139,21 @@ job_paths() {
   J_HOP=$S_runtime_base/nodebook-$ME-$1-hop.sock
 }
 
+# files: the helper as installed here, each of its directories and files as "MODE PATH" (a file
+# with " SHA256" after it), in one JSON line. Setup's re-run compares them with what it would
+# install and skips the install when every one of its lines is there.
+cmd_files() {
+  local dirs=("$NB_BASE" "$NB_BASE/bin" "$NB_BASE/lib" "$NB_BASE/lib/nodebook-remote") entries=()
+  local files=("$NB_BASE"/bin/* "$NB_BASE"/lib/nodebook-remote/*) mode path sum
+  local -A sums=()
+  while read -r sum path; do sums[$path]=$sum; done < <(sha256sum -- "${files[@]}" 2>/dev/null)
+  while read -r mode path; do
+    entries+=("$mode $path${sums[$path]:+ ${sums[$path]}}")
+  done < <(stat -c '%a %n' -- "${dirs[@]}" "${files[@]}" 2>/dev/null)
+  json_list "${entries[@]+"${entries[@]}"}"
+  emit files "#entries" "$REPLY"
+}
+
 cmd_version() {
   emit version "#protocol" "$NB_PROTOCOL" "#setup_format" "$NB_SETUP_FORMAT" base "$NB_BASE"
 }
