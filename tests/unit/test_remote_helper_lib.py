@@ -157,6 +157,17 @@ def test_the_scheduler_adapter_is_the_one_place_of_slurms_commands() -> None:
             assert slurm_calls(part) == [], part.name
 
 
+def test_only_the_adapter_decides_by_the_scheduler() -> None:
+    """The commands ask the adapter (sched_queue, sched_private_tmp), never test $SCHEDULER: a
+    second scheduler adds functions to scheduler.sh and changes no command."""
+    decides = re.compile(r'"\$SCHEDULER" *!?= ')
+    adapter = HELPER_PARTS / "scheduler.sh"
+    assert decides.search(adapter.read_text())  # the check finds what it looks for
+    for part in [HELPER, *HELPER_PARTS.glob("*.sh")]:
+        if part != adapter:
+            assert not decides.search(part.read_text()), part.name
+
+
 def test_messages_with_quotes_and_newlines_stay_json(cluster: Cluster) -> None:
     cluster.slurm["sbatch_error"] = 'bad "quoted"\tvalue \\ here'
     cluster.save()

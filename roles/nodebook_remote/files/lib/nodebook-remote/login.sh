@@ -8,7 +8,7 @@ emit_status() {
   local waiting=false id=$1
   shift
   is_waiting "$Q_STATE" && waiting=true
-  if [ "$Q_STATE" = RUNNING ] && [ -n "$Q_NODE" ] && [ "$SCHEDULER" != none ]; then
+  if [ "$Q_STATE" = RUNNING ] && [ -n "$Q_NODE" ] && sched_queue; then
     node_host_keys "$Q_NODE"
     set -- "$@" "#host_keys" "$REPLY"
   fi
@@ -59,7 +59,7 @@ cmd_paths() {
 find_sessions() {
   local p id pid
   SESSIONS=()
-  if [ "$SCHEDULER" = slurm ]; then
+  if sched_queue; then
     sched_sessions
   else
     for p in "$S_jobs_dir"/*.pid; do
@@ -135,7 +135,7 @@ cmd_usage() {
   find_sessions
   for v in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do
     [ "${v%%|*}" = "$id" ] || continue
-    [ "$SCHEDULER" = slurm ] && sched_use "$id"
+    sched_queue && sched_use "$id"
     emit_session "$v" usage
     return 0
   done
@@ -173,11 +173,11 @@ cmd_submit() {
   # --allow-second: sessions submitted at once do not see each other) listens on the node's
   # loopback (token-protected), which every job there shares.
   if { [ "${#SESSIONS[@]}" -gt 0 ] || [ "$allow" = true ]; } && [ -z "$endpoint" ] &&
-    [ "${S_endpoint:-socket}" = socket ] && [ "$SCHEDULER" = slurm ]; then
+    [ "${S_endpoint:-socket}" = socket ] && sched_private_tmp; then
     endpoint=tcp
   fi
   now
-  if [ "$SCHEDULER" = slurm ]; then
+  if sched_queue; then
     sched_submit "$tag" "$endpoint" "$heartbeat" "$@"
     id=$REPLY
   else
@@ -194,9 +194,9 @@ cmd_submit() {
     socket "$J_SOCK" log "$J_LOG"
   # The first state, in the same round trip (PENDING and why, or already RUNNING).
   query "$id" || Q_STATE=PENDING
-  [ "$SCHEDULER" = none ] && Q_STATE=RUNNING Q_NODE=$(hostname -s)
+  sched_queue || Q_STATE=RUNNING Q_NODE=$(hostname -s)
   emit_status "$id"
-  [ "$SCHEDULER" = slurm ] && printf '%s|%s|%s\n' "$NOW" "$NOW" "$Q_STATE|$Q_REASON|$Q_NODE|$Q_START" >"$J_SEEN"
+  sched_queue && printf '%s|%s|%s\n' "$NOW" "$NOW" "$Q_STATE|$Q_REASON|$Q_NODE|$Q_START" >"$J_SEEN"
   return 0
 }
 
@@ -312,7 +312,7 @@ cmd_connection() {
     local hop=$REPLY node=${line#*\"node\": \"}
     node=${node%%\"*}
     REPLY="[]"
-    [ "$SCHEDULER" != none ] && [ -n "$node" ] && node_host_keys "$node"
+    sched_queue && [ -n "$node" ] && node_host_keys "$node"
     printf '{"nodebook": "connection", "hop_socket": %s, "host_keys": %s, %s\n' "$hop" "$REPLY" "${line#\{}"
     return 0
   fi
@@ -363,7 +363,7 @@ cmd_ended() {
   done
   load_setup
   job_paths "$id"
-  if [ "$SCHEDULER" = slurm ]; then
+  if sched_queue; then
     for i in $(seq 1 $((settle * 4))); do
       query "$id" || break
       case $Q_STATE in RUNNING | COMPLETING | CONFIGURING) nap 0.25 ;; *) break ;; esac
@@ -413,7 +413,7 @@ cmd_cancel() {
   [ -n "$want$tag" ] || [ "$all" = true ] || usage "cancel: --job JOB, --tag TAG or --all"
   case $tag in *[!A-Za-z0-9_-]*) usage "cancel: bad --tag" ;; esac
   case $want in *[!0-9]*) ;; ?*)
-    if [ "$SCHEDULER" = slurm ] && [ "$own" = true ]; then
+    if sched_queue && [ "$own" = true ]; then
       # The session's own job, at once: one scancel, nothing read first (Ctrl-C must be quick),
       # then the confirmation below. (scancel of a job that is gone says so on stderr, with
       # status 0 on Slurm 22.05.)
@@ -422,9 +422,9 @@ cmd_cancel() {
   esac
   load_setup
   [ -n "$want" ] && job_paths "$want"
-  if [ "$SCHEDULER" = slurm ] && [ "$own" = true ]; then
+  if sched_queue && [ "$own" = true ]; then
     : # scancel'd above (ids: the job, if it was still there)
-  elif [ "$SCHEDULER" = slurm ]; then
+  elif sched_queue; then
     while IFS='|' read -r id name comment; do
       if [ -z "$id" ] || [ "$name" != "$S_job_name" ]; then continue; fi
       if [ "$all" = true ] || [ "$id" = "$want" ] || { [ -n "$tag" ] && [ "$comment" = "nodebook:$tag" ]; }; then
@@ -432,7 +432,7 @@ cmd_cancel() {
       fi
     done < <(sched_jobs)
   fi
-  if [ "$SCHEDULER" = slurm ]; then
+  if sched_queue; then
     if [ "${#ids[@]}" -gt 0 ]; then
       [ "$own" = true ] || sched_cancel "${ids[@]}"
       local list begin
@@ -493,7 +493,7 @@ cmd_list() {
   done
   load_setup
   find_sessions
-  if [ "$SCHEDULER" = slurm ]; then
+  if sched_queue; then
     running=()
     for v in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do
       IFS='|' read -r id state _ <<<"$v"

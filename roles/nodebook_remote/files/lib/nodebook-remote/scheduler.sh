@@ -1,10 +1,19 @@
 # shellcheck shell=bash
 # nodebook-remote's scheduler adapter: every call of a Slurm command (sbatch, squeue, scontrol,
 # scancel, sacct, sacctmgr, sinfo) is in this file, behind the functions below; the commands in
-# login.sh and probes.sh call these, never Slurm. SCHEDULER=none (a standalone server, no Slurm)
-# is still decided in the commands themselves. A second scheduler (Grid Engine) is another
-# implementation of these functions.
+# login.sh and probes.sh call these, never Slurm, and never look at $SCHEDULER themselves: they
+# ask sched_queue and sched_private_tmp. SCHEDULER=none is a standalone server (no queue: the
+# job is a process on this host, found by its pid file). A second scheduler (Grid Engine) is
+# another implementation of these functions, and answers sched_queue.
 nb_part_scheduler() { :; }
+
+# sched_queue: true when jobs go through a batch queue (and run on other hosts, whose host keys
+# the laptop needs); false for a standalone server.
+sched_queue() { [ "$SCHEDULER" != none ]; }
+
+# sched_private_tmp: true when each job may get a /tmp of its own (Slurm's job_container/tmpfs),
+# so that a second job on the same node cannot see the first one's socket.
+sched_private_tmp() { [ "$SCHEDULER" = slurm ]; }
 
 # squeue asks slurmctld for the federation first (REQUEST_FED_INFO): two RPCs a query. Only this
 # cluster's jobs matter here, so one (`--local`; older squeue ignore the variable).
