@@ -17,7 +17,7 @@ from pathlib import Path
 from ansible import __version__ as ansible_version
 
 from driver.paths import ROLES, RULES_FILE, rules
-from driver.state import private_dir, state_root
+from driver.state import INVENTORY_CACHE_DIR, private_dir, state_root
 
 MAX_FILES = 200
 UNSAFE_MARKERS = ("$ANSIBLE_VAULT", "!vault", "\nplugin:")
@@ -61,7 +61,7 @@ def _key(stamped: list[tuple[Path, os.stat_result]]) -> str:
 
 def _entry(inventory: Path) -> Path:
     name = hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:32]
-    return state_root() / "inventory-cache" / f"{name}.json"
+    return state_root() / INVENTORY_CACHE_DIR / f"{name}.json"
 
 
 def load(inventory: Path, key: str) -> object | None:
@@ -102,7 +102,7 @@ def role_defaults() -> dict[str, object]:
     defaults/main.yml once per change of those files or of the rules, else from a JSON copy."""
     files = [RULES_FILE, *sorted(ROLES.glob("*/defaults/main.yml"))]
     key = _key([(path, path.stat()) for path in files])
-    entry = state_root() / "inventory-cache" / "role-defaults.json"
+    entry = state_root() / INVENTORY_CACHE_DIR / "role-defaults.json"
     cached = _read(entry, key)
     if isinstance(cached, dict):
         return cached

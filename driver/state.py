@@ -19,6 +19,9 @@ from pathlib import Path
 # this file, so that the next command can remove what a killed driver left (prune_stale).
 OWNER = "owner.pid"
 TEMP_PREFIXES = ("nb-", "nodebook-runner-")
+# The inventory cache's directory in the state root (driver.inventory_cache), beside the
+# clusters' directories of session records: not a cluster's, so never read for records.
+INVENTORY_CACHE_DIR = "inventory-cache"
 # How long the record of a session whose driver is gone is kept for `nodebook attach` (longer
 # than a job runs).
 ORPHAN_KEEP = 14 * 24 * 3600.0
@@ -185,6 +188,8 @@ def prune_stale(root: Path | None = None) -> list[SessionRecord]:
     if not base.is_dir():
         return pruned
     for cluster_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        if cluster_dir.name == INVENTORY_CACHE_DIR:
+            continue  # (every command would parse the whole cached inventory here)
         state = StateDir(cluster_dir.name, base)
         state.forget_orphans()
         for record in state.records():

@@ -14,6 +14,7 @@ from driver.errors import ExitCode
 from driver.monitor import describe_end
 from driver.session import job_url
 from driver.state import (
+    INVENTORY_CACHE_DIR,
     SessionRecord,
     StateDir,
     owned_temp_dir,
@@ -168,6 +169,21 @@ def test_stale_records_of_killed_drivers_are_pruned_and_said(tmp_path, monkeypat
     out = capsys.readouterr()
     assert "removed the stale record of job 14 on c1" in out.out
     assert StateDir("c1").records() == []
+
+
+def test_the_inventory_cache_is_not_read_for_session_records(tmp_path, monkeypatch):
+    """prune_stale, run by every command, looks only at the clusters' directories: the cached
+    inventory beside them is never parsed (nor a file there taken for a stale record)."""
+    monkeypatch.setenv("NODEBOOK_STATE_DIR", str(tmp_path / "st"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    record = SessionRecord(cluster="c1", job_id="12", node="cn01", local_port=1, tunnel="jump",
+                           driver_pid=dead.pid)  # fmt: skip
+    StateDir(INVENTORY_CACHE_DIR).save(record)
+    cached = tmp_path / "st" / INVENTORY_CACHE_DIR / "12.json"
+    assert cached.is_file()
+    assert prune_stale() == []
+    assert cached.is_file()
 
 
 def test_a_killed_drivers_temp_dirs_are_removed_and_a_live_ones_kept(tmp_path, monkeypatch):
