@@ -252,6 +252,8 @@ def session_figures(res: dict[str, Any]) -> dict[str, Any]:
         "steps": steps,
         "end": end,
         "left_behind": len(res.get("left_behind", [])),
+        "sessions": sum(len(res.get(k, [])) for k in KINDS),
+        "phase_locked": sum(1 for k in KINDS for r in res.get(k, []) if r.get("phase_locked")),
     }
 
 

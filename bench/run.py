@@ -126,6 +126,8 @@ def method(rounds: int = ROUNDS, seed: int = 0) -> dict[str, Any]:
         "http_poll_s": baseline.HTTP_POLL_S,
         "profile_hold_s": profile.HOLD_S,
         "phase_span_s": scen_session.PHASE_SPAN_S,
+        "pass_s": scen_session.PASS_S,
+        "pass_fresh_s": scen_session.PASS_FRESH_S,
         "phase_strata": scen_session.PHASE_STRATA,
         "phase_seed": seed,
         "attempts": scen_session.ATTEMPTS,

@@ -22,9 +22,10 @@ logging wrapper first on its PATH (tests/harness/sshlog.py): each round reports 
 connections it opened and its remote round trips, and when the cleanup's first remote command
 started.
 
-A round's pause before each of its sessions (spreading the starts over Slurm's scheduling
-passes) comes from a stratum drawn per run (``phase_strata``, seeded; the seed and each round's
-stratum are in the results), not from the round's row of the Williams design. A session that
+Every session of a round is spawned at the same phase of slurmctld's scheduling pass (predicted
+from the allocations in its log, ``wait_for_phase``): its round's offset after a pass, from a
+stratum drawn per run (``phase_strata``, seeded; the seed and each round's stratum are in the
+results), not from the round's row of the Williams design. A session that
 fails (it never reached `ready`, or its end could not be timed) is redone, up to ATTEMPTS in
 all; every failed attempt is recorded and a kind that failed them all leaves its round out
 (report.py counts both and fails the verdicts they touch).
@@ -33,8 +34,10 @@ all; every failed attempt is recorded and a kind that failed them all leaves its
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import re
 import shlex
 import shutil
 import subprocess
@@ -42,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +55,7 @@ from bench.guard import Guard, log
 from tests.harness import sshlog
 from tests.harness.alive import http_status, token_of
 from tests.harness.driver import DriverProcess, RssSampler
-from tests.harness.sandbox import INVENTORY, REPO
+from tests.harness.sandbox import INVENTORY, REPO, STATE
 
 # No --allow-second: the rounds run one after another (each confirms its job left the queue),
 # and the session measured is the default one (a socket endpoint, the early tunnel); with
@@ -265,11 +269,11 @@ def run(guard: Guard, reps: int, state: Path, seed: int) -> dict[str, Any]:
         for position, which in enumerate(order):
             for attempt in range(ATTEMPTS):
                 try:
-                    time.sleep(pause)
+                    phase = wait_for_phase(pause)
                     res = one_round(guard, state, which, script)
                     after = order[position - 1] if position else None
                     res.update(round=i, position=position, stratum=strata[i], attempt=attempt,
-                               phase_delay=pause, after=after)  # fmt: skip
+                               phase_delay=pause, after=after, **phase)  # fmt: skip
                     out[which].append(res)
                     break
                 except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -297,8 +301,61 @@ def phase_strata(rounds: int, seed: int) -> list[int]:
 
 
 def phase_delay(stratum: int) -> float:
-    """The untimed pause before each session of a round in this stratum: its middle."""
+    """The offset of each session of a round in this stratum after slurmctld's pass: its middle
+    (and the pause before it when no pass is known, ``pass_wait``)."""
     return PHASE_SPAN_S * (stratum + 0.5) / PHASE_STRATA
+
+
+SLURMCTLD_LOG = STATE / "log" / "slurmctld.log"
+PASS_S = 1.0  # slurmctld's background loop: a pass about once a second (it drifts ~3 ms/s)
+PASS_FRESH_S = 60.0  # a pass older than this predicts the next one too poorly (the drift)
+_LOG_LINE = re.compile(
+    r"^\[(\S+)\] (?:_slurm_rpc_submit_batch_job: JobId=(\d+) |sched: Allocate JobId=(\d+) )"
+)
+
+
+def pass_times(text: str) -> list[float]:
+    """slurmctld's scheduling passes seen in its log: the times of its allocations, except those
+    made at submission (within 20 ms of the job's submit line), oldest first."""
+    submitted: dict[str, float] = {}
+    passes = []
+    for line in text.splitlines():
+        m = _LOG_LINE.match(line)
+        if not m:
+            continue
+        try:
+            t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+        except ValueError:
+            continue
+        if m.group(2):
+            submitted[m.group(2)] = t
+        elif t - submitted.get(str(m.group(3)), -1e9) >= 0.02:
+            passes.append(t)
+    return passes
+
+
+def pass_wait(passes: list[float], now: float, offset: float) -> tuple[float, bool]:
+    """Seconds to wait so that a spawn lands ``offset`` s after one of slurmctld's passes,
+    predicted from the latest one seen (one every PASS_S); True when it was predicted. Without a
+    recent pass, ``offset`` itself (as a pause) and False."""
+    if not passes or now - passes[-1] > PASS_FRESH_S:
+        return offset, False
+    k = math.ceil((now - offset - passes[-1]) / PASS_S)
+    return max(0.0, passes[-1] + k * PASS_S + offset - now), True
+
+
+def wait_for_phase(offset: float) -> dict[str, Any]:
+    """Wait until ``offset`` s after slurmctld's next pass; what was waited and whether the
+    pass was known (for the results)."""
+    try:
+        with open(SLURMCTLD_LOG, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        text = ""
+    wait, locked = pass_wait(pass_times(text), time.time(), offset)
+    time.sleep(wait)
+    return {"phase_wait": wait, "phase_locked": locked}
 
 
 def williams(n: int) -> list[list[int]]:

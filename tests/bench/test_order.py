@@ -11,10 +11,13 @@ from collections import Counter
 
 import pytest
 
+from bench import scen_session
 from bench.scen_session import (
     KINDS,
     PHASE_SPAN_S,
     PHASE_STRATA,
+    pass_times,
+    pass_wait,
     phase_delay,
     phase_strata,
     williams,
@@ -110,3 +113,41 @@ def test_row_and_stratum_are_not_confounded_over_many_runs() -> None:
     assert all(abs(n - expected) < 0.3 * expected for n in count.values()), count
     old = Counter((i % ROWS, old_stratum(i)) for i in range(rounds))
     assert len(old) == ROWS * 4 < ROWS * PHASE_STRATA
+
+
+# -- each session spawned at its stratum's phase of slurmctld's pass ----------------------------
+
+LOG = """\
+[2026-12-07T03:03:38.999] _slurm_rpc_submit_batch_job: JobId=7 InitPrio=4294901753 usec=301
+[2026-12-07T03:03:39.075] sched: Allocate JobId=7 NodeList=cn01 #CPUs=1 Partition=debug
+[2026-12-07T03:03:41.079] _slurm_rpc_submit_batch_job: JobId=8 InitPrio=4294901752 usec=554
+[2026-12-07T03:03:41.085] sched: Allocate JobId=8 NodeList=cn01 #CPUs=1 Partition=debug
+[2026-12-07T03:03:42.085] _slurm_rpc_kill_job: REQUEST_KILL_JOB JobId=8 uid 1001
+[2026-12-07T03:03:43.309] _slurm_rpc_submit_batch_job: JobId=9 InitPrio=4294901751 usec=627
+[2026-12-07T03:03:44.092] sched: Allocate JobId=9 NodeList=cn01 #CPUs=1 Partition=debug
+"""
+
+
+def test_the_passes_are_the_allocations_not_made_at_submission() -> None:
+    passes = pass_times(LOG)
+    assert len(passes) == 2  # job 8's allocation came 6 ms after its submission: left out
+    assert passes[1] - passes[0] == pytest.approx(5.017, abs=1e-6)
+
+
+@pytest.mark.parametrize("stratum", range(PHASE_STRATA))
+@pytest.mark.parametrize("since", [0.01, 0.6, 2.3, 17.9])
+def test_a_spawn_lands_its_offset_after_a_predicted_pass(stratum: int, since: float) -> None:
+    last = pass_times(LOG)[-1]
+    offset = phase_delay(stratum)
+    wait, locked = pass_wait([last], last + since, offset)
+    assert locked and 0 <= wait < scen_session.PASS_S
+    spawn = last + since + wait
+    assert (spawn - last - offset) / scen_session.PASS_S == pytest.approx(
+        round((spawn - last - offset) / scen_session.PASS_S), abs=1e-5
+    )
+
+
+def test_without_a_recent_pass_the_offset_is_a_pause() -> None:
+    assert pass_wait([], 100.0, 0.35) == (0.35, False)
+    stale = scen_session.PASS_FRESH_S + 1
+    assert pass_wait([100.0], 100.0 + stale, 0.35) == (0.35, False)
