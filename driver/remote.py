@@ -182,10 +182,14 @@ class Remote:
         return {k: v for k, v in line.items() if k != "nodebook"}
 
     def state(self, job_id: str) -> str:
-        """The scheduler's state of the job now (one query), touching the heartbeat too."""
-        reply = self.call(
-            "heartbeat", job_id, "--check", *self.scheduler_args(), timeout=15, check=False
-        )
+        """The scheduler's state of the job now (one query), touching the heartbeat too;
+        UNKNOWN when the login node does not answer (the link went down since the heartbeat)."""
+        try:
+            reply = self.call(
+                "heartbeat", job_id, "--check", *self.scheduler_args(), timeout=15, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return "UNKNOWN"
         line = reply.first("heartbeat")
         return str(line.get("state") or "UNKNOWN") if line else "UNKNOWN"
 

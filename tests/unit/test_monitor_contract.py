@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +191,22 @@ def test_jupyter_silent_with_the_job_running_is_a_broken_tunnel(held):
     assert h.monitor.hold() == ExitCode.OK
     assert "tunnel re-established" in h.said()
     assert h.tunnel.starts == 1
+
+
+def test_the_link_cut_between_the_heartbeat_and_the_state_query_is_a_broken_tunnel(held):
+    """Found by `make chaos` (network-cut): the heartbeat answered, Jupyter did not, and the
+    state query then timed out on the cut link. That is not knowing the state: recover, never a
+    traceback and exit 1."""
+    cut = subprocess.TimeoutExpired(["ssh", "login", "heartbeat", "--check"], 15)
+    h = held(
+        {
+            "heartbeat": [ALIVE, cut, ALIVE, GONE],
+            "ended": [ended(state="COMPLETED")],
+        },
+        jupyter_answers=False,
+    )
+    assert h.monitor.hold() == ExitCode.OK
+    assert "tunnel re-established" in h.said()
 
 
 @pytest.mark.parametrize("check_interval", [0.5, 2, 5])
