@@ -45,7 +45,9 @@ deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	# Editable as a plain path entry (compat): setuptools' default editable mode adds an import
+	# hook that every `python` start loads, which no installed nodebook has (bench: the start).
+	$(VENV)/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat
 	$(VENV)/bin/ansible-galaxy collection install -r requirements.yml >/dev/null
 	touch $@
 

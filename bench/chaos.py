@@ -3,7 +3,9 @@
     python -m bench.chaos [--rounds N] [--paths sigint,sigterm,...] [--user alice] [--json FILE]
                           [--no-write]
 
-Paths: sigint, sigterm, sighup (the driver is signalled), tunnel-killed (the tunnel's ssh is
+Paths: sigint, sigterm, sighup (the driver is signalled), stop (`nodebook stop JOB` from
+another process with the same state and temp dir: the session's driver ends it, exit 0 both),
+tunnel-killed (the tunnel's ssh is
 killed; the session must re-establish it, then Ctrl-C), sigkill (the driver is SIGKILLed: the
 job must end itself by the dead-man's switch within --lease, and the next command
 must end the orphaned ssh master), slurmctld-restart (mid-session; the session survives, then
@@ -57,6 +59,7 @@ PATHS = (
     "sigint",
     "sigterm",
     "sighup",
+    "stop",
     "tunnel-killed",
     "slurmctld-restart",
     "network-cut",
@@ -67,6 +70,7 @@ EXPECTED = {
     "sigint": {130},
     "sigterm": {143},
     "sighup": {129},
+    "stop": {0},  # stopped by `nodebook stop` (the stop command's own exit is checked too)
     "tunnel-killed": {130},
     "sigkill": {-9},
     "slurmctld-restart": {130},
@@ -225,6 +229,8 @@ class Chaos:
                 d.signal(
                     {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM}.get(path, signal.SIGHUP)
                 )
+            elif path == "stop":
+                self._stop(res, d)
             elif path == "tunnel-killed":
                 pids = _tunnel_pids(d)
                 if not pids:
@@ -275,6 +281,16 @@ class Chaos:
         finally:
             if path != "sigkill":
                 self._cleanup(d)
+
+    def _stop(self, res: Result, d: DriverProcess) -> None:
+        """`nodebook stop JOB` as the user types it in another terminal of the same machine."""
+        job = next((str(e["job_id"]) for e in d.events if e.get("event") == "ready"), "")
+        args = ["stop", job, "--cluster", "sandbox"]
+        args += ["--user", self.user] if self.user != "alice" else []
+        stop = run_driver(args, state_dir=d.state, tmp_dir=d.tmp, timeout=120)
+        if stop.rc != 0:
+            res.bad_exit.append(f"`nodebook stop` exit {stop.rc}: {stop.output[-300:]}")
+        stop.remove_work()
 
     def _cleanup(self, d: DriverProcess) -> None:
         leftovers.tidy(self.sandbox, [d])

@@ -148,8 +148,6 @@ def t_ends(run: dict[str, Any], chaos: dict[str, Any]) -> str:
         "| median (min-max) of the rounds, s | Ctrl-C (driver's process group) | SIGINT "
         "(driver's pid only) | `nodebook stop` | baseline A: `scancel` | baseline B: `scancel` |",
         "|---|---|---|---|---|---|",
-        f"| -> ssh master up (stop: its own) | {NA} | {NA} | {_med(e.get('stop_to_master'))} | "
-        f"{NA} | {NA} |",
         f"| -> the helper's `cancel` sent | {_med(e.get('ctrl_c_to_cancel_sent'))} | "
         f"{_med(e.get('sigint_to_cancel_sent'))} | {_med(e.get('stop_to_cancel_sent'))} | "
         f"{NA} | {NA} |",

@@ -227,7 +227,6 @@ def session_figures(res: dict[str, Any]) -> dict[str, Any]:
         "ctrl_c_to_exit": stats([r.get("exit", math.nan) for r in drv]),
         "sigint_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in sig]),
         "sigint_to_exit": stats([r.get("exit", math.nan) for r in sig]),
-        "stop_to_master": stats([r.get("stop_master", math.nan) for r in stop]),
         "stop_to_cancel_sent": stats([r.get("to_cancel_sent", math.nan) for r in stop]),
         "stop_to_exit": stats([r.get("stop_exit", math.nan) for r in stop]),
         "ctrl_c_rc_wrong": sum(1 for r in drv + sig if r.get("rc") != 130),

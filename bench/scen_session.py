@@ -193,9 +193,10 @@ def _driver_round(
         "cpu_s": drv.cpu_s,
         "events": [e.get("event") for e in drv.events],
     }
+    # the signal, or the stop's spawn -> the cleanup's first remote command (the scancel)
+    # started: by the driver either way (`nodebook stop` asks the session's driver)
+    result["to_cancel_sent"] = _first_helper(calls, t_end, ("cancel",)) - t_end
     if end in ("ctrl_c", "sigint"):
-        # signal -> the cleanup's first remote command (the scancel) started
-        result["to_cancel_sent"] = _first_helper(calls, t_end, ("cancel",)) - t_end
         result["ssh"] = {
             **sshlog.counts(calls),
             "phases": sshlog.phases(
@@ -208,8 +209,6 @@ def _driver_round(
         result["stop_rc"] = stop.reap()
         stop_calls = stop_log.read()
         result["stop_exit"] = (stop.ended or time.time()) - t_end
-        result["stop_master"] = min((c.t for c in stop_calls), default=float("nan")) - t_end
-        result["to_cancel_sent"] = _first_helper(stop_calls, t_end, ("cancel",)) - t_end
         result["stop_ssh"] = {
             **sshlog.counts(stop_calls),
             "helper_commands": sshlog.helper_commands(stop_calls),

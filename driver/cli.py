@@ -3,18 +3,20 @@
 Errors are NodebookError exceptions with a one-line message; they are caught here, once.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
-from driver.inventory import load_cluster
-from driver.options import USAGE_INTERVAL_S, add_job_options, notify_settings, session_options
-from driver.progress import Renderer, Update
-from driver.signals import shielded
-from driver.state import prune_stale, prune_temp_dirs
-from driver.tunnel import MODES
+
+# Each command imports what it needs, when it needs it: `nodebook stop` of a session this
+# machine holds sends its request before the rest of the driver is loaded.
+if TYPE_CHECKING:
+    from driver.inventory import Cluster
+    from driver.progress import Renderer
 
 EXAMPLES = f"""\
 examples:
@@ -121,9 +123,11 @@ def _sub(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def _tunnel_opts(p: argparse.ArgumentParser) -> None:
+    from driver.options import TUNNEL_MODES, USAGE_INTERVAL_S
+
     p.add_argument(
         "--tunnel",
-        choices=MODES,
+        choices=TUNNEL_MODES,
         help=(
             "jump: ssh to the node through login (default); hops: nested ssh via login; "
             "via-login: TCP through login only; direct: standalone server"
@@ -191,7 +195,10 @@ def _tunnel_opts(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (``command``) only that subcommand's part of it: what the
+    command itself needs to parse its arguments, without building (and importing) the rest.
+    Each subcommand's arguments are the same either way."""
     parser = argparse.ArgumentParser(
         prog="nodebook",
         description="Jupyter on a Slurm compute node: one-time setup, then one command.",
@@ -200,63 +207,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = _sub(sub, "session", "start Jupyter on a compute node and connect to it")
-    _common(s)
-    add_job_options(s)
-    s.add_argument(
-        "--allow-second",
-        action="store_true",
-        help="start even if a session is already running on this cluster (Jupyter then "
-        "listens on the node's loopback, token-protected, unless --endpoint says otherwise: "
-        "with a private /tmp per job, another job's socket is out of a tunnel's sight)",
-    )
-    _tunnel_opts(s)
+    def want(name: str) -> bool:
+        return command in (None, name)
 
-    a = _sub(sub, "attach", "reconnect to a running session and take it over")
-    _common(a)
-    a.add_argument("job_id", metavar="JOBID", help="the session's job id (`list` shows it)")
-    _tunnel_opts(a)
+    if want("session"):
+        s = _sub(sub, "session", "start Jupyter on a compute node and connect to it")
+        _common(s)
+        from driver.options import add_job_options
 
-    ls = _sub(sub, "list", "your sessions on each cluster of the inventory")
-    _common(ls)
+        add_job_options(s)
+        s.add_argument(
+            "--allow-second",
+            action="store_true",
+            help="start even if a session is already running on this cluster (Jupyter then "
+            "listens on the node's loopback, token-protected, unless --endpoint says otherwise: "
+            "with a private /tmp per job, another job's socket is out of a tunnel's sight)",
+        )
+        _tunnel_opts(s)
+    if want("attach"):
+        a = _sub(sub, "attach", "reconnect to a running session and take it over")
+        _common(a)
+        a.add_argument("job_id", metavar="JOBID", help="the session's job id (`list` shows it)")
+        _tunnel_opts(a)
+    if want("list"):
+        _common(_sub(sub, "list", "your sessions on each cluster of the inventory"))
+    if want("stop"):
+        st = _sub(sub, "stop", "cancel a session (or all of them)")
+        _common(st)
+        st.add_argument("job_id", nargs="?", metavar="JOBID", help="the session's job id")
+        st.add_argument("--all", action="store_true", help="every nodebook session of yours")
+    if want("setup"):
+        se = _sub(sub, "setup", "one-time setup on the cluster (runs playbooks/setup.yml)")
+        _common(se)
+        se.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="show the full Ansible output as it runs (-vv and more: also ansible-playbook's "
+            "-v)",
+        )
+    if want("doctor"):
+        _common(_sub(sub, "doctor", "check ssh, module, Slurm, setup state and ports"))
+    if want("ssh-config"):
+        sc = _sub(sub, "ssh-config", "an ssh Host block for a session's node (VS Code Remote-SSH)")
+        _common(sc)
+        sc.add_argument("job_id", metavar="JOBID", help="the session's job id (`nodebook list`)")
+    if want("kernels"):
+        from driver.kernels import add_parser as add_kernels
 
-    st = _sub(sub, "stop", "cancel a session (or all of them)")
-    _common(st)
-    st.add_argument("job_id", nargs="?", metavar="JOBID", help="the session's job id")
-    st.add_argument("--all", action="store_true", help="every nodebook session of yours")
+        add_kernels(sub, _common)
+    if want("init"):
+        from driver.init import add_parser as add_init
 
-    se = _sub(sub, "setup", "one-time setup on the cluster (runs playbooks/setup.yml)")
-    _common(se)
-    se.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="show the full Ansible output as it runs (-vv and more: also ansible-playbook's -v)",
-    )
-
-    d = _sub(sub, "doctor", "check ssh, module, Slurm, setup state and ports")
-    _common(d)
-
-    sc = _sub(sub, "ssh-config", "an ssh Host block for a session's node (VS Code Remote-SSH)")
-    _common(sc)
-    sc.add_argument("job_id", metavar="JOBID", help="the session's job id (`nodebook list`)")
-
-    from driver.init import add_parser as add_init
-    from driver.kernels import add_parser as add_kernels
-
-    add_kernels(sub, _common)
-    add_init(sub)
+        add_init(sub)
+    if command is not None and not sub.choices:  # not a subcommand: the whole line, to say so
+        return build_parser()
     return parser
 
 
+def _cluster(args: argparse.Namespace) -> Cluster:
+    from driver.inventory import load_cluster
+
+    return load_cluster(args.inventory, args.cluster, args.user)
+
+
 def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
-    """Dispatch one subcommand."""
+    """Dispatch one subcommand (each imports what it needs: `stop` of a session this machine
+    holds reads neither the inventory nor starts ssh)."""
     if args.command in ("session", "attach"):
+        from driver.options import notify_settings, session_options
         from driver.session import Session
 
         opts = session_options(args)  # checked before anything touches the network
-        cluster = load_cluster(args.inventory, args.cluster, args.user)
+        cluster = _cluster(args)
         notify_settings(opts, cluster.hostvars)  # the inventory's too
         session = Session(cluster, opts, out)
         return session.start() if args.command == "session" else session.attach(args.job_id)
@@ -264,16 +288,17 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
         from driver.init import init
 
         return init(args, out)
+    if args.command == "stop":
+        if bool(args.job_id) == bool(args.all):
+            raise NodebookError("stop: give a JOBID or --all", ExitCode.USAGE)
+        from driver.stop import stop
+
+        return stop(args.job_id, args.cluster, args.user, out, lambda: _cluster(args), args.asked)
     from driver import commands
 
     if args.command == "list":
         return commands.list_sessions(args.inventory, args.cluster, args.user, out)
-    if args.command == "stop":
-        if bool(args.job_id) == bool(args.all):
-            raise NodebookError("stop: give a JOBID or --all", ExitCode.USAGE)
-        cluster = load_cluster(args.inventory, args.cluster, args.user)
-        return commands.stop(cluster, args.job_id, out)
-    cluster = load_cluster(args.inventory, args.cluster, args.user)
+    cluster = _cluster(args)
     if args.command == "ssh-config":
         from driver.sshconfig import ssh_config
 
@@ -291,6 +316,9 @@ def run(args: argparse.Namespace, out: Renderer) -> ExitCode:
 
 def _prune_stale_state(out: Renderer) -> None:
     """A SIGKILLed driver cannot remove its session record: the next command does, and says so."""
+    from driver.progress import Update
+    from driver.state import prune_stale, prune_temp_dirs
+
     removed = prune_temp_dirs()
     if removed:
         out.emit(
@@ -320,11 +348,21 @@ def _prune_stale_state(out: Renderer) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run a subcommand, map every failure to one line and an exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "setup":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra = unknown
+    args.asked = None
+    if args.command == "stop" and args.job_id and args.cluster:  # before anything else loads
+        from driver.stop import ask
+
+        args.asked = ask(args.cluster, args.job_id, args.user)
+    from driver.progress import Renderer, Update
+    from driver.signals import shielded
+    from driver.state import prune_temp_dirs
+
     out = Renderer(json_mode=args.json)
     try:
         _prune_stale_state(out)

@@ -1,8 +1,7 @@
-"""The short subcommands: list, stop, setup (doctor is driver.doctor)."""
+"""The short subcommands: list, setup (stop is driver.stop, doctor is driver.doctor)."""
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -13,9 +12,9 @@ from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster, all_clusters
 from driver.progress import Renderer, Update, gpus_text
 from driver.remote import Remote
-from driver.runner import PlaybookRun, run_cleanup
+from driver.runner import PlaybookRun
 from driver.ssh import Master, cleanup_dir, make_control_dir
-from driver.state import SessionRecord, StateDir, pid_alive
+from driver.state import StateDir, pid_alive
 from driver.usage import Usage, left_text
 
 
@@ -87,57 +86,6 @@ def use_line(use: Usage) -> str:
     else:
         parts.append(use.text())
     return " · ".join(p for p in parts if p)
-
-
-def _cancel_through_the_session(cluster: Cluster, record: SessionRecord) -> bool | None:
-    """When this machine holds the session, its one `cancel` call over its driver's ssh
-    master: no second login, no Ansible to start (a new master's login is most of what
-    `nodebook stop` took). True: cancelled and gone; False: it had left already; None when
-    there is no such master or the call failed (the caller then runs cleanup.yml)."""
-    if not record.control_path or not pid_alive(record.driver_pid):
-        return None
-    master = Master(cluster, Path(record.control_path).parent)
-    if not master.listening():  # never a second login through a socket that is gone
-        return None
-    try:
-        return Remote(master, cluster).cancel(record.job_id)
-    except (NodebookError, OSError, subprocess.SubprocessError):
-        return None
-
-
-def stop(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
-    """Cancel one session or all of them (cleanup.yml) and confirm they left the queue."""
-    if job_id is not None and not job_id.removeprefix("s").isdigit():
-        raise NodebookError(f"stop: {job_id!r} is not a job id", ExitCode.USAGE)
-    selection: dict[str, Any] = {"nodebook_job_id": job_id} if job_id else {"nodebook_all": True}
-    stopped: list[str] = []
-    # A session this machine holds (its record says so) is cancelled by one helper call over
-    # its own driver's master: scancel at once, then the confirmation. Anything else goes to
-    # cleanup.yml (one call over this command's master), which cancels only nodebook's jobs:
-    # a mistyped id never ends a job of another kind.
-    record = None
-    if job_id and job_id.isdigit() and not cluster.standalone:
-        record = StateDir(cluster.name).load(job_id)
-        if record is not None and record.user != cluster.user:
-            record = None
-    through_session = _cancel_through_the_session(cluster, record) if record else None
-    if through_session is None:
-        with connected(cluster) as remote:
-            stopped = run_cleanup(cluster, selection, remote.master.ansible_env(), "stop")
-    elif through_session and job_id:
-        stopped = [job_id]
-    for job in stopped:
-        StateDir(cluster.name).remove(job)
-    if job_id and job_id not in stopped:
-        raise NodebookError(f"no session {job_id} on {cluster.name}", ExitCode.NOT_FOUND)
-    out.emit(
-        Update(
-            "info",
-            message=f"stopped: {', '.join(stopped) or 'nothing was running'}",
-            data={"stopped": stopped},
-        )
-    )
-    return ExitCode.OK
 
 
 # What ansible-runner answers when setup.yml asks for the Jupyter password (and its "confirm").

@@ -6,7 +6,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     """Documented exit codes of ``python -m driver`` (also listed in ``--help``)."""
 
-    OK = 0  # session ended normally (Jupyter shut down from its UI, stop/list/attach done)
+    OK = 0  # session ended normally (Jupyter shut down from its UI, `nodebook stop`), command done
     ERROR = 1  # unexpected failure
     USAGE = 2  # bad command line or resource value
     NOT_SET_UP = 3  # setup has not been run on this cluster

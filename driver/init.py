@@ -22,15 +22,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from driver.errors import ExitCode, NodebookError
-from driver.inventory import Cluster
 from driver.paths import rules, user_inventory_dir
 from driver.progress import Renderer, Update
-from driver.remote import Remote, Reply
-from driver.ssh import Master, cleanup_dir, make_control_dir
+
+if TYPE_CHECKING:  # the probe's modules: imported by `init` itself, not by every command's parser
+    from driver.remote import Reply
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESERVED = ("all", "ungrouped", "localhost")
@@ -662,6 +662,10 @@ def init(args: argparse.Namespace, out: Renderer, ask: Ask | None = None) -> Exi
     user = _answer(
         ask, f"User on {host}", ssh_user(host, ssh_args), lambda u: _check_user(u), args.user
     )
+    from driver.inventory import Cluster
+    from driver.remote import Remote
+    from driver.ssh import Master, cleanup_dir, make_control_dir
+
     cluster = Cluster(
         name=name,
         inventory=path,

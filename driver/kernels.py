@@ -6,14 +6,17 @@ nodebook_kernels role registers the environments of ``nodebook_kernels_environme
 user's own (~/.local/share/jupyter) and nodebook's own ``python3``; which one is the default.
 """
 
+from __future__ import annotations
+
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from driver.commands import connected
 from driver.errors import ExitCode
-from driver.inventory import Cluster
 from driver.progress import Renderer, Update
+
+if TYPE_CHECKING:
+    from driver.inventory import Cluster
 
 EXAMPLES = """\
 examples:
@@ -60,6 +63,8 @@ def describe(kernel: dict[str, Any]) -> str:
 
 def list_kernels(cluster: Cluster, out: Renderer) -> ExitCode:
     """One line per kernel (the default marked with *), then where nodebook's kernels live."""
+    from driver.commands import connected
+
     with connected(cluster) as remote:
         reply = remote.call("kernels", timeout=60)
     kernels = reply.of("kernel")

@@ -52,6 +52,8 @@ def check_job(values: Mapping[str, Any]) -> dict[str, str]:
     return checked
 
 
+# --tunnel's choices (driver/tunnel.py builds each)
+TUNNEL_MODES = ("jump", "hops", "via-login", "direct")
 # How often the live line asks for the job's use. One `sstat` costs slurmctld five RPCs (bench:
 # REQUEST_FED_INFO, JOB_ALLOCATION_INFO, JOB_STEP_INFO, JOB_USER_INFO, PARTITION_INFO); every
 # 10 min keeps a held session under one RPC a minute. `nodebook list` reads it fresh on demand.

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from driver.errors import ExitCode
-from driver.remote import error_for, parse_lines
 from driver.usage import clock as elapsed
 
 # A failing task's own message (not the helper's) may start with one of these tags.
@@ -85,6 +84,8 @@ def from_line(line: dict[str, Any]) -> Update | None:
 
 def parse_event(event: dict[str, Any]) -> list[Update]:
     """The progress updates one ansible-runner event carries (often none)."""
+    from driver.remote import error_for, parse_lines  # not for commands that print only
+
     kind = event.get("event")
     data = event.get("event_data") or {}
     res = data.get("res") if isinstance(data, dict) else None

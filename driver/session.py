@@ -32,11 +32,13 @@ from driver.options import SessionOptions, notify_settings
 from driver.paths import rules
 from driver.progress import Renderer, Update
 from driver.progress import from_line as progress_update
+from driver.record import SessionRecord
 from driver.remote import Remote
 from driver.runner import PlaybookRun, run_cleanup
 from driver.signals import exit_signals, shielded
 from driver.ssh import Master, cleanup_dir, make_control_dir
-from driver.state import SessionRecord, StateDir
+from driver.state import StateDir
+from driver.stop import StopRequests
 from driver.tunnel import (
     Endpoint,
     Forward,
@@ -103,6 +105,7 @@ class Session:
         self.tunnel: Tunnel | None = None  # opened early (jump to a socket) or at ready
         self.connected: Connected | None = None
         self.monitor: Monitor | None = None
+        self.stop_requests: StopRequests | None = None  # `nodebook stop JOB`, once ready
         self.forwards: tuple[Forward, ...] = ()  # --forward, local ports chosen at the start
         # The driver's own `connection --token` call, started once the job runs: it returns
         # when Jupyter answers, without waiting for the play's task and its result to travel.
@@ -436,8 +439,11 @@ class Session:
         return connected
 
     def _announce(self, connected: Connected) -> None:
-        """Record the session, print the ready line, open the browser."""
+        """Take `nodebook stop` requests, record the session, print the ready line, open the
+        browser."""
         port = connected.tunnel.local_port
+        if self.stop_requests is None:
+            self.stop_requests = StopRequests(self.control_dir)
         self.state.save(
             SessionRecord(
                 cluster=self.cluster.name,
@@ -554,6 +560,8 @@ class Session:
             # the tag, unless nothing got past the gate (then no remote command ran at all).
             self.job.submitted = self.job.submitted or self.connector.passed
         self._cancel()
+        if self.stop_requests is not None:  # a `nodebook stop` waits for this: the job is gone
+            self.stop_requests.answer(self.job.gone, self._stopped or "")
         if self.tunnel is not None:
             self.tunnel.close()
             notes.append("tunnel closed")
@@ -583,6 +591,7 @@ class Session:
             stopped = run_cleanup(
                 self.cluster, selection, self.master.ansible_env(), "cancelling the job"
             )
+            self.job.gone = True  # cancelled, or it had left: cleanup.yml confirmed either
         except Exception as exc:  # report, keep cleaning up
             return (
                 f"could not cancel job {self.job.id or '(tag ' + self.job.tag + ')'}: {exc} "

@@ -5,23 +5,31 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from types import FrameType
 
 from driver.errors import ExitCode, Stopped
 
+# `nodebook stop JOB` of this session (driver.stop): the driver's own thread sends it to the main
+# thread, which unwinds into the cleanup as on Ctrl-C; the session then ends with exit 0.
+STOP_REQUEST = signal.SIGUSR1
+STOPPED_BY_STOP = "stopped by `nodebook stop`"
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, STOP_REQUEST)
+
 
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
     if signum == signal.SIGHUP:
         raise Stopped(ExitCode.HANGUP, "SIGHUP")
+    if signum == STOP_REQUEST:
+        raise Stopped(ExitCode.OK, STOPPED_BY_STOP)
     raise Stopped(ExitCode.TERMINATED, "SIGTERM")
 
 
 @contextlib.contextmanager
 def exit_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C does, into the cleanup."""
-    old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
+    """SIGTERM, SIGHUP and a `nodebook stop` request unwind like Ctrl-C does, into the
+    cleanup."""
+    old = {s: signal.signal(s, _raise_stopped) for s in EXIT_SIGNALS}
     try:
         yield
     finally:
@@ -31,7 +39,8 @@ def exit_signals() -> Iterator[None]:
 
 @contextlib.contextmanager
 def shielded(final: bool = False) -> Iterator[None]:
-    """Cleanup must finish: Ctrl-C, SIGTERM or SIGHUP do not interrupt it, and are not lost.
+    """Cleanup must finish: Ctrl-C, SIGTERM, SIGHUP or a stop request do not interrupt it, and
+    are not lost.
 
     A signal that comes during the block is held, and takes effect as soon as the block is
     done, so a Ctrl-C as a play ends (its temp dir being removed) still ends the session.
@@ -39,6 +48,8 @@ def shielded(final: bool = False) -> Iterator[None]:
     through the block, or ``final`` (the last cleanup before the exit). Signals reach only the
     main thread, so elsewhere there is nothing to shield.
     """
+    import threading  # (not at the top: `nodebook stop` imports this module before it asks)
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -48,7 +59,7 @@ def shielded(final: bool = False) -> Iterator[None]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         held.append(signum)
 
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    sigs = (signal.SIGINT, *EXIT_SIGNALS)
     old = {s: signal.signal(s, hold) for s in sigs}
     try:
         yield

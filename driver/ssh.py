@@ -13,6 +13,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -106,8 +107,9 @@ class Master:
             connecting.wait(timeout)
 
     def begin(self) -> "Connecting | None":
-        """Start connecting without waiting; None when the master is already up."""
-        if self.alive():
+        """Start connecting without waiting; None when the master is already up (one local
+        connect to its socket: no `ssh -O check` to start before the login)."""
+        if self.listening():
             return None
         # The master keeps this file as its stderr once it is in the background: what it says
         # about a channel it could not open (a forward's connect refused, MaxSessions) is there.
@@ -276,16 +278,30 @@ class Connecting:
     err: IO[str]
 
     def wait(self, timeout: float = 120) -> None:
-        """Until the master is up; NodebookError (cause and fix) if it could not connect."""
+        """Until the master is up; NodebookError (cause and fix) if it could not connect.
+
+        A blocking wait returns the moment ssh forks into the background; ``Popen.wait`` with a
+        timeout polls instead, with pauses that grow to 50 ms: a login of 0.2 s was seen up to
+        that much late. So the timeout is a timer that ends the login, as ``abort`` does."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.abort()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
         try:
             try:
-                rc = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired as exc:
-                self.abort()
+                rc = self.proc.wait()
+            finally:
+                timer.cancel()
+            if expired.is_set():
                 raise NodebookError(
                     f"ssh to {self.master.cluster.host} did not connect within {timeout:.0f} s",
                     ExitCode.SSH,
-                ) from exc
+                )
             if rc != 0:
                 self.err.seek(0)
                 lines = [ln for ln in self.err.read().splitlines() if ln.strip()]

@@ -5,15 +5,20 @@ mode, driver pid). Never the token: that stays on the cluster in connection.json
 record whose driver is gone (killed, a reboot) is kept aside as ``JOB.orphan`` for ``attach``.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from driver.record import SessionRecord
+
+# (The record's class is in driver/record.py, imported when a record is made: `nodebook stop`
+# reads a record's fields before it imports more than it needs to ask the session's driver.)
 
 # A driver's temporary directories (the ssh master's, ansible-runner's) carry the driver's pid in
 # this file, so that the next command can remove what a killed driver left (prune_stale).
@@ -29,6 +34,8 @@ ORPHAN_KEEP = 14 * 24 * 3600.0
 
 def owned_temp_dir(prefix: str) -> Path:
     """A private (0700) temporary directory marked as this driver's."""
+    import tempfile
+
     path = Path(tempfile.mkdtemp(prefix=prefix))
     (path / OWNER).write_text(f"{os.getpid()}\n")
     return path
@@ -49,19 +56,6 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-@dataclass
-class SessionRecord:
-    cluster: str
-    job_id: str
-    node: str
-    local_port: int
-    tunnel: str
-    driver_pid: int
-    user: str | None = None
-    started: float = 0.0
-    control_path: str | None = None  # the session's ssh master, reused by `nodebook ssh-config`
-
-
 class StateDir:
     """The per-cluster directory of session records."""
 
@@ -80,15 +74,26 @@ class StateDir:
         tmp = target.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(record), handle)
+            json.dump(record.fields(), handle)
         os.replace(tmp, target)
         return target
 
     def load(self, job_id: str) -> SessionRecord | None:
+        from driver.record import SessionRecord
+
+        fields = self.load_fields(job_id)
         try:
-            return SessionRecord(**json.loads(self._file(job_id).read_text()))
-        except (OSError, ValueError, TypeError):
+            return SessionRecord(**fields) if fields is not None else None
+        except TypeError:
             return None
+
+    def load_fields(self, job_id: str) -> dict[str, object] | None:
+        """The record's fields as stored (None: no readable record)."""
+        try:
+            fields = json.loads(self._file(job_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return fields if isinstance(fields, dict) else None
 
     def remove(self, job_id: str) -> None:
         self._file(job_id).unlink(missing_ok=True)
@@ -155,9 +160,17 @@ def prune_temp_dirs(tmp: Path | None = None, *, own: bool = False) -> list[Path]
     first); return them. ``own``: this driver's instead, as it exits (whatever a cleanup that
     was cut short left)."""
     removed = []
+    import shutil
+    import subprocess
+    import tempfile
+
     base = tmp or Path(tempfile.gettempdir())
-    for path in sorted(base.iterdir()) if base.is_dir() else []:
-        if not path.name.startswith(TEMP_PREFIXES) or not path.is_dir():
+    try:  # the names first: a shared /tmp has hundreds of entries, few of them ours
+        names = sorted(n for n in os.listdir(base) if n.startswith(TEMP_PREFIXES))
+    except OSError:
+        names = []
+    for path in (base / n for n in names):
+        if not path.is_dir():
             continue
         try:
             pid = int((path / OWNER).read_text().split()[0])

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driver.errors import ExitCode, NodebookError
+from driver.options import TUNNEL_MODES
 from driver.remote import Remote
 from driver.ssh import SESSION_REFUSED, Master
-
-MODES = ("jump", "hops", "via-login", "direct")
 
 
 @dataclass(frozen=True)
@@ -229,7 +228,7 @@ class Tunnel:
         return self.remote.master
 
     def start(self) -> None:
-        if self.mode not in MODES:
+        if self.mode not in TUNNEL_MODES:
             raise NodebookError(f"unknown tunnel mode {self.mode!r}", ExitCode.USAGE)
         local = f"127.0.0.1:{self.local_port}"
         if self.mode == "jump":

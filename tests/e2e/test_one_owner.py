@@ -29,9 +29,11 @@ def test_one_submit_connection_and_cancel_per_session(
     job_id = ready["job_id"]
     if end == "ctrl_c":
         d.signal(signal.SIGINT)
-    else:
-        stop = drive(["stop", job_id, "--cluster", "sandbox"], env=env)
+    else:  # the stop asks the session's driver: no ssh of its own (no login, nothing asked)
+        stop_log = sshlog.SshLog(tmp_path / "ssh-stop")
+        stop = drive(["stop", job_id, "--cluster", "sandbox"], env=stop_log.env(os.environ["PATH"]))
         assert stop.wait(timeout=60) == 0, stop.output
+        assert stop_log.read() == [], "nodebook stop of a session held here ran ssh"
     d.wait(timeout=60)
     calls = _helper_calls(log)
     assert calls.get("submit") == 1, calls

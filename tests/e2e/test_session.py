@@ -129,8 +129,10 @@ def test_duplicate_guard_list_and_stop(sandbox, drive, nothing_left):
     assert sessions[ready["job_id"]]["node"] == ready["node"]
     stop = drive(["stop", ready["job_id"], "--cluster", "sandbox"])
     assert stop.wait(timeout=60) == 0
-    # the running session notices its job is gone and exits
-    assert first.wait(timeout=60) == ExitCode.JOB_ENDED
+    assert f"stopped: {ready['job_id']} (by its driver" in stop.output
+    # the running session's own driver cancelled it, on the stop's request
+    assert first.wait(timeout=60) == ExitCode.OK
+    assert "stopped by `nodebook stop`" in first.output
     nothing_left(ready["job_id"], ready["data"]["local_port"])
 
 

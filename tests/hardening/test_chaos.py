@@ -36,6 +36,7 @@ def test_every_exit_path_once_leaves_nothing(
         "sigint",
         "sigterm",
         "sighup",
+        "stop",
         "tunnel-killed",
         "sigkill",
         "slurmctld-restart",

@@ -245,7 +245,8 @@ def test_a_gone_drivers_record_keeps_the_port_for_attach_and_old_ones_go(tmp_pat
     import os
     import subprocess
 
-    from driver.state import SessionRecord, StateDir, prune_stale
+    from driver.record import SessionRecord
+    from driver.state import StateDir, prune_stale
 
     monkeypatch.setenv("NODEBOOK_STATE_DIR", str(tmp_path / "st"))
     dead = subprocess.Popen(["true"])

@@ -9,8 +9,9 @@ import pytest
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.progress import Renderer
+from driver.record import SessionRecord
 from driver.sshconfig import host_block, proxy_command, ssh_config
-from driver.state import SessionRecord, StateDir
+from driver.state import StateDir
 
 CLUSTER = Cluster(name="hpc", inventory=Path("i"), host="login", user="jdoe")
 

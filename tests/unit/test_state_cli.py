@@ -12,10 +12,10 @@ import pytest
 from driver.cli import build_parser, main
 from driver.errors import ExitCode
 from driver.monitor import describe_end
+from driver.record import SessionRecord
 from driver.session import job_url
 from driver.state import (
     INVENTORY_CACHE_DIR,
-    SessionRecord,
     StateDir,
     owned_temp_dir,
     pid_alive,
@@ -111,6 +111,25 @@ def test_help_reads_as_the_installed_command(tmp_path):
         block = text.split("examples:\n")[1].split("\n\n")[0].splitlines()
         commands_shown = {ln.split()[0] for ln in block if ln[:2] == "  " and ln[2] != " "}
         assert commands_shown and commands_shown <= {"nodebook", "ssh"}, (argv, block)
+
+
+def test_a_subcommand_parsed_alone_is_parsed_as_in_the_whole_line():
+    """main() builds only the subcommand it runs (`nodebook stop` then imports nothing of the
+    session's): its arguments, defaults and help are those of the whole parser's subcommand;
+    a word that is no subcommand gets the whole line's error."""
+    (whole,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, full in whole.choices.items():
+        (alone,) = [
+            a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction)
+        ]
+        assert list(alone.choices) == [name]
+        assert alone.choices[name].format_help() == full.format_help(), name
+        defaults = [
+            {(a.dest, str(a.default), " ".join(a.option_strings)) for a in p._actions}
+            for p in (alone.choices[name], full)
+        ]
+        assert defaults[0] == defaults[1], name
+    assert build_parser("stpo")._actions[-1].choices.keys() == whole.choices.keys()
 
 
 @pytest.mark.parametrize("command", ["session", "attach"])

@@ -1,0 +1,204 @@
+"""``nodebook stop``: a session this machine holds is ended by its own driver; any other session
+is cancelled by cleanup.yml.
+
+The driver of a running session listens on a Unix socket in its control directory, beside its
+ssh master's (``StopRequests``). ``nodebook stop JOB`` reads the session's record, connects,
+asks, and reads one line once the driver's cleanup has cancelled the job and seen it leave the
+queue. So the cancel stays the session's one ``cancel`` call, made by its owner (docs/design.md,
+"One owner per step"), and the stop costs a local connect: no login, no Ansible, and no
+inventory read when ``--cluster`` names the cluster. Without such a record, with no driver
+behind the socket, or when the driver could not cancel: cleanup.yml over this command's own
+master, which cancels only nodebook's jobs (a mistyped id never ends a job of another kind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from driver.errors import ExitCode, NodebookError
+from driver.signals import STOP_REQUEST
+from driver.state import StateDir
+
+if TYPE_CHECKING:
+    from driver.inventory import Cluster
+    from driver.progress import Renderer
+
+SOCKET = "stop"  # its name in the session's control directory
+ASK = b"stop\n"
+# How long `nodebook stop` waits for the driver's answer: its cleanup may first wait for an
+# unreachable cluster (up to the reconnect bound), then fall back to cleanup.yml.
+ANSWER_WITHIN_S = 300.0
+ACCEPT_POLL_S = 0.5  # how soon the listening thread notices that the socket was closed
+
+
+def socket_path(control_dir: Path) -> Path:
+    return control_dir / SOCKET
+
+
+class StopRequests:
+    """The driver's side: a listening socket, and a thread that turns a request into the stop
+    signal for the main thread (driver.signals), which unwinds into the session's cleanup.
+    ``answer`` (from the cleanup) tells each waiting ``stop`` how it went and takes no more."""
+
+    def __init__(self, control_dir: Path) -> None:
+        import threading  # the driver's side only: `stop` asks before it imports more
+
+        self.path = socket_path(control_dir)
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(self.path))  # in the 0700 control directory: this user's only
+        self._server.listen()
+        self._server.settimeout(ACCEPT_POLL_S)
+        self._lock = threading.Lock()
+        self._waiting: list[socket.socket] = []
+        self._closed = False
+        self.requested = False
+        self._main = threading.main_thread().ident
+        threading.Thread(target=self._serve, name="nodebook-stop", daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            conn.settimeout(5.0)
+            with contextlib.suppress(OSError):
+                if conn.recv(len(ASK)) == ASK and self._take(conn):
+                    continue
+            conn.close()
+
+    def _take(self, conn: socket.socket) -> bool:
+        with self._lock:  # never a signal after `answer`: the session may be past its handlers
+            if self._closed:
+                return False
+            self._waiting.append(conn)
+            if not self.requested and self._main is not None:
+                self.requested = True
+                signal.pthread_kill(self._main, STOP_REQUEST)
+        return True
+
+    def answer(self, gone: bool, note: str) -> None:
+        """The cleanup cancelled the job (``gone``: it left the queue) or could not (``note``
+        says why); no request is taken after this."""
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = self._waiting, []
+        self._server.close()
+        self.path.unlink(missing_ok=True)
+        line = (json.dumps({"gone": gone, "note": note}) + "\n").encode()
+        for conn in waiting:
+            with contextlib.suppress(OSError):
+                conn.sendall(line)
+            conn.close()
+
+
+class Asked:
+    """A request sent to the driver of a session; ``answer`` waits for its one line."""
+
+    def __init__(self, job_id: str, driver_pid: object, conn: socket.socket) -> None:
+        self.job_id, self.driver_pid, self._conn = job_id, driver_pid, conn
+
+    def answer(self, wait: float = ANSWER_WITHIN_S) -> dict[str, Any] | None:
+        """The driver's answer, or None when it hung up without one (it ended otherwise)."""
+        data = b""
+        try:
+            with self._conn:
+                self._conn.settimeout(wait)
+                while not data.endswith(b"\n"):
+                    chunk = self._conn.recv(4096)
+                    if not chunk:
+                        return None
+                    data += chunk
+            answer = json.loads(data)
+        except (OSError, ValueError):
+            return None
+        return answer if isinstance(answer, dict) else None
+
+
+def ask(cluster: str, job_id: str, user: str | None) -> Asked | None:
+    """Ask the driver that holds the session ``job_id`` on ``cluster`` (this machine's record of
+    it, and ``user``'s when a user is named) to end it. None: no such record, or no driver
+    listens behind it any more (killed). Reads the record's fields only: it runs before the
+    rest of the driver is imported, so that the request goes out first."""
+    if not job_id.isdigit():
+        return None
+    fields = StateDir(cluster).load_fields(job_id)
+    if fields is None or (user is not None and fields.get("user") != user):
+        return None
+    control = fields.get("control_path")
+    if not isinstance(control, str) or not control:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(5.0)
+        conn.connect(str(socket_path(Path(control).parent)))
+        conn.sendall(ASK)
+    except OSError:
+        conn.close()
+        return None
+    return Asked(job_id, fields.get("driver_pid"), conn)
+
+
+def stop(
+    job_id: str | None,
+    cluster_name: str | None,
+    user: str | None,
+    out: Renderer,
+    load_cluster: Callable[[], Cluster],
+    asked: Asked | None = None,
+) -> ExitCode:
+    """Cancel one session or all of them and confirm they left the queue. ``asked``: the
+    request the command line sent already (``--cluster`` given), else it is sent here."""
+    from driver.progress import Update
+
+    if job_id is not None and not job_id.removeprefix("s").isdigit():
+        raise NodebookError(f"stop: {job_id!r} is not a job id", ExitCode.USAGE)
+    cluster = None if cluster_name else load_cluster()
+    name = cluster_name or (cluster.name if cluster else "")
+    if asked is None and job_id:
+        asked = ask(name, job_id, user)
+    answer = asked.answer() if asked is not None else None
+    if asked is not None and answer is not None and answer.get("gone"):
+        StateDir(name).remove(asked.job_id)
+        out.emit(
+            Update(
+                "info",
+                message=f"stopped: {asked.job_id} (by its driver, pid {asked.driver_pid})",
+                data={"stopped": [asked.job_id]},
+            )
+        )
+        return ExitCode.OK
+    if answer is not None:
+        out.emit(Update("info", message=f"its session's driver could not: {answer.get('note')}"))
+    return _stop_by_cleanup(cluster or load_cluster(), job_id, out)
+
+
+def _stop_by_cleanup(cluster: Cluster, job_id: str | None, out: Renderer) -> ExitCode:
+    """cleanup.yml over this command's own master: by the id, or every session (--all)."""
+    from driver.commands import connected
+    from driver.progress import Update
+    from driver.runner import run_cleanup
+
+    selection: dict[str, Any] = {"nodebook_job_id": job_id} if job_id else {"nodebook_all": True}
+    with connected(cluster) as remote:
+        stopped = run_cleanup(cluster, selection, remote.master.ansible_env(), "stop")
+    for job in stopped:
+        StateDir(cluster.name).remove(job)
+    if job_id and job_id not in stopped:
+        raise NodebookError(f"no session {job_id} on {cluster.name}", ExitCode.NOT_FOUND)
+    out.emit(
+        Update(
+            "info",
+            message=f"stopped: {', '.join(stopped) or 'nothing was running'}",
+            data={"stopped": stopped},
+        )
+    )
+    return ExitCode.OK

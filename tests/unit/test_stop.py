@@ -1,0 +1,140 @@
+"""`nodebook stop` of a session this machine holds: its own driver ends it (driver/stop.py).
+
+Real Unix sockets and real signals, in this process: the listener's request reaches the main
+thread as the stop signal, which unwinds like Ctrl-C (driver.signals); the answer reaches the
+waiting `stop`. The cluster side is out of scope here (tests/e2e/test_session.py and
+tests/e2e/test_one_owner.py stop real sessions).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driver import stop as stop_mod
+from driver.errors import ExitCode, Stopped
+from driver.progress import Renderer
+from driver.record import SessionRecord
+from driver.signals import STOPPED_BY_STOP, exit_signals
+from driver.state import StateDir
+from driver.stop import StopRequests, ask
+
+
+def _record(control_dir: Path, job_id: str = "41", user: str = "alice") -> SessionRecord:
+    return SessionRecord(
+        cluster="c1",
+        job_id=job_id,
+        node="cn01",
+        local_port=8888,
+        tunnel="jump",
+        driver_pid=12345,
+        user=user,
+        control_path=str(control_dir / "master.sock"),
+    )
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch) -> StateDir:
+    monkeypatch.setenv("NODEBOOK_STATE_DIR", str(tmp_path / "state"))
+    return StateDir("c1")
+
+
+def _ask_in_thread() -> tuple[threading.Thread, list[Any]]:
+    answers: list[Any] = []
+
+    def run() -> None:
+        asked = ask("c1", "41", None)
+        answers.append(asked.answer(wait=10) if asked is not None else "not asked")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, answers
+
+
+def test_a_request_unwinds_the_session_and_waits_for_its_answer(tmp_path, state):
+    state.save(_record(tmp_path))
+    requests = StopRequests(tmp_path)
+    thread, answers = _ask_in_thread()
+    with pytest.raises(Stopped) as stopped, exit_signals():
+        time.sleep(10)  # the session's main thread, holding: the request interrupts it
+    assert (stopped.value.code, stopped.value.signame) == (ExitCode.OK, STOPPED_BY_STOP)
+    assert requests.requested
+    thread.join(0.2)
+    assert thread.is_alive(), "the stop must wait for the cleanup's answer"
+    requests.answer(True, "job 41 cancelled")
+    thread.join(10)
+    assert answers == [{"gone": True, "note": "job 41 cancelled"}]
+    assert not (tmp_path / stop_mod.SOCKET).exists()
+
+
+def test_no_driver_behind_the_record_is_not_asked(tmp_path, state):
+    assert ask("c1", "41", None) is None  # no record
+    state.save(_record(tmp_path))
+    assert ask("c1", "41", None) is None  # no socket
+    StopRequests(tmp_path).answer(False, "")  # the session ended: it takes no more requests
+    assert ask("c1", "41", None) is None
+    requests = StopRequests(tmp_path)
+    assert ask("c1", "41", "bob") is None  # another user's session (--user bob)
+    assert ask("c1", "s41", None) is None  # not a scheduler's job id
+    requests.answer(False, "")
+
+
+def _stop(tmp_path, state, monkeypatch, answer: dict[str, Any] | None, **kw: Any) -> tuple:
+    state.save(_record(tmp_path))
+    asked: list[str] = []
+    cleaned: list[str | None] = []
+
+    class Asked:
+        job_id, driver_pid = "41", 12345
+
+        def answer(self) -> dict[str, Any] | None:
+            return answer
+
+    def fake_ask(cluster: str, job_id: str, user: str | None) -> Asked | None:
+        asked.append(job_id)
+        return Asked() if job_id == "41" and user in (None, "alice") else None
+
+    monkeypatch.setattr(stop_mod, "ask", fake_ask)
+    monkeypatch.setattr(
+        stop_mod, "_stop_by_cleanup", lambda c, job, out: cleaned.append(job) or ExitCode.OK
+    )
+
+    def load() -> Any:
+        raise AssertionError("the inventory is read only when the session's driver cannot stop")
+
+    args = {"job_id": "41", "cluster_name": "c1", "user": None, "load_cluster": load, **kw}
+    return stop_mod.stop(out=Renderer(json_mode=True), **args), asked, cleaned
+
+
+def test_stop_of_a_held_session_asks_its_driver_and_reads_no_inventory(
+    tmp_path, state, monkeypatch
+):
+    code, asked, cleaned = _stop(tmp_path, state, monkeypatch, {"gone": True, "note": ""})
+    assert code == ExitCode.OK
+    assert asked == ["41"] and cleaned == []
+    assert state.load("41") is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "answer"),
+    [
+        ({}, {"gone": False, "note": "ssh: lost"}),  # the driver could not cancel
+        ({}, None),  # it hung up without an answer
+        ({"user": "bob"}, {"gone": True}),  # another user's session: not through it
+        ({"job_id": "42"}, {"gone": True}),  # no session of that id held here
+    ],
+)
+def test_anything_else_goes_to_cleanup(tmp_path, state, monkeypatch, kw, answer):
+    class Cluster:
+        name, user = "c1", "alice"
+
+    code, asked, cleaned = _stop(
+        tmp_path, state, monkeypatch, answer, **{"load_cluster": lambda: Cluster(), **kw}
+    )
+    assert code == ExitCode.OK
+    assert asked == [kw.get("job_id", "41")]
+    assert cleaned == [kw.get("job_id", "41")]
