@@ -8,7 +8,8 @@ session before (its job's end moves Slurm's scheduling pass) hit all alike:
 - driver: t0 = spawn of `python -m driver session`; ready = arrival of its `ready` line (the
   driver emits it after its own first HTTP 200 through the tunnel; the probe checks one more
   200). Then Ctrl-C: SIGINT to the driver's process group, as a terminal sends it.
-- stop: the same session, ended by `python -m driver stop JOB` (spawned at t0 of the stop).
+- stop: the same session, ended by `nodebook stop JOB` (the venv's console script, as a user
+  types it; spawned at t0 of the stop).
 - sigint: the same session, ended by SIGINT to the driver's pid only (not its process group):
   a diagnostic beside Ctrl-C, which also reaches the driver's children.
 - baseline A: nodebook's job script submitted by hand (bench/baseline.py).
@@ -54,7 +55,7 @@ from bench.common import gone_after, sandbox_cluster, squeue_lists
 from bench.guard import Guard, log
 from tests.harness import sshlog
 from tests.harness.alive import http_status, token_of
-from tests.harness.driver import DriverProcess, RssSampler
+from tests.harness.driver import COMMAND, DriverProcess, RssSampler
 from tests.harness.sandbox import INVENTORY, REPO, STATE
 
 # No --allow-second: the rounds run one after another (each confirms its job left the queue),
@@ -157,7 +158,8 @@ def _driver_round(
         def spawn_stop() -> None:
             env = stop_log.env(os.environ["PATH"])
             args = ["stop", job_id, "--cluster", "sandbox"]
-            holder.append(guard.driver(DriverProcess(args, state_dir=state, env=env)))
+            typed = DriverProcess(args, state_dir=state, env=env, module=COMMAND)  # `nodebook`
+            holder.append(guard.driver(typed))
 
         seen = gone_seen(guard, job_id, spawn_stop)
         stop = holder[0]

@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 
 # Each command imports what it needs, when it needs it: `nodebook stop` of a session this
-# machine holds sends its request before the rest of the driver is loaded.
+# machine holds sends its request before the rest of the driver is loaded (typing too: this is
+# typing.TYPE_CHECKING without the import).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from driver.inventory import Cluster
     from driver.progress import Renderer
 

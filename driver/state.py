@@ -12,8 +12,9 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+# typing.TYPE_CHECKING, without importing typing: `nodebook stop` asks before it loads more
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from driver.record import SessionRecord
 

@@ -19,13 +19,16 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from driver.errors import ExitCode, NodebookError
 from driver.signals import STOP_REQUEST
 from driver.state import StateDir
 
+# typing.TYPE_CHECKING, without importing typing: `nodebook stop` asks before it loads more
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from driver.inventory import Cluster
     from driver.progress import Renderer
 

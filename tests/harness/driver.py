@@ -86,9 +86,15 @@ def driver_env(
     }
 
 
+# module=COMMAND: the installed command itself (the venv's console script), as a user types it.
+COMMAND = "nodebook"
+
+
 def driver_argv(args: Sequence[str], module: str = "driver", json_mode: bool = True) -> list[str]:
-    """argv of `python -m MODULE ARGS [--json]` in the laptop's namespaces."""
-    return laptop_argv([PY, "-m", module, *args] + (["--json"] if json_mode else []))
+    """argv of `python -m MODULE ARGS [--json]` (or of `nodebook ARGS [--json]`, module=COMMAND)
+    in the laptop's namespaces."""
+    head = [str(Path(PY).parent / COMMAND)] if module == COMMAND else [PY, "-m", module]
+    return laptop_argv([*head, *args] + (["--json"] if json_mode else []))
 
 
 class DriverProcess:
