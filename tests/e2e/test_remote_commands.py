@@ -2,9 +2,10 @@
 
 An `ssh` wrapper first on the driver's PATH (tests/harness/sshlog.py) logs every invocation:
 the driver's own (master, helper calls, tunnel), Ansible's (its raw tasks go through `ssh`
-from PATH) and the ProxyCommands'. Over a whole session ended with Ctrl-C and a second one
-ended by `stop`, every invocation that carries a remote command (not `-O ...`, not the `-N`
-master, not a `-W` proxy) must run `.../nodebook-remote ...`.
+from PATH) and the ProxyCommands'. Over a whole session ended with Ctrl-C, a second one
+ended by `stop` and a third whose job is cancelled elsewhere, every invocation that carries a
+remote command (not `-O ...`, not the `-N` master, not a `-W` proxy) must run
+`.../nodebook-remote ...`.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ def test_every_remote_command_of_a_session_and_a_stop_runs_the_helper(
     masters_before = {c.option("ControlPath") for c in log.read() if c.master}
     stop = drive(["stop", ready2["job_id"], "--cluster", "sandbox"], env=env)
     assert stop.wait(timeout=60) == 0, stop.output
-    assert second.wait(timeout=60) == ExitCode.JOB_ENDED
+    assert second.wait(timeout=60) == ExitCode.OK  # its own driver ended it, on the stop's ask
     nothing_left(ready2["job_id"], ready2["local_port"])
-    # stop cancelled over the session's own master (already up), in one call, with no login
-    # (and no Ansible) of its own
+    # the session's driver cancelled over its own master (already up), in one call: the stop
+    # made no login (and ran no Ansible) of its own
     after = log.read()
     fast = [
         c for c in after
@@ -71,6 +72,13 @@ def test_every_remote_command_of_a_session_and_a_stop_runs_the_helper(
     ]
     own = [c for c in after if c.master and c.option("ControlPath") not in masters_before]
     assert own == [], [c.argv for c in own]
+
+    # 3. a third one whose job is cancelled elsewhere: the driver asks why it ended (`ended`)
+    third = drive(session, env=env)
+    ready3 = third.wait_event("ready", timeout=90)
+    sandbox.host("login", ["scancel", ready3["job_id"]], user="alice")
+    assert third.wait(timeout=60) == ExitCode.JOB_ENDED
+    nothing_left(ready3["job_id"], ready3["local_port"])
 
     calls = log.read()
     with_command = [c for c in calls if c.remote_command]
