@@ -5,9 +5,7 @@ Errors are NodebookError exceptions with a one-line message; they are caught her
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 
@@ -16,6 +14,8 @@ from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 # typing.TYPE_CHECKING without the import).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
     from typing import Any
 
     from driver.inventory import Cluster
@@ -95,6 +95,8 @@ examples:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from pathlib import Path
+
     p.add_argument(
         "-i",
         "--inventory",
@@ -116,6 +118,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _sub(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose --help ends with its examples."""
+    import argparse
+
     return sub.add_parser(
         name,
         help=help,
@@ -126,6 +130,8 @@ def _sub(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def _tunnel_opts(p: argparse.ArgumentParser) -> None:
+    import argparse
+
     from driver.options import TUNNEL_MODES, USAGE_INTERVAL_S
 
     p.add_argument(
@@ -202,6 +208,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line, or (``command``) only that subcommand's part of it: what the
     command itself needs to parse its arguments, without building (and importing) the rest.
     Each subcommand's arguments are the same either way."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="nodebook",
         description="Jupyter on a Slurm compute node: one-time setup, then one command.",
@@ -349,16 +357,46 @@ def _prune_stale_state(out: Renderer) -> None:
         )
 
 
+def plain_stop(argv: Sequence[str]) -> tuple[str, str, str | None] | None:
+    """(JOBID, cluster, user) when ``argv`` is ``stop JOBID --cluster NAME`` with at most
+    ``--user USER`` and ``--json`` besides, in any order: the request to a session's own driver
+    goes out before argparse is even imported. Any other form is None and parsed first (the
+    unit test holds this reading to argparse's)."""
+    if len(argv) < 4 or argv[0] != "stop" or not argv[1].isdigit():
+        return None
+    values: dict[str, str] = {}
+    rest = list(argv[2:])
+    while rest:
+        word = rest.pop(0)
+        if word == "--json":
+            continue
+        if word not in ("--cluster", "--user") or word in values or not rest:
+            return None
+        values[word] = rest.pop(0)
+        if values[word].startswith("-") or not values[word]:
+            return None
+    if "--cluster" not in values:
+        return None
+    return argv[1], values["--cluster"], values.get("--user")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run a subcommand, map every failure to one line and an exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    early = plain_stop(argv)
+    asked = None
+    if early is not None:  # before anything else loads
+        from driver.stop import ask
+
+        job_id, cluster, user = early
+        asked = ask(cluster, job_id, user)
     parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "setup":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra = unknown
-    args.asked = None
-    if args.command == "stop" and args.job_id and args.cluster:  # before anything else loads
+    args.asked = asked
+    if early is None and args.command == "stop" and args.job_id and args.cluster:
         from driver.stop import ask
 
         args.asked = ask(args.cluster, args.job_id, args.user)

@@ -21,6 +21,7 @@ from typing import Any
 
 from driver.errors import ExitCode, NodebookError
 from driver.progress import Renderer, Update
+from driver.record import Job
 from driver.remote import Remote
 from driver.tunnel import Tunnel, http_ok, wait_http
 
@@ -28,27 +29,6 @@ from driver.tunnel import Tunnel, http_ok, wait_http
 # COMPLETING: a cancelled job is COMPLETING while its trap stops Jupyter (reconnecting to it
 # would only time out, and end the session with the tunnel's exit code instead of the job's).
 LIVE = ("RUNNING", "CONFIGURING", "UNKNOWN")
-
-
-@dataclass
-class Job:
-    """The job a session submitted (or attached to), and what is known about it."""
-
-    tag: str
-    id: str | None = None
-    submitted: bool = False  # a submission may have happened (cancel by tag while no id)
-    gone: bool = False  # it ended on its own: nothing left to cancel
-    cancel_sent: bool = False  # the session's one `cancel` call was made (whatever it said)
-    heartbeat_timeout: int | None = None  # the dead-man's switch the job runs with
-    socket: str | None = None  # where its unix socket will be (from the submission)
-    endpoint: str | None = None  # how Jupyter listens (from the submission)
-    last_heartbeat: float = field(default_factory=time.time)  # wall clock of the last touch
-
-    def lease_end(self) -> float | None:
-        """Wall-clock time at which the job ends itself without a heartbeat (None: never)."""
-        if not self.heartbeat_timeout:
-            return None
-        return self.last_heartbeat + self.heartbeat_timeout
 
 
 def span(seconds: float) -> str:

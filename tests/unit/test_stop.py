@@ -138,3 +138,68 @@ def test_anything_else_goes_to_cleanup(tmp_path, state, monkeypatch, kw, answer)
     assert code == ExitCode.OK
     assert asked == [kw.get("job_id", "41")]
     assert cleaned == [kw.get("job_id", "41")]
+
+
+PLAIN_FORMS = [
+    ["stop", "41", "--cluster", "c1"],
+    ["stop", "41", "--cluster", "c1", "--json"],
+    ["stop", "41", "--json", "--user", "bob", "--cluster", "c1"],
+    ["stop", "41", "--user", "bob", "--cluster", "c1", "--json", "--json"],
+]
+OTHER_FORMS = [
+    ["stop", "41"],  # no --cluster: the inventory names it
+    ["stop", "41", "--cluster=c1"],
+    ["stop", "41", "--clu", "c1"],  # argparse's abbreviation
+    ["stop", "41", "--cluster", "c1", "--cluster", "c2"],  # argparse takes the last
+    ["stop", "41", "--cluster", "c1", "-i", "inv"],
+    ["stop", "41", "--cluster", "c1", "--all"],
+    ["stop", "41", "--cluster", ""],
+    ["stop", "41", "--cluster", "c1", "--user"],
+    ["stop", "s41", "--cluster", "c1"],
+    ["stop", "--all", "--cluster", "c1"],
+    ["list", "41", "--cluster", "c1"],
+    ["stop", "--cluster", "c1", "41"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN_FORMS + OTHER_FORMS, ids=" ".join)
+def test_the_early_request_reads_the_command_line_as_argparse_does(argv):
+    """`stop JOBID --cluster NAME` asks its session's driver before argparse is imported
+    (cli.plain_stop): what it reads is what argparse reads, and any other form waits for
+    argparse."""
+    from driver.cli import build_parser, plain_stop
+
+    early = plain_stop(argv)
+    if argv in PLAIN_FORMS:
+        args = build_parser("stop").parse_args(argv)
+        assert early == (args.job_id, args.cluster, args.user)
+    else:
+        assert early is None
+
+
+def test_the_early_request_goes_out_before_argparse_and_typing_load(tmp_path):
+    """What `nodebook stop JOBID --cluster NAME --user USER` asks (its session's driver on that
+    cluster, by that user) and has imported by then: not argparse (nor the shutil it brings)
+    and not typing, which the rest of the command loads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, driver.stop as s\n"
+        "seen = []\n"
+        "s.ask = lambda *a: seen.append([*a, *(m for m in ('argparse', 'shutil', 'typing') "
+        "if m in sys.modules)])\n"
+        "from driver.cli import main\n"
+        "main(['stop', '41', '--cluster', 'c1', '--user', 'bob'])\n"
+        "print('loaded:', seen)\n"
+    )
+    env = {
+        "NODEBOOK_STATE_DIR": str(tmp_path),
+        "NODEBOOK_INVENTORY": str(tmp_path / "none"),
+        "TMPDIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    # the first ask: the cluster, the job and the user, and nothing of the three loaded yet
+    assert "loaded: [['c1', '41', 'bob']" in done.stdout, done.stdout + done.stderr
