@@ -5,9 +5,10 @@ Each round runs five kinds, in an order from a Williams design (every kind takes
 and follows every other kind equally often over 2 x 5 rounds), so that slow drift and the
 session before (its job's end moves Slurm's scheduling pass) hit all alike:
 
-- driver: t0 = spawn of `python -m driver session`; ready = arrival of its `ready` line (the
-  driver emits it after its own first HTTP 200 through the tunnel; the probe checks one more
-  200). Then Ctrl-C: SIGINT to the driver's process group, as a terminal sends it.
+- driver: t0 = spawn of `nodebook session` (the venv's console script, as a user types it);
+  ready = arrival of its `ready` line (the driver emits it after its own first HTTP 200 through
+  the tunnel; the probe checks one more 200). Then Ctrl-C: SIGINT to the driver's process
+  group, as a terminal sends it.
 - stop: the same session, ended by `nodebook stop JOB` (the venv's console script, as a user
   types it; spawned at t0 of the stop).
 - sigint: the same session, ended by SIGINT to the driver's pid only (not its process group):
@@ -116,14 +117,30 @@ def driver_round(guard: Guard, state: Path, end: str) -> dict[str, Any]:
     with RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="nbb-ssh-") as tmp:
         ssh = sshlog.SshLog(Path(tmp))
         env = ssh.env(os.environ["PATH"])
-        drv = guard.driver(DriverProcess(SESSION_ARGS, state_dir=state, env=env))
+        # `nodebook session`, the venv's console script, as a user types it (`python -m driver`
+        # would also load runpy: a few ms more at every start)
+        drv = guard.driver(DriverProcess(SESSION_ARGS, state_dir=state, env=env, module=COMMAND))
         sampler.roots = [drv.pid]
         try:
             return _driver_round(guard, drv, sampler, ssh, state, end)
-        except BaseException:
+        except BaseException as exc:
+            alive = drv.poll() is None
             drv.interrupt()  # it cancels its own job
             drv.reap()
+            exc.add_note(json.dumps(attempt_trace(drv, ssh, alive)))  # kept with the redo
             raise
+
+
+def attempt_trace(drv: DriverProcess, ssh: sshlog.SshLog, alive: bool) -> dict[str, Any]:
+    """What a failed attempt's driver did, for the results: whether it still ran when the
+    attempt failed, its exit code, its events and remote commands (seconds after its spawn)
+    and the end of its stderr."""
+    t0 = drv.started
+    events = [f"{t - t0:.3f} {e.get('event')}: {str(e.get('message') or '')[:160]}"
+              for e, t in zip(drv.events, drv.arrivals, strict=False)]  # fmt: skip
+    calls = [f"{c.t - t0:.3f} {c.helper_command() or 'ssh'}" for c in ssh.read()]
+    return {"alive_at_failure": alive, "rc": drv.rc, "events": events[-20:],
+            "remote": calls[-20:], "stderr": drv.stderr[-1500:]}  # fmt: skip
 
 
 def _first_helper(calls: list[sshlog.Invocation], after: float, names: tuple[str, ...]) -> float:
@@ -278,8 +295,9 @@ def run(guard: Guard, reps: int, state: Path, seed: int) -> dict[str, Any]:
                     out[which].append(res)
                     break
                 except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                    traces = [json.loads(n) for n in getattr(exc, "__notes__", [])]
                     failed.append({"round": i, "kind": which, "attempt": attempt,
-                                   "error": str(exc)[:300]})  # fmt: skip
+                                   "error": str(exc)[:300], "trace": traces})  # fmt: skip
                     log(f"rep {i + 1}/{reps} {which} attempt {attempt + 1} failed: {exc}"[:300])
             log_round(i, reps, which, out[which])
     return {**out, "rounds": reps, "order": "williams", "phase_seed": seed,
