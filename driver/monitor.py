@@ -84,7 +84,9 @@ class Waking:
             self.last = now
 
     def take(self) -> tuple[float, float] | None:
-        """(since, seconds) of an absence noticed since the last take, or None."""
+        """(since, seconds) of an absence noticed since the last take, or None. It ticks first:
+        after a thaw the caller may run before this thread's next tick."""
+        self.tick()
         with self._lock:
             if not self.away_for:
                 return None

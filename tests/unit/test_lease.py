@@ -38,12 +38,23 @@ def test_a_jump_of_the_wall_clock_is_an_absence_and_says_how_long():
     for _ in range(10):  # ticks half a second apart: awake
         waking.tick()
         clock.now += 0.5
-    assert waking.take() is None
-    since = clock.now - 0.5  # the last tick before the lid closed
+    assert waking.take() is None  # (a take ticks too: the last tick before the lid closed)
+    since = clock.now
     clock.now += 600  # asleep for ten minutes (the monotonic clock would not have moved)
     waking.tick()
-    assert waking.take() == (since, pytest.approx(600.5))
+    assert waking.take() == (since, pytest.approx(600))
     assert waking.take() is None  # taken once
+
+
+def test_a_take_right_after_a_thaw_sees_the_absence_before_the_thread_ticks():
+    """After a thaw the main thread may look before the ticking thread runs again: the hold
+    loop's heartbeat would then find the job gone without saying that the machine was away."""
+    clock = Clock()
+    waking = Waking(gap=3.0, clock=clock)
+    waking.tick()
+    since = clock.now
+    clock.now += 120  # frozen; no tick of the thread since
+    assert waking.take() == (since, pytest.approx(120))
 
 
 def test_a_slow_tick_is_not_an_absence():
