@@ -102,8 +102,21 @@ class Remote:
         return f"{self.helper} {shlex.join(args)}"
 
     def call(self, *args: str, timeout: float = 30, check: bool = True) -> Reply:
-        """Run a helper command over the master; with ``check`` an error line raises."""
-        proc = self.master.run(self.command(*args), timeout=timeout)
+        """Run a helper command over the master; with ``check`` every failure is a NodebookError
+        (an error line, a lost connection, no answer within ``timeout``). Without it, only
+        what the reply says: the callers that tell a lost link from an answer (heartbeat,
+        responsive, cancel) catch ssh's timeout themselves."""
+        try:
+            proc = self.master.run(self.command(*args), timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            if not check:
+                raise
+            raise NodebookError(
+                f"the login node {self.cluster.host} did not answer `nodebook-remote "
+                f"{args[0] if args else ''}` within {timeout:.0f} s: check the connection "
+                "(ssh to it by hand), then retry",
+                ExitCode.SSH,
+            ) from exc
         reply = Reply(proc.returncode, parse_lines(proc.stdout), proc.stderr)
         if check:
             self.raise_for(reply)

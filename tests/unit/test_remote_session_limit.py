@@ -63,3 +63,24 @@ def test_a_refused_heartbeat_ends_the_hold_with_it_instead_of_reconnecting():
 def test_a_refusal_that_ssh_got_round_by_logging_in_again_is_no_error():
     answer = '{"nodebook": "listed"}\n'
     assert remote(0, answer).call("list").first("listed") == {"nodebook": "listed"}
+
+
+class SilentMaster:
+    """A login node that never answers: every command runs into its timeout."""
+
+    def run(self, command: str, timeout: float = 30, **kw: object) -> None:
+        raise subprocess.TimeoutExpired(["ssh", "login.hpc", command], timeout)
+
+
+def test_no_answer_within_the_timeout_is_a_nodebook_error_with_a_fix():
+    """A checked call that times out (`ended`, `usage`, `connection`, `list`) says which
+    command got no answer from where, not a traceback of ssh's argv; unchecked calls
+    (heartbeat, responsive, cancel) keep ssh's timeout to tell a lost link from an answer."""
+    silent = Remote(SilentMaster(), CLUSTER)  # type: ignore[arg-type]
+    with pytest.raises(NodebookError) as err:
+        silent.ended("41")
+    assert err.value.code == ExitCode.SSH
+    assert "login.hpc did not answer `nodebook-remote ended` within 40 s" in err.value.message
+    with pytest.raises(subprocess.TimeoutExpired):
+        silent.call("version", check=False)
+    assert silent.heartbeat("41") == "lost"
