@@ -4,7 +4,8 @@ sacctmgr and sstat (a running job's "use": {"cpu", "rss", "peak", "gpuutil"}, Sl
 
 Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
 ($FAKE_SLURM_STATE, else slurm.json beside the bin dir):
-{"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true, "sbatch_error": null}.
+{"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true, "sbatch_error": null,
+"scancel_fails": N (the next N scancels time out, cancelling nothing)}.
 Accounts, when a test sets them: "partitions" {name: {"default": bool, "allow_accounts": "a,b"}}
 and "accounts" (the user's, the first their default): sbatch then refuses a job whose account
 (--account, else the default) is not the user's or not admitted by its partition, as Slurm does.
@@ -235,6 +236,10 @@ def run(name: str, state: dict) -> int:
         )
         return 0
     if name == "scancel":
+        if state.get("scancel_fails", 0) > 0:  # a controller too busy to answer, this once
+            state["scancel_fails"] -= 1
+            print("scancel: error: Socket timed out on send/recv operation", file=sys.stderr)
+            return 1
         # As Slurm 22.05: a job that is gone is named on stderr, and the status stays 0.
         for job_id in rest:
             if job_id in jobs and jobs[job_id]["state"] in ACTIVE:

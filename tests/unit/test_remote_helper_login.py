@@ -472,6 +472,40 @@ def test_cancel_own_claims_nothing_for_a_job_that_is_gone(cluster: Cluster) -> N
         assert res.rc == 0 and not res.kind("stopped") and res.one("gone")["job_id"] == job
 
 
+def test_cancel_own_of_a_scancel_that_failed_is_not_a_job_gone(cluster: Cluster) -> None:
+    """scancel complains both of a job that is gone and of a controller that did not answer:
+    the queue decides. Still listed: scancel once more, and confirm it left."""
+    cluster.job("58", state="RUNNING", user="tester")
+    cluster.slurm["scancel_fails"] = 1
+    cluster.save()
+    res = cluster.run("cancel", "--job", "58", "--own")
+    assert res.rc == 0 and res.one("stopped")["job_id"] == "58" and not res.kind("gone")
+    assert cluster.load()["jobs"]["58"]["state"] == "CANCELLED"
+    assert len(cluster.calls("scancel")) == 2
+
+
+def test_cancel_own_with_the_controller_down_claims_nothing(cluster: Cluster) -> None:
+    """Neither scancel nor squeue answers: an error naming the job, never "gone" or "stopped"
+    (the driver then falls back to cleanup.yml and says what it could not do)."""
+    cluster.job("59", state="RUNNING", user="tester")
+    cluster.slurm["down"] = True
+    cluster.save()
+    res = cluster.run("cancel", "--job", "59", "--own", "--wait", "1")
+    assert res.rc == 5 and not res.kind("gone") and not res.kind("stopped")
+    assert "59 (squeue did not answer)" in res.one("error")["message"]
+
+
+def test_cancel_by_id_with_the_controller_down_says_so(cluster: Cluster) -> None:
+    """cleanup.yml's cancel (by id, tag or --all) reads the user's jobs first: a squeue that
+    fails is an error, not an empty queue ("no job left to cancel")."""
+    cluster.job("60", state="RUNNING", user="tester")
+    cluster.slurm["down"] = True
+    cluster.save()
+    res = cluster.run("cancel", "--job", "60")
+    assert res.rc == 5 and not res.kind("gone") and not res.kind("stopped")
+    assert "Slurm does not answer" in res.one("error")["message"]
+
+
 def test_cancel_reports_a_job_already_gone(cluster: Cluster) -> None:
     res = cluster.run("cancel", "--job", "55")
     assert res.rc == 0 and res.one("gone")["job_id"] == "55" and not res.kind("stopped")

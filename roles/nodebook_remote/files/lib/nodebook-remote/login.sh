@@ -398,7 +398,7 @@ cmd_ended() {
 }
 
 cmd_cancel() {
-  local want="" tag="" all=false own=false confirm=30 ids=() left="" id name comment i pid
+  local want="" tag="" all=false own=false confirm=30 ids=() left="" id name comment i pid line
   while [ "$#" -gt 0 ]; do
     case $1 in
       --scheduler) SCHEDULER=$2; shift 2 ;;
@@ -415,9 +415,15 @@ cmd_cancel() {
   case $want in *[!0-9]*) ;; ?*)
     if sched_queue && [ "$own" = true ]; then
       # The session's own job, at once: one scancel, nothing read first (Ctrl-C must be quick),
-      # then the confirmation below. (scancel of a job that is gone says so on stderr, with
-      # status 0 on Slurm 22.05.)
-      sched_cancel_own "$want" && ids=("$want")
+      # then the confirmation below. scancel of a job that is gone says so on stderr (with
+      # status 0 on Slurm 22.05), and so does one that failed (the controller did not answer):
+      # the job is gone only when the queue says so; else scancel once more, and confirm.
+      if sched_cancel_own "$want"; then
+        ids=("$want")
+      elif ! sched_gone "$want"; then
+        sched_cancel "$want"
+        ids=("$want")
+      fi
     fi ;;
   esac
   load_setup
@@ -425,12 +431,14 @@ cmd_cancel() {
   if sched_queue && [ "$own" = true ]; then
     : # scancel'd above (ids: the job, if it was still there)
   elif sched_queue; then
-    while IFS='|' read -r id name comment; do
+    sched_jobs
+    for line in "${JOBS[@]+"${JOBS[@]}"}"; do
+      IFS='|' read -r id name comment <<<"$line"
       if [ -z "$id" ] || [ "$name" != "$S_job_name" ]; then continue; fi
       if [ "$all" = true ] || [ "$id" = "$want" ] || { [ -n "$tag" ] && [ "$comment" = "nodebook:$tag" ]; }; then
         ids+=("$id")
       fi
-    done < <(sched_jobs)
+    done
   fi
   if sched_queue; then
     if [ "${#ids[@]}" -gt 0 ]; then
@@ -441,8 +449,11 @@ cmd_cancel() {
       begin=$NOW
       # Quick looks first (a job without a slow trap leaves in a few tenths), then calmer ones.
       for i in $(seq 1 100000); do
-        left=$(sched_queued "$list")
-        [ -z "${left// /}" ] && { left=""; break; }
+        if left=$(sched_queued "$list"); then
+          [ -z "${left// /}" ] && { left=""; break; }
+        else
+          left="$list (squeue did not answer)"
+        fi
         now
         [ $((NOW - begin)) -ge "$confirm" ] && break
         if [ "$i" -lt 20 ]; then nap 0.1; else nap 0.5; fi
@@ -467,6 +478,7 @@ cmd_cancel() {
     done
   fi
   for id in "${ids[@]+"${ids[@]}"}"; do
+    case " $left " in *" $id "*) continue ;; esac # not seen leaving: the error below names it
     job_paths "$id"
     rm -f "$J_HOP" "$J_SEEN"
     emit stopped job_id "$id"
@@ -478,7 +490,7 @@ cmd_cancel() {
     emit gone job_id "$want"
   fi
   if [ -n "$left" ]; then
-    die scheduler "$E_SCHED" "still in the queue after scancel: $left; retry \`nodebook stop\`, or ask the cluster's admins" left "$left"
+    die scheduler "$E_SCHED" "not seen leaving the queue after scancel: $left; retry \`nodebook stop\`, or ask the cluster's admins" left "$left"
   fi
   return 0
 }

@@ -253,11 +253,15 @@ refusal_fix() {
 sched_sessions() {
   local out
   # -O with '|' after each field: tres-alloc (GPUs allocated) has no -o letter.
-  if ! out=$(squeue -h -u "$ME" -n "$S_job_name" \
-    -O 'JobID:|,State:|,NodeList:|,TimeUsed:|,TimeLimit:|,Reason:|,tres-alloc:|,Comment:|' 2>&1); then
-    die scheduler "$E_SCHED" "Slurm does not answer on $(hostname -s): $(printf '%s' "$out" | tail -n 1); retry when \`squeue\` works on the login node (ask the cluster's admins if it keeps failing)"
-  fi
+  out=$(squeue -h -u "$ME" -n "$S_job_name" \
+    -O 'JobID:|,State:|,NodeList:|,TimeUsed:|,TimeLimit:|,Reason:|,tres-alloc:|,Comment:|' 2>&1) ||
+    sched_silent "$out"
   [ -n "$out" ] && mapfile -t SESSIONS <<<"$out"
+}
+
+# sched_silent OUTPUT: squeue failed (OUTPUT: what it said): the error, and the fix.
+sched_silent() {
+  die scheduler "$E_SCHED" "Slurm does not answer on $(hostname -s): $(printf '%s' "$1" | tail -n 1); retry when \`squeue\` works on the login node (ask the cluster's admins if it keeps failing)"
 }
 
 # sched_use JOB...: what sstat says of each job's batch step (ID.batch, where Jupyter and its
@@ -329,14 +333,33 @@ sched_cancel_own() {
   err=$(scancel "$1" 2>&1) && [ -z "$err" ]
 }
 
-# sched_jobs: this user's jobs, one line each: id|name|comment.
-sched_jobs() { squeue -h -u "$ME" -o '%i|%j|%k' 2>/dev/null; }
+# sched_jobs: this user's jobs in JOBS, one line each: id|name|comment. Slurm not answering is an
+# error (an empty list would read as "no job left to cancel").
+sched_jobs() {
+  local out
+  out=$(squeue -h -u "$ME" -o '%i|%j|%k' 2>&1) || sched_silent "$out"
+  JOBS=()
+  [ -n "$out" ] && mapfile -t JOBS <<<"$out"
+}
 
 # sched_cancel JOB...: cancel these jobs (their ends are confirmed with sched_queued).
 sched_cancel() { scancel "$@" 2>/dev/null; }
 
-# sched_queued JOB,JOB...: those of the jobs still in the queue, separated by spaces.
-sched_queued() { squeue -h -j "$1" -o %i 2>/dev/null | tr '\n' ' '; }
+# sched_queued JOB,JOB...: those of the jobs still in the queue, separated by spaces; status 1
+# when squeue could not answer (a job it has forgotten is an "invalid id": not in the queue).
+sched_queued() {
+  local out
+  if ! out=$(squeue -h -j "$1" -o %i 2>&1); then
+    case $out in *"Invalid job id"*) out="" ;; *) return 1 ;; esac
+  fi
+  printf '%s' "${out//$'\n'/ }"
+}
+
+# sched_gone JOB: the queue answered, and no longer lists the job.
+sched_gone() {
+  local left
+  left=$(sched_queued "$1") && [ -z "${left// /}" ]
+}
 
 # sched_doctor: `nodebook doctor`'s check of the scheduler (a `check` line named slurm).
 sched_doctor() {
