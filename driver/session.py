@@ -17,19 +17,23 @@ import os
 import subprocess
 import threading
 import time
+import webbrowser
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from driver import hostkeys
 from driver.errors import ExitCode, NodebookError, Stopped
 from driver.gate import Connector, Gate
 from driver.inventory import Cluster
+from driver.monitor import Monitor
+from driver.notify import Notifier, SessionWatch
 from driver.options import SessionOptions, notify_settings
 from driver.paths import rules
 from driver.progress import Renderer, Update
 from driver.progress import from_line as progress_update
 from driver.record import Job, SessionRecord
 from driver.remote import Remote
+from driver.runner import PlaybookRun, run_cleanup
 from driver.signals import exit_signals, shielded
 from driver.ssh import Master, cleanup_dir, make_control_dir
 from driver.state import StateDir
@@ -44,10 +48,6 @@ from driver.tunnel import (
     preload,
     wait_http,
 )
-
-if TYPE_CHECKING:  # (loaded where they are used: after the master's login has begun)
-    from driver.monitor import Monitor
-    from driver.notify import SessionWatch
 
 
 def job_url(local_port: int, base_url: str, app: str, token: str | None) -> str:
@@ -230,8 +230,6 @@ class Session:
                 self.connector = Connector(self.master.begin(), gate, on_up=on_up)
                 self.connector.start()
                 preload()  # while the master logs in, not at `ready`
-                if self.opts.browser:
-                    import webbrowser  # noqa: F401 (the same: opened at `ready`)
                 extravars = {**self._extravars(), "nodebook_master_gate": str(gate.path)}
                 self._play("session.yml", extravars)
                 self._until_connected()
@@ -264,8 +262,6 @@ class Session:
                     self.cleanup()
 
     def _play(self, playbook: str, extravars: dict[str, Any]) -> None:
-        from driver.runner import PlaybookRun
-
         run = PlaybookRun(
             self.cluster, playbook, extravars, self.master.ansible_env(), self._on_update
         )
@@ -496,14 +492,10 @@ class Session:
                 )
             )
         if self.opts.browser:
-            import webbrowser  # (loaded while the master logged in: start)
-
             with contextlib.suppress(Exception):
                 webbrowser.open(url)
 
     def _hold(self, connected: Connected) -> ExitCode:
-        from driver.monitor import Monitor
-
         self.monitor = Monitor(
             remote=self.remote,
             job=self.job,
@@ -520,8 +512,6 @@ class Session:
 
     def _watch(self, connected: Connected) -> SessionWatch:
         """The live line's time left and use, and the notifications (driver/notify.py)."""
-        from driver.notify import Notifier, SessionWatch
-
         notify, warn_before = notify_settings(self.opts, self.cluster.hostvars)
         job_id = self.job.id or ""
         watch = SessionWatch(
@@ -591,8 +581,6 @@ class Session:
     def _stop_job(self, why: str) -> str:
         """The fallback (``why`` the one cancel call could not do it): cleanup.yml cancels by
         the id, or by the tag when the id never came, and confirms."""
-        from driver.runner import run_cleanup
-
         selection: dict[str, Any] = (
             {"nodebook_job_id": self.job.id}
             if self.job.id

@@ -126,7 +126,7 @@ def scene(monkeypatch, tmp_path) -> Callable[..., Scene]:
         monkeypatch.setattr(monitor_mod, "http_ok", lambda *a, **k: True)
         clock = Clock()  # the heartbeat's cadence without waiting
         held = functools.partial(Monitor, sleep=clock.sleep, monotonic=clock.monotonic)
-        monkeypatch.setattr(monitor_mod, "Monitor", held)  # (the session imports it at its hold)
+        monkeypatch.setattr(session_mod, "Monitor", held)
         screen, port = io.StringIO(), free_port()
         opts = SessionOptions(browser=False, notify=False, local_port=port, check_interval=5)
         session = Session(cluster(tmp_path), opts, Renderer(json_mode=False, out=screen))
