@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.asked = ask(args.cluster, args.job_id, args.user)
     from driver.progress import Renderer, Update
-    from driver.signals import shielded
+    from driver.signals import forget_caught_interrupt, shielded
     from driver.state import prune_temp_dirs
 
     out = Renderer(json_mode=args.json)
@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with shielded(final=True):  # the exit code is decided; a late Ctrl-C changes nothing
             prune_temp_dirs(own=True)
+            forget_caught_interrupt()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,19 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
     raise Stopped(ExitCode.TERMINATED, "SIGTERM")
 
 
+def forget_caught_interrupt() -> None:
+    """Let a Ctrl-C the driver has handled end the process with the driver's exit code.
+
+    CPython (3.11, 3.12) sets a flag when a KeyboardInterrupt leaves code run by ``exec`` or
+    ``eval`` of a string (``@dataclass`` and ``namedtuple`` make their methods so), even when a
+    caller catches it, and ``python -m driver`` then ends by SIGINT (exit -2) after the driver's
+    cleanup and its exit 130. Every string ``exec`` clears the flag as it starts: one that
+    finishes clears it for good. A KeyboardInterrupt that escapes ``main`` sets it again (runpy's
+    caller checks), so this hides nothing unhandled. The console script is not affected.
+    """
+    exec("pass", {})  # a constant string; clears the flag (see above)
+
+
 @contextlib.contextmanager
 def exit_signals() -> Iterator[None]:
     """SIGTERM, SIGHUP and a `nodebook stop` request unwind like Ctrl-C does, into the

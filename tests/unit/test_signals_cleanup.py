@@ -155,3 +155,32 @@ def test_a_session_loads_its_modules_before_a_ctrl_c_can_come():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "late: []" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("how", ["exec", "eval"])
+def test_a_handled_ctrl_c_inside_a_string_exec_ends_python_m_driver_with_130(tmp_path, how):
+    """CI saw `python -m driver session` exit -2 (killed by SIGINT) after a Ctrl-C the driver
+    had handled: CPython remembers a KeyboardInterrupt that left a string `exec` (a @dataclass
+    or namedtuple being made) even when it is caught, and ends a `-m` run by SIGINT. Here the
+    Ctrl-C lands inside one, always; the driver must still exit 130."""
+    import subprocess
+
+    (tmp_path / "ctrl_c_in_exec.py").write_text(
+        "import sys\n"
+        "from driver import cli\n"
+        "def run(args, out):\n"
+        f"    {how}('(_ for _ in ()).throw(KeyboardInterrupt)', {{}})\n"
+        "cli.run = run\n"
+        "sys.exit(cli.main(['list']))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root}{os.pathsep}{tmp_path}",
+        "NODEBOOK_STATE_DIR": str(tmp_path / "state"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ctrl_c_in_exec"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (130, "interrupted; cleaned up"), done
