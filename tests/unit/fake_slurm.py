@@ -5,7 +5,8 @@ sacctmgr and sstat (a running job's "use": {"cpu", "rss", "peak", "gpuutil"}, Sl
 Symlinked under those names into a bin dir on PATH. The cluster is a JSON file
 ($FAKE_SLURM_STATE, else slurm.json beside the bin dir):
 {"jobs": {id: {...}}, "next_id": N, "down": false, "accounting": true, "sbatch_error": null,
-"scancel_fails": N (the next N scancels time out, cancelling nothing)}.
+"scancel_fails": N (the next N scancels time out, cancelling nothing), "warn": "..." (every
+command that answers says this on stderr first, as Slurm does of a questionable config)}.
 Accounts, when a test sets them: "partitions" {name: {"default": bool, "allow_accounts": "a,b"}}
 and "accounts" (the user's, the first their default): sbatch then refuses a job whose account
 (--account, else the default) is not the user's or not admitted by its partition, as Slurm does.
@@ -147,6 +148,8 @@ def run(name: str, state: dict) -> int:
             f"{name}: error: Unable to contact slurm controller (connect failure)", file=sys.stderr
         )
         return 1
+    if state.get("warn"):
+        print(f"{name}: warning: {state['warn']}", file=sys.stderr)
     o, rest = opts(sys.argv[1:])
     jobs = state["jobs"]
     if name == "sbatch":

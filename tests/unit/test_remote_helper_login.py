@@ -506,6 +506,30 @@ def test_cancel_by_id_with_the_controller_down_says_so(cluster: Cluster) -> None
     assert "Slurm does not answer" in res.one("error")["message"]
 
 
+def test_a_slurm_that_warns_on_stderr_is_read_by_its_output_alone(cluster: Cluster) -> None:
+    """squeue's warnings are not job ids: a cancel confirms the job left (not "not seen
+    leaving"), `list` lists the sessions alone, and the wait reads the job's state."""
+    cluster.job("61", state="RUNNING", node="cn01", user="tester")
+    cluster.job("62", state="RUNNING", node="cn02", user="tester")
+    cluster.job("63", state="PENDING", reason="Priority", user="tester")
+    cluster.slurm["warn"] = "TopologyParam=RouteTree is deprecated"
+    cluster.save()
+    res = cluster.run("list")
+    assert sorted(s["job_id"] for s in res.kind("session")) == ["61", "62", "63"]
+    assert res.one("listed")["count"] == 3
+    res = cluster.run("cancel", "--job", "61", "--own")
+    assert res.rc == 0 and res.one("stopped")["job_id"] == "61" and not res.kind("error")
+    res = cluster.run("cancel", "--job", "62")
+    assert res.rc == 0 and res.one("stopped")["job_id"] == "62" and not res.kind("error")
+    assert "warning" not in res.stderr
+    for old in (False, True):  # scontrol's answer, and squeue's where --local is refused
+        cluster.slurm = {**cluster.load(), "old_scontrol": old}
+        cluster.save()
+        st = cluster.run("wait", "63", "--window", "1").one("status")
+        assert (st["state"], st["reason"]) == ("PENDING", "Priority"), st
+        (cluster.base / "jobs/63.seen").unlink()
+
+
 def test_cancel_reports_a_job_already_gone(cluster: Cluster) -> None:
     res = cluster.run("cancel", "--job", "55")
     assert res.rc == 0 and res.one("gone")["job_id"] == "55" and not res.kind("stopped")

@@ -40,7 +40,8 @@ query() {
     case $out in
       *"Invalid job id"*) return 0 ;;
       *JobState=*)
-        line=${out%%$'\n'*}
+        line="JobState=${out#*JobState=}" # (a warning on stderr may come first)
+        line=${line%%$'\n'*}
         Q_STATE=${line#*JobState=}
         Q_STATE=${Q_STATE%% *}
         Q_REASON=${line#* Reason=}
@@ -58,10 +59,10 @@ query() {
       *) return 1 ;;
     esac
   fi
-  out=$(squeue -h -j "$1" -o '%T|%r|%N|%S' 2>&1)
-  case $out in
-    *"Invalid job id"*) return 0 ;;
-  esac
+  if ! sched_squeue -h -j "$1" -o '%T|%r|%N|%S'; then
+    case $REPLY in *"Invalid job id"*) return 0 ;; *) return 1 ;; esac
+  fi
+  out=$REPLY
   [ -n "$out" ] || return 0
   case $out in *'|'*) ;; *) return 1 ;; esac
   IFS='|' read -r Q_STATE Q_REASON Q_NODE Q_START <<<"${out%%$'\n'*}"
@@ -251,12 +252,22 @@ refusal_fix() {
 # sched_sessions: this user's jobs with setup's job name, in SESSIONS, one line each:
 # id|state|node|elapsed|time limit|reason|TRES|comment. Slurm not answering is an error.
 sched_sessions() {
-  local out
   # -O with '|' after each field: tres-alloc (GPUs allocated) has no -o letter.
-  out=$(squeue -h -u "$ME" -n "$S_job_name" \
-    -O 'JobID:|,State:|,NodeList:|,TimeUsed:|,TimeLimit:|,Reason:|,tres-alloc:|,Comment:|' 2>&1) ||
-    sched_silent "$out"
-  [ -n "$out" ] && mapfile -t SESSIONS <<<"$out"
+  sched_squeue -h -u "$ME" -n "$S_job_name" \
+    -O 'JobID:|,State:|,NodeList:|,TimeUsed:|,TimeLimit:|,Reason:|,tres-alloc:|,Comment:|' ||
+    sched_silent "$REPLY"
+  [ -n "$REPLY" ] && mapfile -t SESSIONS <<<"$REPLY"
+}
+
+# sched_squeue ARG...: what squeue printed in REPLY, its output alone (a warning on stderr is not
+# a job). Status 1 when it failed, REPLY then what it said (asked again: its stderr alone).
+sched_squeue() {
+  local rc=0
+  REPLY=$(squeue "$@" 2>/dev/null) || rc=$?
+  [ "$rc" = 0 ] && return 0
+  REPLY=$(squeue "$@" 2>&1 >/dev/null)
+  [ -n "$REPLY" ] || REPLY="squeue exited with status $rc"
+  return 1
 }
 
 # sched_silent OUTPUT: squeue failed (OUTPUT: what it said): the error, and the fix.
@@ -326,20 +337,19 @@ sched_submit() {
 }
 
 # sched_cancel_own JOB: cancel JOB at once, nothing read first (Ctrl-C must be quick); 0 when it
-# was there to cancel. (scancel of a job that is gone says so on stderr, with status 0 on Slurm
-# 22.05.)
+# was there to cancel. (scancel of a job that is gone says so in an error on stderr, with status
+# 0 on Slurm 22.05; a warning alone is no complaint.)
 sched_cancel_own() {
   local err
-  err=$(scancel "$1" 2>&1) && [ -z "$err" ]
+  err=$(scancel "$1" 2>&1) && [[ $err != *error* ]]
 }
 
 # sched_jobs: this user's jobs in JOBS, one line each: id|name|comment. Slurm not answering is an
 # error (an empty list would read as "no job left to cancel").
 sched_jobs() {
-  local out
-  out=$(squeue -h -u "$ME" -o '%i|%j|%k' 2>&1) || sched_silent "$out"
+  sched_squeue -h -u "$ME" -o '%i|%j|%k' || sched_silent "$REPLY"
   JOBS=()
-  [ -n "$out" ] && mapfile -t JOBS <<<"$out"
+  [ -n "$REPLY" ] && mapfile -t JOBS <<<"$REPLY"
 }
 
 # sched_cancel JOB...: cancel these jobs (their ends are confirmed with sched_queued).
@@ -348,11 +358,10 @@ sched_cancel() { scancel "$@" 2>/dev/null; }
 # sched_queued JOB,JOB...: those of the jobs still in the queue, separated by spaces; status 1
 # when squeue could not answer (a job it has forgotten is an "invalid id": not in the queue).
 sched_queued() {
-  local out
-  if ! out=$(squeue -h -j "$1" -o %i 2>&1); then
-    case $out in *"Invalid job id"*) out="" ;; *) return 1 ;; esac
+  if ! sched_squeue -h -j "$1" -o %i; then
+    case $REPLY in *"Invalid job id"*) REPLY="" ;; *) return 1 ;; esac
   fi
-  printf '%s' "${out//$'\n'/ }"
+  printf '%s' "${REPLY//$'\n'/ }"
 }
 
 # sched_gone JOB: the queue answered, and no longer lists the job.
