@@ -395,11 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and args.command != "setup":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra = unknown
-    args.asked = asked
-    if early is None and args.command == "stop" and args.job_id and args.cluster:
-        from driver.stop import ask
-
-        args.asked = ask(args.cluster, args.job_id, args.user)
+    args.asked = asked  # (other forms of `stop` ask in driver.stop.stop)
     from driver.progress import Renderer, Update
     from driver.signals import forget_caught_interrupt, shielded
     from driver.state import prune_temp_dirs
