@@ -132,7 +132,8 @@ class SessionWatch:
             self.warned = True
             if self.limit is None or self.limit > self.warn_before * 60:
                 self._warn(left)
-        self.out.status(_escape(self.line(left)))
+        if self.out.live:  # (not elsewhere: building it loads rich, tens of ms after `ready`)
+            self.out.status(_escape(self.line(left)))
 
     def _took(self, usage: Usage, now: float) -> None:
         if usage.left is not None:

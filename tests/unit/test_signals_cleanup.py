@@ -157,6 +157,29 @@ def test_a_session_loads_its_modules_before_a_ctrl_c_can_come():
     assert "late: []" in done.stdout, done.stdout + done.stderr
 
 
+def test_a_session_held_without_a_terminal_loads_no_rich():
+    """rich (its markup, and the dataclasses and NamedTuples it makes on import) loads only to
+    draw a terminal's status line: in CI a hold's first tick without one loaded it right after
+    `ready`, as the test's Ctrl-C came, and `python -m driver` ended by SIGINT (exit -2)."""
+    import subprocess
+
+    code = (
+        "import io, sys, driver.session\n"
+        "from driver.notify import Notifier, SessionWatch\n"
+        "from driver.progress import Renderer\n"
+        "from driver.usage import Usage\n"
+        "line = {'job_id': '42', 'state': 'RUNNING', 'elapsed': '5:00', 'time_limit': '1:00:00',"
+        " 'tres': 'cpu=1,mem=1G', 'cpu': '00:01:00', 'rss': '1M', 'peak_rss': '1M', 'gpus': ''}\n"
+        "watch = SessionWatch(job_id='42', node='cn01', out=Renderer(json_mode=True,"
+        " out=io.StringIO()), notifier=Notifier(terminal=None),"
+        " fetch=lambda: Usage.from_line(line))\n"
+        "watch.tick(); watch.tick()\n"
+        "print('rich:', sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "rich: []" in done.stdout, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("how", ["exec", "eval"])
 def test_a_handled_ctrl_c_inside_a_string_exec_ends_python_m_driver_with_130(tmp_path, how):
     """CI saw `python -m driver session` exit -2 (killed by SIGINT) after a Ctrl-C the driver
