@@ -59,13 +59,13 @@ query() {
       *) return 1 ;;
     esac
   fi
-  if ! sched_squeue -h -j "$1" -o '%T|%r|%N|%S'; then
+  if ! sched_squeue -h -j "$1" -o '%i|%T|%r|%N|%S'; then
     case $REPLY in *"Invalid job id"*) return 0 ;; *) return 1 ;; esac
   fi
   out=$REPLY
   [ -n "$out" ] || return 0
   case $out in *'|'*) ;; *) return 1 ;; esac
-  IFS='|' read -r Q_STATE Q_REASON Q_NODE Q_START <<<"${out%%$'\n'*}"
+  IFS='|' read -r _ Q_STATE Q_REASON Q_NODE Q_START <<<"${out%%$'\n'*}"
   case $Q_REASON in None | '(null)') Q_REASON="" ;; esac
   case $Q_START in N/A | Unknown | None) Q_START="" ;; esac
   return 0
@@ -259,15 +259,16 @@ sched_sessions() {
   [ -n "$REPLY" ] && mapfile -t SESSIONS <<<"$REPLY"
 }
 
-# sched_squeue ARG...: what squeue printed in REPLY, its output alone (a warning on stderr is not
-# a job). Status 1 when it failed, REPLY then what it said (asked again: its stderr alone).
+# sched_squeue ARG...: the jobs' lines squeue printed, in REPLY (every format here starts with
+# the job id: a warning on stderr is no job). Status 1 when it failed, REPLY then all it said.
 sched_squeue() {
-  local rc=0
-  REPLY=$(squeue "$@" 2>/dev/null) || rc=$?
-  [ "$rc" = 0 ] && return 0
-  REPLY=$(squeue "$@" 2>&1 >/dev/null)
-  [ -n "$REPLY" ] || REPLY="squeue exited with status $rc"
-  return 1
+  local all line
+  all=$(squeue "$@" 2>&1) || { REPLY=$all && return 1; }
+  REPLY=""
+  while IFS= read -r line; do
+    [[ $line == [0-9]* ]] && REPLY+=${REPLY:+$'\n'}$line
+  done <<<"$all"
+  return 0
 }
 
 # sched_silent OUTPUT: squeue failed (OUTPUT: what it said): the error, and the fix.
