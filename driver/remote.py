@@ -234,9 +234,16 @@ class Remote:
         """The session's own job: scancel at once (nothing read first), then confirm that it
         left the queue and tidy what it left on the login node, in one call. True: it was
         cancelled now; False: it had left the queue already. An error line raises."""
-        reply = self.call(
-            "cancel", "--job", job_id, "--own", *self.scheduler_args(), timeout=60, check=False
-        )
+        try:
+            reply = self.call(
+                "cancel", "--job", job_id, "--own", *self.scheduler_args(), timeout=60, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise NodebookError(
+                f"the login node {self.cluster.host} did not confirm job {job_id}'s cancel "
+                f"within {exc.timeout:.0f} s",
+                ExitCode.SCHEDULER,
+            ) from exc
         self.raise_for(reply)
         if reply.first("stopped") is not None:
             return True

@@ -112,6 +112,7 @@ class Session:
         self._connection: dict[str, Any] | None = None
         self._connection_error: NodebookError | None = None  # why that call gave up
         self._stopped: str | None = None  # what the one cancel call said (cleanup's note)
+        self._still_running: NodebookError | None = None  # neither cancel could end the job
         self._running_on: str | None = None  # the node, once the play reports RUNNING
         # (wall time of the submission, seconds it waited PENDING once it runs; None: it did
         # not wait, was it seen PENDING) for the notification that it is ready (driver/notify.py)
@@ -567,6 +568,8 @@ class Session:
         job = self.job
         if self._unreachable:
             notes.append(self._unreachable_note())
+        elif self._still_running is not None:
+            pass  # the session ends with this error instead
         elif self._stopped is not None:
             notes.append(self._stopped)
         elif not job.gone and job.submitted and not job.id:
@@ -577,6 +580,8 @@ class Session:
             self.state.remove(job.id)
         if notes:
             self.out.emit(Update("info", job_id=job.id, message="; ".join(notes)))
+        if self._still_running is not None:  # not "cleaned up", whatever ended the session
+            raise self._still_running
 
     def _stop_job(self, why: str) -> str:
         """The fallback (``why`` the one cancel call could not do it): cleanup.yml cancels by
@@ -591,12 +596,26 @@ class Session:
                 self.cluster, selection, self.master.ansible_env(), "cancelling the job"
             )
             self.job.gone = True  # cancelled, or it had left: cleanup.yml confirmed either
-        except Exception as exc:  # report, keep cleaning up
-            return (
-                f"could not cancel job {self.job.id or '(tag ' + self.job.tag + ')'}: {exc} "
-                f"(first: {why})"
+        except Exception as exc:  # report, keep cleaning up; the session ends with this error
+            what = f"job {self.job.id}" if self.job.id else f"the job tagged {self.job.tag}"
+            note = f"could not cancel {what}: {exc} (first: {why})"
+            self._still_running = NodebookError(
+                f"{what} may still be running: {note}; {self._how_it_ends()}",
+                exc.code if isinstance(exc, NodebookError) else ExitCode.ERROR,
             )
+            return note
         return f"job {', '.join(stopped)} cancelled" if stopped else "no job left to cancel"
+
+    def _how_it_ends(self) -> str:
+        """When a job this driver could not cancel ends anyway, and how to end it sooner."""
+        stop = f"`nodebook stop {self.job.id} --cluster {self.cluster.name}`"
+        if not self.job.id:
+            stop = f"`nodebook stop --all --cluster {self.cluster.name}`"
+        lease_end = self._ends_itself_at()
+        if lease_end is None:
+            return f"it runs until its time limit; end it with {stop}"
+        by = time.strftime("%H:%M:%S", time.localtime(lease_end))
+        return f"it ends itself by {by} (its lease) at the latest; end it sooner with {stop}"
 
     def _ends_itself_at(self) -> float | None:
         """Wall-clock time at which the job's lease ends it (None: it has none)."""

@@ -203,6 +203,21 @@ def restart_slurmctld_then_ctrl_c(ctx: Ctx, d: DriverProcess) -> None:
     d.signal(signal.SIGINT)
 
 
+def stop_slurmctld_then_ctrl_c(ctx: Ctx, d: DriverProcess) -> None:
+    """Slurm stops answering during a session, then Ctrl-C: the job cannot be cancelled, and the
+    driver must say so (not "cleaned up"). Once the driver is out, slurmctld comes back, the job
+    is found still running, and the test cancels it."""
+    job = str(d.wait_event("ready")["job_id"])
+    ctx.sandbox.cluster("daemon", "slurmctld", "stop", timeout=60)
+    try:
+        d.signal(signal.SIGINT)
+        d.wait(timeout=120)
+    finally:
+        ctx.sandbox.cluster("daemon", "slurmctld", "start", timeout=120)
+    assert ctx.sandbox.scontrol_job(job).get("JobState") == "RUNNING"
+    ctx.sandbox.host("login", ["scancel", job], user="alice")
+
+
 def interrupt_setup(ctx: Ctx, d: DriverProcess) -> None:
     """Ctrl-C (SIGINT to the foreground process group) as soon as setup starts its pip install
     (the task's start event: no pause to guess how far it got)."""
@@ -488,6 +503,15 @@ CASES = [
         r"interrupted; cleaned up",
         r"interrupted; cleaned up",
         during=restart_slurmctld_then_ctrl_c,
+        submits=True,
+    ),
+    Case(
+        "slurmctld-down-at-ctrl-c",
+        (),
+        SCHED,
+        r"^error: job \d+ may still be running: could not cancel job \d+: Slurm does not answer",
+        r"end it sooner with `nodebook stop \d+ --cluster sandbox`$",
+        during=stop_slurmctld_then_ctrl_c,
         submits=True,
     ),
     Case(

@@ -492,7 +492,29 @@ def test_cancel_own_with_the_controller_down_claims_nothing(cluster: Cluster) ->
     cluster.save()
     res = cluster.run("cancel", "--job", "59", "--own", "--wait", "1")
     assert res.rc == 5 and not res.kind("gone") and not res.kind("stopped")
-    assert "59 (squeue did not answer)" in res.one("error")["message"]
+    assert res.one("error")["message"] == (
+        "job 59 was not cancelled: Slurm does not answer on vm: scancel: error: Unable to "
+        "contact slurm controller (connect failure)"
+    )
+    # at once: squeue would not reach it either (Slurm retries each connect for seconds)
+    assert [c["cmd"] for c in cluster.calls()] == ["scancel"]
+
+
+def test_cancel_own_of_a_controller_that_stops_answering_after_the_scancel(
+    cluster: Cluster,
+) -> None:
+    """scancel timed out, then squeue cannot answer: the job is named "not seen leaving"."""
+    cluster.job("64", state="RUNNING", user="tester")
+    cluster.slurm["scancel_fails"] = 1
+    cluster.save()
+    (cluster.bin / "squeue").unlink()
+    (cluster.bin / "squeue").write_text(
+        "#!/bin/sh\necho 'squeue: error: Socket timed out' >&2\nexit 1\n"
+    )
+    (cluster.bin / "squeue").chmod(0o755)
+    res = cluster.run("cancel", "--job", "64", "--own", "--wait", "1")
+    assert res.rc == 5 and not res.kind("gone") and not res.kind("stopped")
+    assert "64 (squeue did not answer)" in res.one("error")["message"]
 
 
 def test_cancel_by_id_with_the_controller_down_says_so(cluster: Cluster) -> None:

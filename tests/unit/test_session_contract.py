@@ -289,17 +289,23 @@ def test_a_failed_cancel_call_falls_back_to_cleanup_yml_once(scene, answer):
     assert s.lines()[-1] == f"tunnel closed; job {JOB} cancelled"
 
 
-def test_a_failed_fallback_says_both_causes(scene):
+def test_a_failed_fallback_says_both_causes_and_the_session_ends_with_an_error(scene):
+    """Neither the call nor cleanup.yml could cancel: the job may still run, so the Ctrl-C's
+    "interrupted; cleaned up" (exit 130) would be untrue; the session ends with an error that
+    says so, both causes, when the job ends anyway and how to end it sooner."""
     cleanup_failed = [failed(line("error", error="scheduler", message="sacct: no answer"))]
     lost = reply(rc=255, stderr="Connection to login.hpc closed by remote host.")
     s = scene({"heartbeat": [signalled(signal.SIGINT)], "cancel": [lost]}, cleanup=cleanup_failed)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(NodebookError) as exc:
         s.session.start()
     assert len(s.cleanup_runs()) == 1
-    assert s.lines()[-1] == (
-        f"tunnel closed; could not cancel job {JOB}: sacct: no answer (first: lost the ssh "
-        "connection to login.hpc: Connection to login.hpc closed by remote host.)"
+    assert s.lines()[-1] == "tunnel closed"
+    assert exc.value.code == ExitCode.SCHEDULER
+    assert exc.value.message.startswith(
+        f"job {JOB} may still be running: could not cancel job {JOB}: sacct: no answer (first: "
+        "lost the ssh connection to login.hpc: Connection to login.hpc closed by remote host.); "
     )
+    assert exc.value.message.endswith(f"end it sooner with `nodebook stop {JOB} --cluster hpc`")
 
 
 def test_connection_failing_surfaces_the_helpers_message_and_exit_code(scene):

@@ -412,6 +412,9 @@ cmd_cancel() {
   done
   [ -n "$want$tag" ] || [ "$all" = true ] || usage "cancel: --job JOB, --tag TAG or --all"
   case $tag in *[!A-Za-z0-9_-]*) usage "cancel: bad --tag" ;; esac
+  local begin
+  now
+  begin=$NOW # --wait counts from here: a Slurm that does not answer makes each command slow
   case $want in *[!0-9]*) ;; ?*)
     if sched_queue && [ "$own" = true ]; then
       # The session's own job, at once: one scancel, nothing read first (Ctrl-C must be quick),
@@ -443,10 +446,8 @@ cmd_cancel() {
   if sched_queue; then
     if [ "${#ids[@]}" -gt 0 ]; then
       [ "$own" = true ] || sched_cancel "${ids[@]}"
-      local list begin
+      local list
       list=$(IFS=,; printf '%s' "${ids[*]}")
-      now
-      begin=$NOW
       # Quick looks first (a job without a slow trap leaves in a few tenths), then calmer ones.
       for i in $(seq 1 100000); do
         if left=$(sched_queued "$list"); then

@@ -339,10 +339,16 @@ sched_submit() {
 
 # sched_cancel_own JOB: cancel JOB at once, nothing read first (Ctrl-C must be quick); 0 when it
 # was there to cancel. (scancel of a job that is gone says so in an error on stderr, with status
-# 0 on Slurm 22.05; a warning alone is no complaint.)
+# 0 on Slurm 22.05; a warning alone is no complaint.) A controller it could not reach is an
+# error at once: squeue would not reach it either, and each try costs Slurm's connect retries
+# (9 s for scancel, 18 s for squeue in the sandbox).
 sched_cancel_own() {
   local err
-  err=$(scancel "$1" 2>&1) && [[ $err != *error* ]]
+  err=$(scancel "$1" 2>&1) && [[ $err != *error* ]] && return 0
+  case $err in *"Unable to contact slurm controller"*)
+    die scheduler "$E_SCHED" "job $1 was not cancelled: Slurm does not answer on $(hostname -s): ${err##*$'\n'}" ;;
+  esac
+  return 1
 }
 
 # sched_jobs: this user's jobs in JOBS, one line each: id|name|comment. Slurm not answering is an
