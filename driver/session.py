@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import webbrowser
@@ -581,6 +582,9 @@ class Session:
         if notes:
             self.out.emit(Update("info", job_id=job.id, message="; ".join(notes)))
         if self._still_running is not None:  # not "cleaned up", whatever ended the session
+            ended = sys.exc_info()[1]
+            if isinstance(ended, NodebookError):  # keep what ended it, after the job's state
+                self._still_running.message += f" (the session ended on: {ended.message})"
             raise self._still_running
 
     def _stop_job(self, why: str) -> str:

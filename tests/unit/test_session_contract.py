@@ -308,6 +308,19 @@ def test_a_failed_fallback_says_both_causes_and_the_session_ends_with_an_error(s
     assert exc.value.message.endswith(f"end it sooner with `nodebook stop {JOB} --cluster hpc`")
 
 
+def test_a_start_that_failed_and_a_job_left_running_says_both(scene):
+    why = "Jupyter did not answer within 120 s"
+    cleanup_failed = [failed(line("error", error="scheduler", message="sacct: no answer"))]
+    lost = reply(rc=255, stderr="Connection to login.hpc closed by remote host.")
+    s = scene(
+        {"connection": [error("connection", why, rc=5)], "cancel": [lost]}, cleanup=cleanup_failed
+    )
+    with pytest.raises(NodebookError) as exc:
+        s.session.start()
+    assert exc.value.message.startswith(f"job {JOB} may still be running: could not cancel")
+    assert exc.value.message.endswith(f"(the session ended on: {why})")
+
+
 def test_connection_failing_surfaces_the_helpers_message_and_exit_code(scene):
     why = "Jupyter did not start: the job left the queue (FAILED); last lines of the job log: x"
     s = scene({"connection": [error("job-ended", why, rc=6)]})
