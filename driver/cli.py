@@ -397,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = unknown
     args.asked = asked  # (other forms of `stop` ask in driver.stop.stop)
     from driver.progress import Renderer, Update
-    from driver.signals import forget_caught_interrupt, shielded
+    from driver.signals import forget_caught_interrupt, resend_lost_signals, shielded
     from driver.state import prune_temp_dirs
+
+    resend_lost_signals()
 
     out = Renderer(json_mode=args.json)
     try:

@@ -25,6 +25,49 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
     raise Stopped(ExitCode.TERMINATED, "SIGTERM")
 
 
+def _signal_of(exc: BaseException | None) -> int | None:
+    """The signal whose handler raised ``exc`` (Ctrl-C's KeyboardInterrupt, or Stopped)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    if isinstance(exc, Stopped):
+        return {
+            ExitCode.HANGUP: signal.SIGHUP,
+            ExitCode.OK: STOP_REQUEST,
+            ExitCode.TERMINATED: signal.SIGTERM,
+        }.get(exc.code)
+    return None
+
+
+def resend_lost_signals() -> None:
+    """A signal is not lost in a finalizer: sent again once the finalizer is done.
+
+    A handler raises in whatever Python code the main thread runs, and when that is a
+    finalizer (``Popen.__del__``, run by the garbage collector after a heartbeat's ssh) CPython
+    prints "Exception ignored in ..." and goes on: the bench saw a Ctrl-C so lost, the session
+    held for another minute. This hook takes such an exception and sends its signal again from
+    a thread, a few milliseconds later (not at once: the handler would then raise inside the
+    hook, and be lost the same way). Any other unraisable exception goes to the previous hook.
+    """
+    import _thread
+    import os
+    import time
+
+    previous = sys.unraisablehook
+
+    def again(signum: int) -> None:
+        time.sleep(0.01)
+        os.kill(os.getpid(), signum)
+
+    def hook(unraisable: object) -> None:
+        signum = _signal_of(getattr(unraisable, "exc_value", None))
+        if signum is None:
+            previous(unraisable)  # type: ignore[arg-type]
+            return
+        _thread.start_new_thread(again, (signum,))
+
+    sys.unraisablehook = hook
+
+
 def forget_caught_interrupt() -> None:
     """Let a Ctrl-C the driver has handled end the process with the driver's exit code.
 

@@ -207,3 +207,32 @@ def test_a_handled_ctrl_c_inside_a_string_exec_ends_python_m_driver_with_130(tmp
         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == (130, "interrupted; cleaned up"), done
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_lost_in_a_finalizer_is_sent_again(signame):
+    """The bench's lost Ctrl-C: it came while the garbage collector ran a Popen.__del__, CPython
+    printed "Exception ignored in ... KeyboardInterrupt", and the session held on. Here the
+    signal always comes inside a finalizer; the driver's hook sends it again after it."""
+    import subprocess
+
+    code = (
+        "import os, signal, sys, time\n"
+        "from driver.signals import exit_signals, resend_lost_signals\n"
+        "from driver.errors import Stopped\n"
+        "resend_lost_signals()\n"
+        "class Finalized:\n"
+        "    def __del__(self):\n"
+        f"        os.kill(os.getpid(), signal.{signame})\n"
+        "        time.sleep(0.01)\n"
+        "with exit_signals():\n"
+        "    try:\n"
+        "        Finalized()\n"
+        "        time.sleep(5)\n"
+        "        print('lost')\n"
+        "    except (KeyboardInterrupt, Stopped) as exc:\n"
+        "        print('delivered:', type(exc).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.startswith("delivered:"), done
+    assert "Exception ignored" not in done.stderr, done.stderr
