@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 
 from driver import runner
 from driver.signals import shielded
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by this test's Python in a process of its own (what it imported, how its
+    signals ended)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
 
 def test_a_ctrl_c_during_the_block_takes_effect_once_it_is_done():
@@ -144,16 +151,13 @@ def test_a_session_loads_its_modules_before_a_ctrl_c_can_come():
     made later runs `exec` while a Ctrl-C can come, and CPython 3.11 then ends `python -m
     driver` by SIGINT (exit -2) after the driver handled the Ctrl-C and exited 130
     (docs/design.md). Seen when the monitor, the notifications and the runner loaded late."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, driver.cli, driver.session\n"
         "late = [m for m in ('driver.monitor', 'driver.notify', 'driver.runner', "
         "'driver.tunnel', 'driver.stop') if m not in sys.modules]\n"
         "print('late:', late)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_python(code)
     assert "late: []" in done.stdout, done.stdout + done.stderr
 
 
@@ -161,8 +165,6 @@ def test_a_session_held_without_a_terminal_loads_no_rich():
     """rich (its markup, and the dataclasses and NamedTuples it makes on import) loads only to
     draw a terminal's status line: in CI a hold's first tick without one loaded it right after
     `ready`, as the test's Ctrl-C came, and `python -m driver` ended by SIGINT (exit -2)."""
-    import subprocess
-
     code = (
         "import io, sys, driver.session\n"
         "from driver.notify import Notifier, SessionWatch\n"
@@ -176,7 +178,7 @@ def test_a_session_held_without_a_terminal_loads_no_rich():
         "watch.tick(); watch.tick()\n"
         "print('rich:', sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_python(code)
     assert "rich: []" in done.stdout, done.stdout + done.stderr
 
 
@@ -186,8 +188,6 @@ def test_a_handled_ctrl_c_inside_a_string_exec_ends_python_m_driver_with_130(tmp
     had handled: CPython remembers a KeyboardInterrupt that left a string `exec` (a @dataclass
     or namedtuple being made) even when it is caught, and ends a `-m` run by SIGINT. Here the
     Ctrl-C lands inside one, always; the driver must still exit 130."""
-    import subprocess
-
     (tmp_path / "ctrl_c_in_exec.py").write_text(
         "import sys\n"
         "from driver import cli\n"
@@ -214,8 +214,6 @@ def test_a_signal_lost_in_a_finalizer_is_sent_again(signame):
     """The bench's lost Ctrl-C: it came while the garbage collector ran a Popen.__del__, CPython
     printed "Exception ignored in ... KeyboardInterrupt", and the session held on. Here the
     signal always comes inside a finalizer; the driver's hook sends it again after it."""
-    import subprocess
-
     code = (
         "import os, signal, sys, time\n"
         "from driver.signals import exit_signals, resend_lost_signals\n"
@@ -233,6 +231,6 @@ def test_a_signal_lost_in_a_finalizer_is_sent_again(signame):
         "    except (KeyboardInterrupt, Stopped) as exc:\n"
         "        print('delivered:', type(exc).__name__)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_python(code)
     assert done.stdout.startswith("delivered:"), done
     assert "Exception ignored" not in done.stderr, done.stderr
