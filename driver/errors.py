@@ -36,9 +36,11 @@ class NodebookError(Exception):
 
 
 class Stopped(BaseException):
-    """Raised from a signal handler (SIGTERM, SIGHUP) to unwind into cleanup, like Ctrl-C."""
+    """Raised from a signal handler (SIGTERM, SIGHUP, a stop request) to unwind into cleanup,
+    like Ctrl-C; it carries the signal that raised it."""
 
-    def __init__(self, code: ExitCode, signame: str) -> None:
+    def __init__(self, code: ExitCode, signame: str, signum: int) -> None:
         super().__init__(signame)
         self.code = code
         self.signame = signame
+        self.signum = signum

@@ -21,7 +21,7 @@ from typing import IO
 
 from driver.errors import NodebookError
 from driver.options import USAGE_INTERVAL_S
-from driver.progress import Renderer, Update, _escape
+from driver.progress import Renderer, Update
 from driver.usage import IdleWatch, Usage, clock, left_text
 
 TITLE = "nodebook"
@@ -132,8 +132,7 @@ class SessionWatch:
             self.warned = True
             if self.limit is None or self.limit > self.warn_before * 60:
                 self._warn(left)
-        if self.out.live:  # (not elsewhere: building it loads rich, tens of ms after `ready`)
-            self.out.status(_escape(self.line(left)))
+        self.out.status(self.line(left))
 
     def _took(self, usage: Usage, now: float) -> None:
         if usage.left is not None:

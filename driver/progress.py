@@ -238,11 +238,16 @@ class Renderer:
             )
         return self._console
 
-    def status(self, text: str, since: float | None = None) -> None:
-        """Show (or change) the live status line; on a plain stream this does nothing."""
+    def status(self, text: str, since: float | None = None, dim: str = "") -> None:
+        """Show (or change) the live status line: ``text``, then ``dim`` dimmed (both plain
+        text). On a plain stream this does nothing, and loads nothing (rich is imported, and
+        the text escaped for its markup, only on a terminal)."""
         if not self.live:
             return
         from rich.live import Live
+        from rich.markup import escape
+
+        text = escape(text) + (f"[dim]{escape(dim)}[/]" if dim else "")
 
         with self._lock:
             if self._line is None or self._status is None:
@@ -290,7 +295,7 @@ class Renderer:
                 if update.kind == "submitted":
                     self.status(f"job {update.job_id}: submitted, waiting for Slurm", since)
                 else:
-                    self.status(_escape(f"job {update.job_id}: {pending_line(update)}"), since)
+                    self.status(f"job {update.job_id}: {pending_line(update)}", since)
                 if update.kind == "pending":
                     return
             if line == self._last:
@@ -429,7 +434,7 @@ class SetupProgress:
                 )
             )
         elif not self.verbose:
-            self.out.status(f"{self.phase.name}: [dim]{_escape(name)}[/]", self.phase.started)
+            self.out.status(f"{self.phase.name}: ", self.phase.started, dim=name)
 
     def _finish(self, ok: bool = True) -> None:
         """The current phase is over: its permanent line."""
@@ -474,10 +479,3 @@ class SetupProgress:
             per_host = self.stats.get(key) or {}
             found[name] = int(per_host.get(host, 0)) if isinstance(per_host, dict) else 0
         return found
-
-
-def _escape(text: str) -> str:
-    """Text shown inside rich markup."""
-    from rich.markup import escape
-
-    return escape(text)

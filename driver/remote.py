@@ -101,17 +101,24 @@ class Remote:
         """The remote command line for a helper command (argv, quoted)."""
         return f"{self.helper} {shlex.join(args)}"
 
-    def call(self, *args: str, timeout: float = 30, check: bool = True) -> Reply:
+    def call(
+        self,
+        *args: str,
+        timeout: float = 30,
+        check: bool = True,
+        late: NodebookError | None = None,
+    ) -> Reply:
         """Run a helper command over the master; with ``check`` every failure is a NodebookError
-        (an error line, a lost connection, no answer within ``timeout``). Without it, only
-        what the reply says: the callers that tell a lost link from an answer (heartbeat,
-        responsive, cancel) catch ssh's timeout themselves."""
+        (an error line, a lost connection, no answer within ``timeout``: ``late``, when the
+        caller knows better what that means, else a lost link). Without it, only what the
+        reply says: the callers that tell a lost link from an answer (heartbeat, responsive)
+        catch ssh's timeout themselves."""
         try:
             proc = self.master.run(self.command(*args), timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             if not check:
                 raise
-            raise NodebookError(
+            raise late or NodebookError(
                 f"the login node {self.cluster.host} did not answer `nodebook-remote "
                 f"{args[0] if args else ''}` within {timeout:.0f} s: check the connection "
                 "(ssh to it by hand), then retry",
@@ -234,17 +241,15 @@ class Remote:
         """The session's own job: scancel at once (nothing read first), then confirm that it
         left the queue and tidy what it left on the login node, in one call. True: it was
         cancelled now; False: it had left the queue already. An error line raises."""
-        try:
-            reply = self.call(
-                "cancel", "--job", job_id, "--own", *self.scheduler_args(), timeout=60, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise NodebookError(
-                f"the login node {self.cluster.host} did not confirm job {job_id}'s cancel "
-                f"within {exc.timeout:.0f} s",
-                ExitCode.SCHEDULER,
-            ) from exc
-        self.raise_for(reply)
+        timeout = 60
+        late = NodebookError(
+            f"the login node {self.cluster.host} did not confirm job {job_id}'s cancel "
+            f"within {timeout} s",
+            ExitCode.SCHEDULER,
+        )
+        reply = self.call(
+            "cancel", "--job", job_id, "--own", *self.scheduler_args(), timeout=timeout, late=late
+        )
         if reply.first("stopped") is not None:
             return True
         if reply.first("gone") is not None:

@@ -569,10 +569,8 @@ class Session:
         job = self.job
         if self._unreachable:
             notes.append(self._unreachable_note())
-        elif self._still_running is not None:
-            pass  # the session ends with this error instead
-        elif self._stopped is not None:
-            notes.append(self._stopped)
+        elif self._stopped is not None and self._still_running is None:
+            notes.append(self._stopped)  # (a job still running: the session ends with that)
         elif not job.gone and job.submitted and not job.id:
             notes.append(self._stop_job("no job id yet"))
         self.master.close()
@@ -610,16 +608,24 @@ class Session:
             return note
         return f"job {', '.join(stopped)} cancelled" if stopped else "no job left to cancel"
 
-    def _how_it_ends(self) -> str:
-        """When a job this driver could not cancel ends anyway, and how to end it sooner."""
-        stop = f"`nodebook stop {self.job.id} --cluster {self.cluster.name}`"
-        if not self.job.id:
-            stop = f"`nodebook stop --all --cluster {self.cluster.name}`"
+    def _how_it_ends(self, sooner: str = "") -> str:
+        """When a job this driver could not cancel ends anyway (its lease), and the stop that
+        ends it sooner (``sooner``: when that can work)."""
+        job = self.job
+        stop = f"`nodebook stop {job.id} --cluster {self.cluster.name}`{sooner}"
+        if not job.id:
+            stop = f"`nodebook stop --all --cluster {self.cluster.name}`{sooner}"
         lease_end = self._ends_itself_at()
         if lease_end is None:
-            return f"it runs until its time limit; end it with {stop}"
+            return f"it has no lease (--lease 0) and runs until its time limit; end it with {stop}"
+        if time.time() >= lease_end:
+            since = time.strftime("%H:%M:%S", time.localtime(job.last_heartbeat))
+            return f"it has ended itself by now (its lease ran out: no heartbeat since {since})"
         by = time.strftime("%H:%M:%S", time.localtime(lease_end))
-        return f"it ends itself by {by} (its lease) at the latest; end it sooner with {stop}"
+        return (
+            f"it ends itself by {by} at the latest, when its lease ({job.heartbeat_timeout} s "
+            f"after the last heartbeat) runs out; end it sooner with {stop}"
+        )
 
     def _ends_itself_at(self) -> float | None:
         """Wall-clock time at which the job's lease ends it (None: it has none)."""
@@ -667,22 +673,7 @@ class Session:
             return
 
     def _unreachable_note(self) -> str:
-        job = self.job
-        if not job.heartbeat_timeout:
-            return (
-                f"cluster unreachable: job {job.id} was not cancelled and has no lease "
-                f"(--lease 0); cancel it with `nodebook stop {job.id}` once the cluster answers"
-            )
-        until = job.last_heartbeat + job.heartbeat_timeout
-        by = time.strftime("%H:%M:%S", time.localtime(until))
-        if time.time() >= until:
-            return (
-                f"cluster unreachable: job {job.id} could not be cancelled from here and has "
-                f"ended itself by now (its lease ran out: no heartbeat since "
-                f"{time.strftime('%H:%M:%S', time.localtime(job.last_heartbeat))})"
-            )
         return (
-            f"cluster unreachable: job {job.id} was not cancelled from here; it ends itself at "
-            f"{by}, when its lease ({job.heartbeat_timeout} s after the last heartbeat) runs "
-            f"out, or `nodebook stop {job.id}` once the cluster answers"
+            f"cluster unreachable: job {self.job.id} was not cancelled from here; "
+            + self._how_it_ends(" once the cluster answers")
         )

@@ -14,15 +14,18 @@ from driver.errors import ExitCode, Stopped
 # thread, which unwinds into the cleanup as on Ctrl-C; the session then ends with exit 0.
 STOP_REQUEST = signal.SIGUSR1
 STOPPED_BY_STOP = "stopped by `nodebook stop`"
-EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, STOP_REQUEST)
+# Each signal that unwinds like Ctrl-C: the session's exit code, and how the end is named.
+STOPS = {
+    signal.SIGTERM: (ExitCode.TERMINATED, "SIGTERM"),
+    signal.SIGHUP: (ExitCode.HANGUP, "SIGHUP"),
+    STOP_REQUEST: (ExitCode.OK, STOPPED_BY_STOP),
+}
+EXIT_SIGNALS = tuple(STOPS)
 
 
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
-    if signum == signal.SIGHUP:
-        raise Stopped(ExitCode.HANGUP, "SIGHUP")
-    if signum == STOP_REQUEST:
-        raise Stopped(ExitCode.OK, STOPPED_BY_STOP)
-    raise Stopped(ExitCode.TERMINATED, "SIGTERM")
+    code, name = STOPS[signal.Signals(signum)]
+    raise Stopped(code, name, signum)
 
 
 def _signal_of(exc: BaseException | None) -> int | None:
@@ -30,11 +33,7 @@ def _signal_of(exc: BaseException | None) -> int | None:
     if isinstance(exc, KeyboardInterrupt):
         return signal.SIGINT
     if isinstance(exc, Stopped):
-        return {
-            ExitCode.HANGUP: signal.SIGHUP,
-            ExitCode.OK: STOP_REQUEST,
-            ExitCode.TERMINATED: signal.SIGTERM,
-        }.get(exc.code)
+        return exc.signum
     return None
 
 

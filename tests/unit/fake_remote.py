@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -142,10 +143,12 @@ class FakeRemote(Remote):
     answers: dict[str, list[Answer]] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
 
-    def call(self, *args: str, timeout: float = 30, check: bool = True) -> Reply:
+    def call(self, *args: str, timeout: float = 30, check: bool = True, late: Any = None) -> Reply:
         self.calls.append(args)
         queue = self.answers.setdefault(args[0], list(USUAL.get(args[0], [reply(rc=127)])))
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, subprocess.TimeoutExpired) and check and late is not None:
+            raise late from answer  # as Remote.call does
         if isinstance(answer, BaseException):
             raise answer
         result = answer if isinstance(answer, Reply) else answer(args)

@@ -74,13 +74,20 @@ class SilentMaster:
 
 def test_no_answer_within_the_timeout_is_a_nodebook_error_with_a_fix():
     """A checked call that times out (`ended`, `usage`, `connection`, `list`) says which
-    command got no answer from where, not a traceback of ssh's argv; unchecked calls
-    (heartbeat, responsive, cancel) keep ssh's timeout to tell a lost link from an answer."""
+    command got no answer from where, not a traceback of ssh's argv (the session's cancel:
+    which job was not confirmed gone); unchecked calls (heartbeat, responsive) keep ssh's
+    timeout to tell a lost link from an answer."""
     silent = Remote(SilentMaster(), CLUSTER)  # type: ignore[arg-type]
     with pytest.raises(NodebookError) as err:
         silent.ended("41")
     assert err.value.code == ExitCode.SSH
     assert "login.hpc did not answer `nodebook-remote ended` within 40 s" in err.value.message
+    with pytest.raises(NodebookError) as err:
+        silent.cancel("41")
+    assert err.value.code == ExitCode.SCHEDULER
+    assert (
+        err.value.message == "the login node login.hpc did not confirm job 41's cancel within 60 s"
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         silent.call("version", check=False)
     assert silent.heartbeat("41") == "lost"

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -342,3 +343,30 @@ def test_a_failed_wait_step_ends_the_start_with_its_error_and_one_cancel(scene):
     assert (exc.value.message, exc.value.code) == (why, ExitCode.SCHEDULER)
     assert s.remote.commands() == ["submit", "cancel"]  # never RUNNING: no connection call
     assert s.cleanup_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("lease", "beat_ago", "expected"),
+    [
+        (0, 0, f"it has no lease (--lease 0) and runs until its time limit; end it with "
+         f"`nodebook stop {JOB} --cluster hpc` once the cluster answers"),
+        (600, 700, "it has ended itself by now (its lease ran out: no heartbeat since {beat})"),
+        (600, 100, "it ends itself by {end} at the latest, when its lease (600 s after the last "
+         f"heartbeat) runs out; end it sooner with `nodebook stop {JOB} --cluster hpc` once "
+         "the cluster answers"),
+    ],
+)  # fmt: skip
+def test_an_unreachable_cluster_says_when_the_job_ends_itself(scene, lease, beat_ago, expected):
+    """The note of a session that could not cancel over a lost link, from the job's lease: the
+    same words as a cancel that failed (one helper), with when the stop can work."""
+    s = scene()
+    job = s.session.job
+    job.id, job.heartbeat_timeout = JOB, lease
+    job.last_heartbeat = time.time() - beat_ago
+    clock = functools.partial(time.strftime, "%H:%M:%S")
+    want = expected.format(
+        beat=clock(time.localtime(job.last_heartbeat)),
+        end=clock(time.localtime(job.last_heartbeat + lease)),
+    )
+    note = s.session._unreachable_note()
+    assert note == f"cluster unreachable: job {JOB} was not cancelled from here; {want}"

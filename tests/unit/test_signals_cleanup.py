@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from driver import runner
+from driver import runner, signals
+from driver.errors import ExitCode, Stopped
 from driver.signals import shielded
 
 
@@ -234,3 +235,21 @@ def test_a_signal_lost_in_a_finalizer_is_sent_again(signame):
     done = run_python(code)
     assert done.stdout.startswith("delivered:"), done
     assert "Exception ignored" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "name"),
+    [
+        (signal.SIGTERM, ExitCode.TERMINATED, "SIGTERM"),
+        (signal.SIGHUP, ExitCode.HANGUP, "SIGHUP"),
+        (signals.STOP_REQUEST, ExitCode.OK, signals.STOPPED_BY_STOP),
+    ],
+)
+def test_each_exit_signal_unwinds_as_its_exit_code_and_is_known_again(signum, code, name):
+    """The signal that raised a Stopped is the one the lost-signal hook sends again."""
+    with signals.exit_signals(), pytest.raises(Stopped) as stopped:
+        os.kill(os.getpid(), signum)
+    assert (stopped.value.code, stopped.value.signame) == (code, name)
+    assert signals._signal_of(stopped.value) == signum
+    assert signals._signal_of(KeyboardInterrupt()) == signal.SIGINT
+    assert signals._signal_of(ValueError()) is None
