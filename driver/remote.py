@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,14 +108,26 @@ class Remote:
         timeout: float = 30,
         check: bool = True,
         late: NodebookError | None = None,
+        on_line: Callable[[dict[str, Any]], None] | None = None,
     ) -> Reply:
         """Run a helper command over the master; with ``check`` every failure is a NodebookError
         (an error line, a lost connection, no answer within ``timeout``: ``late``, when the
         caller knows better what that means, else a lost link). Without it, only what the
         reply says: the callers that tell a lost link from an answer (heartbeat, responsive)
-        catch ssh's timeout themselves."""
+        catch ssh's timeout themselves. With ``on_line`` each of the helper's lines is handed
+        to it as it comes, and ``timeout`` counts from the first one."""
         try:
-            proc = self.master.run(self.command(*args), timeout=timeout)
+            if on_line is None:
+                proc = self.master.run(self.command(*args), timeout=timeout)
+            else:
+
+                def each(text: str) -> float | None:
+                    lines = parse_lines(text)
+                    for line in lines:
+                        on_line(line)
+                    return timeout if lines else None
+
+                proc = self.master.run_lines(self.command(*args), each)
         except subprocess.TimeoutExpired as exc:
             if not check:
                 raise
@@ -184,22 +197,32 @@ class Remote:
         return Reply(proc.returncode, parse_lines(proc.stdout), proc.stderr)
 
     # -- the session's steps ------------------------------------------------------------------
-    def connection(self, job_id: str, wait: bool = False) -> dict[str, Any]:
-        """connection.json of a running job, with its token (never through Ansible); with
-        ``wait`` the helper returns once Jupyter answers (or the job gave up starting)."""
-        limit = [] if wait else ["--timeout", "0"]
+    def connection(
+        self, job_id: str, on_start: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """connection.json of a running job, with its token (never through Ansible). With
+        ``on_start`` the job may still be queued: the helper waits for it to start, hands its
+        state to ``on_start`` then (the node, its host keys), and returns once Jupyter answers
+        (or the job gave up starting)."""
+        how = ["--queued"] if on_start is not None else ["--timeout", "0"]
         reply = self.call(
             "connection",
             job_id,
             "--token",
-            *limit,
+            *how,
             *self.scheduler_args(),
-            timeout=900 if wait else 30,
+            timeout=900 if on_start is not None else 30,
+            on_line=None if on_start is None else (lambda line: self._started(line, on_start)),
         )
         line = reply.first("connection")
         if line is None:
             raise NodebookError(f"job {job_id}: the helper returned no connection")
         return {k: v for k, v in line.items() if k != "nodebook"}
+
+    @staticmethod
+    def _started(line: dict[str, Any], on_start: Callable[[dict[str, Any]], None]) -> None:
+        if line.get("nodebook") == "status":
+            on_start(line)
 
     def state(self, job_id: str) -> str:
         """The scheduler's state of the job now (one query), touching the heartbeat too;

@@ -114,14 +114,24 @@ class Session:
         self._connection_error: NodebookError | None = None  # why that call gave up
         self._stopped: str | None = None  # what the one cancel call said (cleanup's note)
         self._still_running: NodebookError | None = None  # neither cancel could end the job
-        self._running_on: str | None = None  # the node, once the play reports RUNNING
+        # The node, once the job runs: the play's wait or the connection call said so first.
+        self._running_on: str | None = None
+        self._running_said = False
         # (wall time of the submission, seconds it waited PENDING once it runs; None: it did
         # not wait, was it seen PENDING) for the notification that it is ready (driver/notify.py)
         self._queue: tuple[float, float | None, bool] = (time.time(), None, False)
         self._wake = threading.Event()  # set by the runner thread when the main thread has work
+        self._lock = threading.Lock()
 
     # -- the play's progress (runner thread) ------------------------------------------------
     def _on_update(self, update: Update) -> None:
+        """(The runner's thread, the master's for the submission, the connection call's for
+        the job's start) one step of the start: shown, and what it tells kept."""
+        if update.kind in ("running", "pending"):
+            with self._lock:  # the play's wait and the connection call both say it: once,
+                if self._running_said:  # and a wait's late word of the queue is stale then
+                    return
+                self._running_said = update.kind == "running"
         if update.kind == "submitted":
             self.job.id, self.job.submitted = update.job_id, True
             hb = update.data.get("heartbeat_timeout")
@@ -287,14 +297,15 @@ class Session:
     def _tick(self) -> None:
         """Every 50 ms while session.yml runs (main thread).
 
-        Once the job runs on a node, a jump tunnel to the socket the submission named is opened
-        (Jupyter is still starting: the ssh login to the node overlaps with it). Once the play
-        reports the endpoint, the driver reads the token and checks that Jupyter answers while
+        Once the job is submitted, the driver's connection call waits for it. Once the job runs
+        on a node, a jump tunnel to the socket the submission named is opened (Jupyter is still
+        starting: the ssh login to the node overlaps with it). Once the connection call returns
+        (Jupyter answers), the driver checks that it answers through the tunnel while
         ansible-runner winds down. A master that failed to log in ends the start here.
         """
         if self.connector is not None:
             self.connector.check()
-        if self._running_on:
+        if self.job.id:
             self._start_connection()
         ready = self._connection
         if ready is not None and self.connected is None:
@@ -317,10 +328,18 @@ class Session:
             self._own_connection.start()
 
     def _await_connection(self, job_id: str) -> None:
-        """(A thread) the session's one `connection --token` call, blocking until Jupyter
-        answers: the step's owner when the driver runs the play (session.yml skips its own)."""
+        """(A thread) the session's one `connection --token` call, from the submission until
+        Jupyter answers: the step's owner when the driver runs the play (session.yml skips its
+        own). It says when the job starts, often before the play's wait can (ansible-playbook
+        takes most of a second to start): the tunnel's login then overlaps Jupyter's start."""
+
+        def started(line: dict[str, Any]) -> None:
+            update = progress_update(line)
+            if update is not None and update.kind == "running":
+                self._on_update(update)
+
         try:
-            self._connection = self.remote.connection(job_id, wait=True)
+            self._connection = self.remote.connection(job_id, on_start=started)
         except NodebookError as exc:
             self._connection_error = exc
         except (OSError, subprocess.SubprocessError) as exc:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -187,6 +188,45 @@ class Master:
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
+
+    def run_lines(
+        self, command: str, on_line: Callable[[str], float | None]
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command line on the login host over the master, handing each line of its
+        output to ``on_line`` as it comes. No timeout until ``on_line`` returns one (seconds,
+        counted from then): a call that first waits for a queued job waits as long as the job
+        does (the session ends it by closing the master). Only driver.remote calls this."""
+        import tempfile
+
+        argv = [*self.client_argv("-T"), command]
+        out: list[str] = []
+        limit: list[float] = []
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True
+            )
+            timer: threading.Timer | None = None
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    out.append(raw)
+                    seconds = on_line(raw.rstrip("\n"))
+                    if seconds is not None and timer is None:
+                        limit.append(seconds)
+                        timer = threading.Timer(seconds, proc.kill)
+                        timer.daemon = True
+                        timer.start()
+                rc = proc.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            if timer is not None and not timer.is_alive() and rc == -signal.SIGKILL:
+                raise subprocess.TimeoutExpired(argv, limit[0])
+            err.seek(0)
+            return subprocess.CompletedProcess(argv, rc, "".join(out), err.read())
 
     def forward(self, spec: str, cancel: bool = False) -> None:
         """Add (or cancel) a ``-L`` forwarding held by the master itself."""

@@ -81,7 +81,8 @@ Answer = Reply | Callable[[tuple[str, ...]], Reply] | BaseException
 # and keeps running.
 USUAL: dict[str, list[Answer]] = {
     "submit": [reply(SUBMITTED, PENDING)],
-    "connection": [reply(CONNECTION)],
+    # (--queued: the job's state once it starts, then where Jupyter answers)
+    "connection": [reply(RUNNING, CONNECTION)],
     "heartbeat": [reply(line("heartbeat", job_id=JOB, alive=True, state="RUNNING"))],
     "usage": [reply(line("usage", job_id=JOB))],
     "version": [reply(line("version", version="test"))],
@@ -143,7 +144,14 @@ class FakeRemote(Remote):
     answers: dict[str, list[Answer]] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
 
-    def call(self, *args: str, timeout: float = 30, check: bool = True, late: Any = None) -> Reply:
+    def call(
+        self,
+        *args: str,
+        timeout: float = 30,
+        check: bool = True,
+        late: Any = None,
+        on_line: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Reply:
         self.calls.append(args)
         queue = self.answers.setdefault(args[0], list(USUAL.get(args[0], [reply(rc=127)])))
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
@@ -152,6 +160,8 @@ class FakeRemote(Remote):
         if isinstance(answer, BaseException):
             raise answer
         result = answer if isinstance(answer, Reply) else answer(args)
+        for line in result.lines if on_line is not None else []:
+            on_line(line)  # as they come
         if check:
             self.raise_for(result)
         return result

@@ -346,6 +346,55 @@ def test_connection_gives_up_when_the_job_leaves(cluster: Cluster) -> None:
     assert res.rc == 6 and "boom" in res.one("error")["message"]
 
 
+def queued_connection(cluster: Cluster, job: str) -> subprocess.Popen[str]:
+    """The session's connection call, made as the job is submitted."""
+    argv = [str(cluster.base / "bin" / "nodebook-remote"), "connection", job, "--token", "--queued"]
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env(),
+        cwd=cluster.home,
+    )  # fmt: skip
+
+
+def test_a_queued_connection_waits_without_asking_slurm_then_says_the_start_first(
+    cluster: Cluster,
+) -> None:
+    """While the job waits, no scheduler query (the session's wait watches the queue): only
+    empty lines. Once it starts (its job dir appears), one query, its state (the node), then
+    where Jupyter answers."""
+    cluster.job("40", state="PENDING", reason="Resources")
+    proc = queued_connection(cluster, "40")
+    try:
+        time.sleep(1.2)
+        assert cluster.calls() == []  # 24 looks at the file system, no query
+        cluster.job("40", state="RUNNING", node="cn01")
+        info = write_conn(cluster, "40")
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.startswith("\n")  # the empty lines of the wait
+    lines = [json.loads(x) for x in out.splitlines() if x]
+    assert [x["nodebook"] for x in lines] == ["status", "connection"], lines
+    assert (lines[0]["state"], lines[0]["node"], lines[0]["waiting"]) == ("RUNNING", "cn01", False)
+    assert lines[1]["token"] == info["token"] and lines[1]["node"] == "cn01"
+    assert len(cluster.calls()) == 1  # the one query at the start
+
+
+def test_a_queued_connection_ends_when_its_session_has_gone(cluster: Cluster) -> None:
+    """The session ends (its ssh closes) while the job still waits: the helper's next empty
+    line fails, and it ends instead of waiting on the login node for a job nobody waits for."""
+    cluster.job("41", state="PENDING", reason="Priority")
+    proc = queued_connection(cluster, "41")
+    try:
+        time.sleep(0.3)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        proc.wait(timeout=5)  # within a second: one write every WRITE_EVERY naps
+    finally:
+        proc.kill()
+    assert cluster.calls() == []
+
+
 # ------------------------------------------------------------------------------- heartbeat, ended
 
 

@@ -8,6 +8,7 @@ calling it a lost connection or a missing setup.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from driver.errors import ExitCode, NodebookError
 from driver.inventory import Cluster
 from driver.remote import MAX_SESSIONS, Remote
+from driver.ssh import Master
 
 CLUSTER = Cluster(name="c", inventory=Path("i"), host="login.hpc", user="alice")
 REFUSED = (
@@ -91,3 +93,48 @@ def test_no_answer_within_the_timeout_is_a_nodebook_error_with_a_fix():
     with pytest.raises(subprocess.TimeoutExpired):
         silent.call("version", check=False)
     assert silent.heartbeat("41") == "lost"
+
+
+class ShellMaster(Master):
+    """The real Master's run_lines, with `sh -c` where ssh over the master would be."""
+
+    def client_argv(self, *options: str) -> list[str]:
+        return ["sh", "-c"]
+
+
+class ShellRemote(Remote):
+    """The real Remote.call; its "helper command" is a shell script."""
+
+    def command(self, *args: str) -> str:
+        return args[0]
+
+
+def streaming(tmp_path: Path) -> Remote:
+    return ShellRemote(ShellMaster(CLUSTER, tmp_path), CLUSTER)
+
+
+STATUS = '{"nodebook": "status", "job_id": "7", "state": "RUNNING", "node": "cn01"}'
+
+
+def test_a_streamed_call_hands_each_line_as_it_comes_and_has_no_timeout_before_the_first(
+    tmp_path,
+):
+    """The session's queued connection call: no timeout while the job waits (1 s here
+    against a timeout of 0.5 s), then each line on its own, before the command ends."""
+    got: list[tuple[str, float]] = []
+    t0 = time.monotonic()
+    reply = streaming(tmp_path).call(
+        f"sleep 1; echo ''; echo '{STATUS}'; sleep 0.3; echo '{{\"nodebook\": \"connection\"}}'",
+        timeout=0.5,
+        on_line=lambda line: got.append((line["nodebook"], time.monotonic() - t0)),
+    )
+    assert [kind for kind, _ in got] == ["status", "connection"]
+    assert got[1][1] - got[0][1] >= 0.25  # the status came as it was printed
+    assert [x["nodebook"] for x in reply.lines] == ["status", "connection"]
+
+
+def test_a_streamed_call_times_out_counted_from_its_first_line(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(NodebookError, match=r"did not answer .* within 0 s") as err:
+        streaming(tmp_path).call(f"echo '{STATUS}'; exec sleep 30", timeout=0.4, on_line=print)
+    assert err.value.code == ExitCode.SSH and time.monotonic() - t0 < 5

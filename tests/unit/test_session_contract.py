@@ -40,6 +40,7 @@ from tests.unit.fake_remote import (
     NODE,
     PENDING,
     RUNNING,
+    SOCKET,
     SUBMITTED,
     TOKEN,
     Answer,
@@ -69,7 +70,7 @@ PLAY: list[Step] = [gate, retry(PENDING), ok(RUNNING)]
 CLEANUP: list[Step] = [ok(line("stopped", job_id=JOB))]
 
 CANCEL = ("cancel", "--job", JOB, "--own", "--scheduler", "slurm")
-CONNECTION = ("connection", JOB, "--token", "--scheduler", "slurm")
+CONNECTION = ("connection", JOB, "--token", "--queued", "--scheduler", "slurm")
 
 
 def signalled(sig: int) -> Callable[[tuple[str, ...]], Reply]:
@@ -153,7 +154,7 @@ def test_a_session_start_in_order(scene):
         # 2. the driver's submission, over its master; the play gets the answer at the gate
         ("submit", "--scheduler", "slurm", "--tag", tag, "--"),
         # 3. (the wait is a task of the play, not a call of the driver's)
-        # 4. the session's one connection call, once the job runs
+        # 4. the session's one connection call, from the submission until Jupyter answers
         CONNECTION,
         # 6. held: a heartbeat every check interval (5 s on the fake clock)
         ("heartbeat", JOB),
@@ -370,3 +371,35 @@ def test_an_unreachable_cluster_says_when_the_job_ends_itself(scene, lease, beat
     )
     note = s.session._unreachable_note()
     assert note == f"cluster unreachable: job {JOB} was not cancelled from here; {want}"
+
+
+@pytest.mark.timeout(60)  # (the play waits for the ready line: a regression would hang)
+def test_the_connection_call_says_the_job_runs_before_the_play_can(scene):
+    """ansible-playbook takes most of a second to start: when the job starts at once, the
+    connection call (made from the submission on) sees it first. The early tunnel opens on its
+    word, RUNNING is shown once, a late word of the queue from the play is not shown, and the
+    session is ready before the play's wait has reported anything."""
+    seen: dict[str, Scene] = {}
+
+    def wait_until_ready(play: Any) -> None:
+        play.until(lambda: any(x.startswith("Jupyter is ready") for x in seen["s"].lines()))
+        play.emit("runner_retry", (PENDING,))  # the wait's answer, computed before the start
+
+    s = scene(
+        {"heartbeat": [heartbeat(True), signalled(signal.SIGINT)]},
+        play=[gate, wait_until_ready, ok(RUNNING)],
+    )
+    seen["s"] = s
+    with pytest.raises(KeyboardInterrupt):
+        s.session.start()
+    assert s.remote.made("connection") == [CONNECTION]
+    lines = s.lines()
+    assert lines[:4] == [
+        f"submitted job {JOB}",
+        f"job {JOB}: PENDING (Resources), no estimate of the start yet",
+        f"job {JOB}: RUNNING on {NODE}, starting Jupyter",
+        f"Jupyter is ready on {NODE}: http://127.0.0.1:{s.port}/lab?token={TOKEN}",
+    ], lines
+    assert sum("RUNNING" in x for x in lines) == 1 and sum("PENDING" in x for x in lines) == 1
+    [tunnel] = s.tunnels  # opened early, to the socket the submission named
+    assert (tunnel.mode, tunnel.endpoint.node, tunnel.endpoint.socket) == ("jump", NODE, SOCKET)

@@ -6,6 +6,7 @@ nb_part_common() { :; }
 NB_SETUP_FORMAT=2 # the setup.json format this helper reads
 SCHED_POLL=5      # s between scheduler queries while waiting (<= 12 per minute)
 FS_POLL=0.05      # s between looks at the shared file system while waiting (a stat: cheap)
+WRITE_EVERY=10    # naps between empty lines of a long wait (its session gone: the write fails)
 DEADMAN_EXIT=75   # the job's exit status when its dead-man's switch ended it
 
 E_ERROR=1 E_USAGE=2 E_SETUP=3 E_SCHED=5 E_ENDED=6 E_DUP=8 E_NOTFOUND=9

@@ -273,12 +273,20 @@ tail_text() {
 
 # connection: wait for Jupyter's connection file, then print it (without the token unless
 # --token: only the driver asks for it, over its own ssh connection, never through Ansible).
+# connection: Jupyter's endpoint once it answers. With --queued the job may still wait in the
+# queue: first wait for it to start (its log or job dir appearing, as `wait` notices it), with no
+# scheduler query and no timeout (the session's `wait` watches the queue, and ends the session if
+# the job ends there), then say its state (a status line: the node and its host keys, so the
+# tunnel's login overlaps Jupyter's start), then as without. While it waits it writes an empty
+# line every WRITE_EVERY naps: when the session has gone (its ssh closed) the write fails and
+# ends it.
 cmd_connection() {
-  local id="" timeout="" token=false begin next line
+  local id="" timeout="" token=false queued=false begin next line naps=0
   while [ "$#" -gt 0 ]; do
     case $1 in
       --timeout) timeout=$2; shift 2 ;;
       --token) token=true; shift ;;
+      --queued) queued=true; shift ;;
       --scheduler) SCHEDULER=$2; shift 2 ;;
       -*) usage "connection: unknown option $1" ;;
       *) id=$1; shift ;;
@@ -287,6 +295,14 @@ cmd_connection() {
   load_setup
   job_paths "$id"
   [ -n "$timeout" ] || timeout=$((${S_start_timeout:-120} + 60))
+  if [ "$queued" = true ]; then
+    until [ -e "$J_LOG" ] || [ -e "$J_DIR" ]; do
+      nap "$FS_POLL"
+      naps=$((naps + 1))
+      [ $((naps % WRITE_EVERY)) -eq 0 ] && { printf '\n' || exit 0; }
+    done
+    query "$id" && [ "$Q_STATE" = RUNNING ] && emit_status "$id"
+  fi
   now
   begin=$NOW
   next=$((NOW + SCHED_POLL))
