@@ -204,6 +204,11 @@ class Remote:
         ``on_start`` the job may still be queued: the helper waits for it to start, hands its
         state to ``on_start`` then (the node, its host keys), and returns once Jupyter answers
         (or the job gave up starting)."""
+
+        def started(line: dict[str, Any]) -> None:
+            if on_start is not None and line.get("nodebook") == "status":
+                on_start(line)
+
         how = ["--queued"] if on_start is not None else ["--timeout", "0"]
         reply = self.call(
             "connection",
@@ -212,17 +217,12 @@ class Remote:
             *how,
             *self.scheduler_args(),
             timeout=900 if on_start is not None else 30,
-            on_line=None if on_start is None else (lambda line: self._started(line, on_start)),
+            on_line=started if on_start is not None else None,
         )
         line = reply.first("connection")
         if line is None:
             raise NodebookError(f"job {job_id}: the helper returned no connection")
         return {k: v for k, v in line.items() if k != "nodebook"}
-
-    @staticmethod
-    def _started(line: dict[str, Any], on_start: Callable[[dict[str, Any]], None]) -> None:
-        if line.get("nodebook") == "status":
-            on_start(line)
 
     def state(self, job_id: str) -> str:
         """The scheduler's state of the job now (one query), touching the heartbeat too;

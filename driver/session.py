@@ -131,7 +131,8 @@ class Session:
             with self._lock:  # the play's wait and the connection call both say it: once,
                 if self._running_said:  # and a wait's late word of the queue is stale then
                     return
-                self._running_said = update.kind == "running"
+                if update.kind == "running":
+                    self._running_said = True
         if update.kind == "submitted":
             self.job.id, self.job.submitted = update.job_id, True
             hb = update.data.get("heartbeat_timeout")

@@ -200,11 +200,16 @@ class Master:
 
         argv = [*self.client_argv("-T"), command]
         out: list[str] = []
-        limit: list[float] = []
         with tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True
             )
+            expired: list[float] = []  # the timeout, once it ran out
+
+            def expire(seconds: float) -> None:
+                expired.append(seconds)
+                proc.kill()
+
             timer: threading.Timer | None = None
             try:
                 assert proc.stdout is not None
@@ -212,8 +217,7 @@ class Master:
                     out.append(raw)
                     seconds = on_line(raw.rstrip("\n"))
                     if seconds is not None and timer is None:
-                        limit.append(seconds)
-                        timer = threading.Timer(seconds, proc.kill)
+                        timer = threading.Timer(seconds, expire, (seconds,))
                         timer.daemon = True
                         timer.start()
                 rc = proc.wait()
@@ -223,8 +227,8 @@ class Master:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-            if timer is not None and not timer.is_alive() and rc == -signal.SIGKILL:
-                raise subprocess.TimeoutExpired(argv, limit[0])
+            if expired:
+                raise subprocess.TimeoutExpired(argv, expired[0])
             err.seek(0)
             return subprocess.CompletedProcess(argv, rc, "".join(out), err.read())
 

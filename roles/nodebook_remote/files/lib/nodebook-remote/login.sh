@@ -273,8 +273,7 @@ tail_text() {
 
 # connection: wait for Jupyter's connection file, then print it (without the token unless
 # --token: only the driver asks for it, over its own ssh connection, never through Ansible).
-# connection: Jupyter's endpoint once it answers. With --queued the job may still wait in the
-# queue: first wait for it to start (its log or job dir appearing, as `wait` notices it), with no
+# With --queued the job may still wait in the queue: first wait for it to start (its log or job dir appearing, as `wait` notices it), with no
 # scheduler query and no timeout (the session's `wait` watches the queue, and ends the session if
 # the job ends there), then say its state (a status line: the node and its host keys, so the
 # tunnel's login overlaps Jupyter's start), then as without. While it waits it writes an empty
