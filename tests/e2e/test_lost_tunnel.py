@@ -24,7 +24,7 @@ import pytest
 
 from driver.errors import ExitCode
 from tests.e2e.conftest import http_status, token_of
-from tests.harness import leftovers
+from tests.harness import alive, leftovers
 from tests.harness.sandbox import Sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
@@ -69,12 +69,7 @@ def test_killed_tunnel_is_re_established_and_the_session_continues(
     assert tunnel_pid(test_tmp, port) != old
     assert job in sandbox.squeue("alice") and d.poll() is None
     # the session goes on: the heartbeat still runs (the job's heartbeat file is refreshed)
-    hb = leftovers.job_paths(sandbox, "alice", job)["heartbeat"]
-    first = os.stat(hb).st_mtime
-    deadline = time.monotonic() + 15
-    while os.stat(hb).st_mtime == first and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert os.stat(hb).st_mtime > first
+    alive.beats(sandbox, job, 1, bound=15)
     d.signal(signal.SIGINT)
     assert d.wait() == ExitCode.INTERRUPTED
     nothing_left(job, port)

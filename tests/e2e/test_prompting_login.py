@@ -23,7 +23,7 @@ import pytest
 
 from driver.errors import ExitCode
 from tests.e2e.conftest import http_status, token_of
-from tests.harness import leftovers
+from tests.harness import alive, leftovers
 from tests.harness.driver import driver_argv, driver_env
 from tests.harness.setup import FIND_LINKS_ENV, user_password
 
@@ -145,18 +145,6 @@ class PtyDriver:
         os.close(self.fd)
 
 
-def beats(sandbox, job: str, count: int, bound: float = 30) -> None:
-    """Wait until the session's heartbeat has reached the job ``count`` more times (the
-    heartbeat file's modification time moves at each)."""
-    hb = leftovers.job_paths(sandbox, "alice", job)["heartbeat"]
-    seen = {os.stat(hb).st_mtime_ns}
-    deadline = time.monotonic() + bound
-    while len(seen) <= count and time.monotonic() < deadline:
-        time.sleep(0.1)
-        seen.add(os.stat(hb).st_mtime_ns)
-    assert len(seen) > count, f"{len(seen) - 1} heartbeats in {bound} s"
-
-
 def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
     sandbox, nodebook_setup, test_tmp, state_dir, nothing_left
 ):
@@ -198,7 +186,7 @@ def test_setup_and_session_ask_once_each_and_ctrl_c_asks_nothing(
         assert ready["node"] == sandbox.scontrol_job(job)["NodeList"]
         assert http_status(sandbox, port, token) == 200
         assert http_status(sandbox, port, None) == 403
-        beats(sandbox, job, 2)  # a few heartbeats over the master
+        alive.beats(sandbox, job, 2, bound=30)  # a few heartbeats over the master
         assert d.prompts == list(PROMPTS), d.output[-4000:]
         d.ctrl_c()
         assert d.wait(timeout=90) == ExitCode.INTERRUPTED, d.output[-4000:]

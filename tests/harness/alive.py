@@ -8,11 +8,13 @@ through the driver's own tunnel with the session's token, and ``python -m driver
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
+from tests.harness import leftovers
 from tests.harness.driver import DriverProcess, run_driver
 from tests.harness.sandbox import in_laptop, laptop_argv, run
 
@@ -96,3 +98,15 @@ def survived(
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(interval)
+
+
+def beats(sandbox: Any, job: str, count: int, bound: float, user: str = "alice") -> None:
+    """Wait until the session's heartbeat has reached the job ``count`` more times (the job's
+    heartbeat file's modification time moves at each), for at most ``bound`` seconds."""
+    hb = leftovers.job_paths(sandbox, user, job)["heartbeat"]
+    seen = {os.stat(hb).st_mtime_ns}
+    deadline = time.monotonic() + bound
+    while len(seen) <= count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen.add(os.stat(hb).st_mtime_ns)
+    assert len(seen) > count, f"{len(seen) - 1} heartbeats in {bound} s"
