@@ -198,26 +198,21 @@ class Remote:
 
     # -- the session's steps ------------------------------------------------------------------
     def connection(
-        self, job_id: str, on_start: Callable[[dict[str, Any]], None] | None = None
+        self, job_id: str, on_line: Callable[[dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
         """connection.json of a running job, with its token (never through Ansible). With
-        ``on_start`` the job may still be queued: the helper waits for it to start, hands its
-        state to ``on_start`` then (the node, its host keys), and returns once Jupyter answers
-        (or the job gave up starting)."""
-
-        def started(line: dict[str, Any]) -> None:
-            if on_start is not None and line.get("nodebook") == "status":
-                on_start(line)
-
-        how = ["--queued"] if on_start is not None else ["--timeout", "0"]
+        ``on_line`` the job may still be queued: the helper waits for it to start, and each of
+        its lines goes to ``on_line`` as it comes (the job's status line once it starts: the
+        node, its host keys); it returns once Jupyter answers (or the job gave up starting)."""
+        queued = on_line is not None
         reply = self.call(
             "connection",
             job_id,
             "--token",
-            *how,
+            *(["--queued"] if queued else ["--timeout", "0"]),
             *self.scheduler_args(),
-            timeout=900 if on_start is not None else 30,
-            on_line=started if on_start is not None else None,
+            timeout=900 if queued else 30,
+            on_line=on_line,
         )
         line = reply.first("connection")
         if line is None:

@@ -306,8 +306,7 @@ class Session:
         """
         if self.connector is not None:
             self.connector.check()
-        if self.job.id:
-            self._start_connection()
+        self._start_connection()
         ready = self._connection
         if ready is not None and self.connected is None:
             self.connected = self._connect(ready)
@@ -340,7 +339,7 @@ class Session:
                 self._on_update(update)
 
         try:
-            self._connection = self.remote.connection(job_id, on_start=started)
+            self._connection = self.remote.connection(job_id, on_line=started)
         except NodebookError as exc:
             self._connection_error = exc
         except (OSError, subprocess.SubprocessError) as exc:

@@ -39,22 +39,11 @@ def recording_notify_send(tmp: Path) -> tuple[dict[str, str], Path]:
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
 
 
-def fill_both_nodes(sandbox) -> str:
-    """A job of alice's on both nodes (16 CPUs each): a session's job waits behind it."""
-    out = sandbox.host(
-        "login",
-        ["sbatch", "--parsable", "--job-name=filler", "-N", "2", "--exclusive", "--time=5",
-         "--wrap", "sleep 300"],
-        user="alice",
-    )  # fmt: skip
-    return out.stdout.strip().split(";")[0]
-
-
 def test_notified_when_a_queued_job_is_ready_and_before_its_time_limit(
     sandbox, drive, nothing_left, tmp_path
 ):
     env, log = recording_notify_send(tmp_path)
-    filler = fill_both_nodes(sandbox)
+    filler = sandbox.fill_nodes()
     try:
         # a one-minute job, warned 0.9 min (54 s) ahead: due as soon as Jupyter is up
         d = drive(

@@ -84,22 +84,7 @@ def test_jupyter_shut_down_from_its_ui_ends_the_session(sandbox, drive, nothing_
 
 
 def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive, nothing_left):
-    # Fill both nodes (16 CPUs each) so the session's job stays PENDING.
-    fill = sandbox.host(
-        "login",
-        [
-            "sbatch",
-            "--parsable",
-            "--job-name=filler",
-            "-N",
-            "2",
-            "--exclusive",
-            "--time=5",
-            "--wrap",
-            "sleep 300",
-        ],
-        user="alice",
-    )
+    filler = sandbox.fill_nodes()  # the session's job stays PENDING behind it
     try:
         d = drive(["session", "--cluster", "sandbox", "--allow-second"])
         submitted = d.wait_event("submitted")
@@ -109,7 +94,7 @@ def test_ctrl_c_while_pending_cancels_the_job(sandbox, drive, nothing_left):
         assert d.wait() == ExitCode.INTERRUPTED
         assert submitted["job_id"] not in sandbox.squeue("alice")
     finally:
-        sandbox.host("login", ["scancel", fill.stdout.strip().split(";")[0]], check=False)
+        sandbox.host("login", ["scancel", filler], check=False)
     nothing_left(submitted["job_id"])
 
 

@@ -194,6 +194,13 @@ class Sandbox:
         finally:
             self.host("login", ["scancel", job], check=False)
 
+    def fill_nodes(self, user: str = "alice") -> str:
+        """A job of ``user`` on both nodes (16 CPUs each, exclusive; 5 min at most): a session's
+        job waits behind it (PENDING, Resources) until the caller scancels it (its id)."""
+        sbatch = ["sbatch", "--parsable", "-J", "filler", "-N", "2", "--exclusive", "-t", "5",
+                  "-o", "/dev/null", "--wrap", "exec sleep 300"]  # fmt: skip
+        return self.host("login", sbatch, user=user).stdout.strip().split(";")[0]
+
     def squeue(self, user: str | None = None) -> list[str]:
         """Job ids in the queue (all users, or one)."""
         argv = ["squeue", "-h", "-o", "%i"] + (["-u", user] if user else [])

@@ -204,6 +204,12 @@ cmd_submit() {
 # job's .seen file: submitted|last query|state|reason|node|start), else block until it changes or
 # the window ends. At most one squeue per SCHED_POLL s, across calls too; the job's log appearing
 # (its start) is noticed on the shared file system within FS_POLL s and queried at once.
+# job_started: the job has started on its node (its log or its job dir exists: the first sign
+# on the shared file system, before the scheduler says RUNNING); needs job_paths.
+job_started() {
+  [ -e "$J_LOG" ] || [ -e "$J_DIR" ]
+}
+
 cmd_wait() {
   local id="" window=30 limit=0 begin seen="" submitted="" last="" next=0 fp prev="" logseen=0
   while [ "$#" -gt 0 ]; do
@@ -232,7 +238,7 @@ cmd_wait() {
   Q_STATE=UNKNOWN Q_REASON="" Q_NODE="" Q_START=""
   [ -n "$prev" ] && IFS='|' read -r Q_STATE Q_REASON Q_NODE Q_START <<<"$prev"
   while :; do
-    if [ "$logseen" = 0 ] && { [ -e "$J_LOG" ] || [ -e "$J_DIR" ]; }; then
+    if [ "$logseen" = 0 ] && job_started; then
       logseen=1
       next=0
     fi
@@ -273,12 +279,12 @@ tail_text() {
 
 # connection: wait for Jupyter's connection file, then print it (without the token unless
 # --token: only the driver asks for it, over its own ssh connection, never through Ansible).
-# With --queued the job may still wait in the queue: first wait for it to start (its log or job dir appearing, as `wait` notices it), with no
-# scheduler query and no timeout (the session's `wait` watches the queue, and ends the session if
-# the job ends there), then say its state (a status line: the node and its host keys, so the
-# tunnel's login overlaps Jupyter's start), then as without. While it waits it writes an empty
-# line every WRITE_EVERY naps: when the session has gone (its ssh closed) the write fails and
-# ends it.
+# With --queued the job may still wait in the queue: first wait for it to start (job_started,
+# as `wait` notices it), with no scheduler query and no timeout (the session's `wait` watches
+# the queue, and ends the session if the job ends there), then say its state (a status line:
+# the node and its host keys, so the tunnel's login overlaps Jupyter's start), then as without.
+# While it waits it writes an empty line every WRITE_EVERY naps: when the session has gone (its
+# ssh closed) the write fails and ends it.
 cmd_connection() {
   local id="" timeout="" token=false queued=false begin next line naps=0
   while [ "$#" -gt 0 ]; do
@@ -295,7 +301,7 @@ cmd_connection() {
   job_paths "$id"
   [ -n "$timeout" ] || timeout=$((${S_start_timeout:-120} + 60))
   if [ "$queued" = true ]; then
-    until [ -e "$J_LOG" ] || [ -e "$J_DIR" ]; do
+    until job_started; do
       nap "$FS_POLL"
       naps=$((naps + 1))
       [ $((naps % WRITE_EVERY)) -eq 0 ] && { printf '\n' || exit 0; }
