@@ -65,19 +65,19 @@ lint: venv collection
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check roles/nodebook_remote/files/bin/nodebook-jupyter
 	$(VENV)/bin/ruff format --check roles/nodebook_remote/files/bin/nodebook-jupyter
-	$(VENV)/bin/shellcheck sandbox/test-profile.sh
+	$(VENV)/bin/shellcheck sandbox/test-profile.sh tests/lanes.sh
 	$(VENV)/bin/shellcheck -x -a -P roles/nodebook_remote/files/lib/nodebook-remote roles/nodebook_remote/files/bin/nodebook-remote
 
 unit: venv
 	$(VENV)/bin/pytest -m "not sandbox" tests
 
-# pytest's exit code 5 means "no tests ran": a test run that tests nothing is a failure here.
-# Then the profile_session tests again on the sandbox with Environment Modules (test-profile),
-# unless the sandbox was up before (someone's: it is not restarted; in CI that is a failure).
+# Every test, in lanes side by side on one sandbox (tests/lanes.sh; a run that tests nothing is
+# a failure). Then the profile_session tests again on the sandbox with Environment Modules
+# (test-profile), unless the sandbox was up before (someone's: it is not restarted, and the
+# tests run in one lane; in CI that is a failure).
 test: deps venv lint
 	@was_up=0; $(SANDBOX) status >/dev/null 2>&1 && was_up=1; \
-	$(VENV)/bin/pytest --durations=25 tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; rc=1; fi; \
+	PYTHON=$(PYTHON) bash tests/lanes.sh --durations=25; rc=$$?; \
 	if [ $$was_up -eq 0 ]; then \
 		PYTHON=$(PYTHON) bash sandbox/test-profile.sh modules --durations=10 || rc=$$((rc ? rc : 1)); \
 	else \

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Generator
 
 import pytest
+
+from tests.harness.lanes import Holder
 
 pytest_plugins = [
     "tests.fixtures.sandbox",
@@ -49,16 +52,100 @@ PROFILE_SESSION = (
 )  # fmt: skip
 
 
+# `make test` runs two lanes of sandbox tests side by side (tests/lanes.sh, tests/harness/lanes.py).
+# bob's lane: tests that touch only bob (his setup: wiped, reinstalled, its password changed).
+# The main lane has every other sandbox test: alice's (her sessions would meet a second lane's at
+# the duplicate guard) and those that set bob up as well run alone (SOLO).
+BOB_LANE = (
+    "tests/roles/test_setup.py",
+    "tests/sandbox/test_accounting.py::test_account_without_association_is_refused",
+    "tests/sandbox/test_environments.py::test_both_modules_are_listed",
+    "tests/sandbox/test_profile.py::test_login_shells_have_the_profiles_module_system",
+    "tests/sandbox/test_strict_nodes.py",
+)  # fmt: skip
+
+# Tests that run alone: they change what every other test sees, or look at the whole cluster.
+SOLO = (
+    # a daemon stopped or restarted
+    "tests/sandbox/test_accounting.py::test_restarts_keep_accounting",
+    "tests/sandbox/test_cluster.py::test_daemon_restart_keeps_running_jobs",
+    "tests/sandbox/test_cluster.py::test_daemon_stop_and_start_a_compute_nodes_sshd",
+    "tests/e2e/test_doctor_setup.py::test_doctor_with_sshd_stopped_says_cause_and_fix",
+    "tests/e2e/test_node_host_keys.py::test_a_node_without_sshd_names_the_refusal_and_via_login",
+    "tests/hardening/test_chaos.py",
+    # the laptop's network cut or changed
+    "tests/sandbox/test_cluster.py::test_laptop_link_cut_and_restored",
+    "tests/e2e/test_lost_tunnel.py::test_a_laptop_that_sleeps_inside_the_lease_comes_back_with_its_kernel",
+    "tests/e2e/test_lost_tunnel.py::test_a_laptop_that_sleeps_past_the_lease_finds_the_job_ended_and_says_why",
+    "tests/e2e/test_lost_tunnel.py::test_a_network_that_changes_while_awake_comes_back_by_itself",
+    # the package index off, python hidden on login, the login node's known hosts replaced
+    "tests/sandbox/test_index_switch.py",
+    "tests/offline/test_offline_setup.py",
+    "tests/roles/test_setup.py::test_bad_input_fails_clearly_and_writes_nothing[unreachable-index]",
+    "tests/sandbox/test_cluster.py::test_hidden_system_python_on_login",
+    "tests/roles/test_setup.py::test_setup_works_without_a_system_python",
+    "tests/init/test_init_sandbox.py::test_with_the_login_nodes_python_hidden_the_module_is_proposed",
+    "tests/e2e/test_node_host_keys.py::test_a_node_key_that_differs_from_the_records_stops_with_ssh_s_warning",
+    "tests/e2e/test_node_host_keys.py::test_a_node_the_login_node_has_no_record_of_stops_with_the_cause",
+    # both nodes filled, a partition down, GPUs (cn02 has two), the CPU use of a node
+    "tests/e2e/test_session.py::test_ctrl_c_while_pending_cancels_the_job",
+    "tests/e2e/test_one_owner.py::test_the_connection_call_waits_with_the_queued_job_and_brings_its_start",
+    "tests/e2e/test_notify_usage.py::test_notified_when_a_queued_job_is_ready_and_before_its_time_limit",
+    "tests/e2e/test_notify_usage.py::test_list_shows_one_busy_cpu_and_memory_against_the_allocation",
+    "tests/e2e/test_real_work.py::test_gpu_session_kernel_list_proxy_forward_and_ssh_config",
+    "tests/sandbox/test_gpus.py::test_a_gpu_job_gets_cuda_visible_devices",
+    "tests/sandbox/test_gpus.py::test_batch_job_on_gpu_partition",
+    "tests/hardening/test_bad_inputs.py",
+    # alice and bob both (set up, or their files compared), or every process's argv and /tmp
+    "tests/roles/test_setup.py::test_alice_and_bob_are_independent",
+    "tests/e2e/test_node_host_keys.py::test_bob_with_the_site_wide_file_only",
+    "tests/e2e/test_layout.py::test_non_default_layout_session_uses_only_the_configured_paths",
+    "tests/hardening/test_security.py::test_session_secrets_and_modes",
+    "tests/hardening/test_security.py::test_bob_gets_403_from_alices_tcp_endpoint",
+    "tests/init/test_init_sandbox.py::test_a_fresh_user_is_shown_the_host_key_asked_once_and_gets_a_working_inventory",
+    "tests/init/test_init_sandbox.py::test_accounts_alice_gets_chemistry_for_chem_and_bob_is_told_to_pick_another",
+)  # fmt: skip
+
+
+def listed(nodeid: str, table: tuple[str, ...]) -> bool:
+    return any(nodeid == n or nodeid.startswith((f"{n}::", f"{n}[")) for n in table)
+
+
 def in_profile_session(nodeid: str) -> bool:
-    return any(nodeid == n or nodeid.startswith((f"{n}::", f"{n}[")) for n in PROFILE_SESSION)
+    return listed(nodeid, PROFILE_SESSION)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that restart the sandbox cluster run after every other test."""
     items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
     for item in items:
-        if in_profile_session(item.nodeid):
-            item.add_marker(pytest.mark.profile_session)
+        for table, mark in (
+            (PROFILE_SESSION, pytest.mark.profile_session),
+            (BOB_LANE, pytest.mark.bob_lane),
+            (SOLO, pytest.mark.solo),
+        ):
+            if listed(item.nodeid, table):
+                item.add_marker(mark)
+
+
+_LANES = Holder()
+
+
+def _solo(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("solo") is not None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    """Each sandbox test holds the lanes' lock (shared; solo: exclusive) from its setup to its
+    teardown, so a test of the other lane never runs beside a solo one."""
+    if item.get_closest_marker("sandbox") is None:
+        return (yield)
+    _LANES.before(_solo(item))
+    try:
+        return (yield)
+    finally:
+        _LANES.after(_solo(item), _solo(nextitem))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

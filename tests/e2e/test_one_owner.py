@@ -14,6 +14,8 @@ import pytest
 
 from tests.harness import sshlog
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+
 
 def _helper_calls(log: sshlog.SshLog) -> dict[str, int]:
     return sshlog.helper_commands(log.read())

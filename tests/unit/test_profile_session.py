@@ -1,5 +1,7 @@
-"""The profile_session suite (tests/conftest.py PROFILE_SESSION: what `make test-profile` runs
-on the sandbox's other profiles) names tests that exist: a renamed test would leave it quietly."""
+"""The tables of tests/conftest.py (PROFILE_SESSION: what `make test-profile` runs on the
+sandbox's other profiles; BOB_LANE and SOLO: where `make test` runs a sandbox test, and what runs
+alone) name tests that exist: a renamed test would leave them quietly. Each marks exactly its
+tests, and the lanes' tables name sandbox tests only."""
 
 from __future__ import annotations
 
@@ -7,19 +9,39 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import PROFILE_SESSION, in_profile_session
+import pytest
+
+from tests.conftest import BOB_LANE, PROFILE_SESSION, SOLO, listed
 
 REPO = Path(__file__).resolve().parents[2]
+ARGV = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
 
 
-def test_every_entry_names_collected_tests_and_only_they_are_marked():
-    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    every = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
-    marked = subprocess.run([*argv, "-m", "profile_session"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
-    ids = [line for line in every.stdout.splitlines() if "::" in line]
-    chosen = [line for line in marked.stdout.splitlines() if "::" in line]
-    assert len(ids) > 100, every.stdout[-2000:] + every.stderr[-2000:]
-    for entry in PROFILE_SESSION:
-        assert any(in_profile_session(i) and i.startswith(entry) for i in ids), entry
-    assert chosen == [i for i in ids if in_profile_session(i)] != []
+def collected(*marks: str) -> list[str]:
+    argv = [*ARGV, *(["-m", " and ".join(marks)] if marks else [])]
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    ids = [line for line in out.stdout.splitlines() if "::" in line]
+    assert ids or marks, out.stdout[-2000:] + out.stderr[-2000:]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def every() -> list[str]:
+    ids = collected()
+    assert len(ids) > 100
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("table", "mark"),
+    [(PROFILE_SESSION, "profile_session"), (BOB_LANE, "bob_lane"), (SOLO, "solo")],
+)
+def test_every_entry_names_collected_tests_and_only_they_are_marked(every, table, mark):
+    for entry in table:
+        assert any(listed(i, table) and i.startswith(entry) for i in every), entry
+    assert collected(mark) == [i for i in every if listed(i, table)] != []
+
+
+def test_the_lanes_name_sandbox_tests_only():
+    assert collected("bob_lane", "not sandbox") == []
+    assert collected("solo", "not sandbox") == []
