@@ -53,11 +53,18 @@ PROFILE_SESSION = (
 
 
 # `make test` runs two lanes of sandbox tests side by side (tests/lanes.sh, tests/harness/lanes.py).
-# bob's lane: tests that touch only bob (his setup: wiped, reinstalled, its password changed).
+# bob's lane: tests that touch only bob (his setup wiped, reinstalled, re-passworded or broken
+# on purpose: the bad inputs that are his).
 # The main lane has every other sandbox test: alice's (her sessions would meet a second lane's at
 # the duplicate guard) and those that set bob up as well run alone (SOLO).
 BOB_LANE = (
     "tests/roles/test_setup.py",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[setup-never-run]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[missing-module]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[interrupted-setup-rerun]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[job-dies-at-start-module-load]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[jupyter-fails-to-start]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[connection-file-disk-full]",
     "tests/sandbox/test_accounting.py::test_account_without_association_is_refused",
     "tests/sandbox/test_environments.py::test_both_modules_are_listed",
     "tests/sandbox/test_profile.py::test_login_shells_have_the_profiles_module_system",
@@ -73,6 +80,10 @@ SOLO = (
     "tests/e2e/test_doctor_setup.py::test_doctor_with_sshd_stopped_says_cause_and_fix",
     "tests/e2e/test_node_host_keys.py::test_a_node_without_sshd_names_the_refusal_and_via_login",
     "tests/hardening/test_chaos.py",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[slurmctld-down]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[slurmctld-restarted-mid-session]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[slurmctld-down-at-ctrl-c]",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[compute-node-sshd-down]",
     # the laptop's network cut or changed
     "tests/sandbox/test_cluster.py::test_laptop_link_cut_and_restored",
     "tests/e2e/test_lost_tunnel.py::test_a_laptop_that_sleeps_inside_the_lease_comes_back_with_its_kernel",
@@ -95,7 +106,7 @@ SOLO = (
     "tests/e2e/test_real_work.py::test_gpu_session_kernel_list_proxy_forward_and_ssh_config",
     "tests/sandbox/test_gpus.py::test_a_gpu_job_gets_cuda_visible_devices",
     "tests/sandbox/test_gpus.py::test_batch_job_on_gpu_partition",
-    "tests/hardening/test_bad_inputs.py",
+    "tests/hardening/test_bad_inputs.py::test_bad_input[pending-longer-than-limit]",
     # alice and bob both (set up, or their files compared), or every process's argv and /tmp
     "tests/roles/test_setup.py::test_alice_and_bob_are_independent",
     "tests/e2e/test_node_host_keys.py::test_bob_with_the_site_wide_file_only",

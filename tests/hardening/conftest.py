@@ -15,8 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.harness.sandbox import SSH_CONFIG, Sandbox, laptop_argv
 
 
@@ -210,9 +208,3 @@ def laptop_listener() -> Iterator[int]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
         proc.wait(timeout=10)
-
-
-@pytest.fixture
-def users_set_up(nodebook_setup: Callable[[str], object]) -> None:
-    nodebook_setup("alice")
-    nodebook_setup("bob")

@@ -530,7 +530,10 @@ def _final_line(d: DriverProcess) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(sandbox: Sandbox, users_set_up: None, tmp_path: Path, case: Case) -> None:
+def test_bad_input(
+    sandbox: Sandbox, nodebook_setup: Callable[[str], object], tmp_path: Path, case: Case
+) -> None:
+    nodebook_setup(case.user)  # only the case's user: bob's cases run in bob's lane
     ctx = Ctx(sandbox, tmp_path)
     d: DriverProcess | None = None
     try:

@@ -45,12 +45,18 @@ def processes_in(nets: set[str]) -> list[int]:
     return pids
 
 
+def runs(pid: int, name: str) -> bool:
+    """pid is a live `name` (a zombie has exited: PID 1 here may reap it only later)."""
+    try:
+        comm, rest = Path(f"/proc/{pid}/stat").read_text().split("(", 1)[1].rsplit(")", 1)
+    except OSError:
+        return False
+    return comm == name and rest.split()[0] != "Z"
+
+
 def assert_nothing_left(sandbox, nets: set[str], munged: int) -> None:
     assert processes_in(nets) == []
-    assert (
-        not Path(f"/proc/{munged}").exists()
-        or "munged" not in Path(f"/proc/{munged}/comm").read_text()
-    )
+    assert not runs(munged, "munged")
     for user in ("alice", "bob"):
         with pytest.raises(KeyError):
             pwd.getpwnam(user)
