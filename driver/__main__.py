@@ -1,7 +1,23 @@
-"""Entry point for ``python -m driver``."""
+"""The ``nodebook`` command (its console script) and ``python -m driver``.
+
+``nodebook stop JOBID --cluster NAME`` of a session this machine holds sends its request to the
+session's driver first, with nothing loaded but what the request needs (driver.stop.ask: no
+argparse, enum, re, json, pathlib or socket module); everything else is driver.cli's.
+"""
 
 import sys
 
-from driver.cli import main
 
-sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from driver.stop import ask, plain_stop
+
+    early = plain_stop(argv)  # (job id, cluster, user)
+    asked = ask(early[1], early[0], early[2]) if early is not None else None
+    from driver.cli import main as cli_main
+
+    return cli_main(argv, asked)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

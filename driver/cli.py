@@ -9,17 +9,17 @@ import sys
 
 from driver.errors import EXIT_CODE_HELP, ExitCode, NodebookError, Stopped
 
-# Each command imports what it needs, when it needs it: `nodebook stop` of a session this
-# machine holds sends its request before the rest of the driver is loaded (typing too: this is
-# typing.TYPE_CHECKING without the import).
+# Each command imports what it needs, when it needs it (typing too: this is
+# typing.TYPE_CHECKING without the import); `nodebook stop` of a session this machine holds
+# sent its request before this module loaded (driver.__main__).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
     from typing import Any
 
     from driver.inventory import Cluster
     from driver.progress import Renderer
+    from driver.stop import Asked
 
 EXAMPLES = f"""\
 examples:
@@ -357,39 +357,10 @@ def _prune_stale_state(out: Renderer) -> None:
         )
 
 
-def plain_stop(argv: Sequence[str]) -> tuple[str, str, str | None] | None:
-    """(JOBID, cluster, user) when ``argv`` is ``stop JOBID --cluster NAME`` with at most
-    ``--user USER`` and ``--json`` besides, in any order: the request to a session's own driver
-    goes out before argparse is even imported. Any other form is None and parsed first (the
-    unit test holds this reading to argparse's)."""
-    if len(argv) < 4 or argv[0] != "stop" or not argv[1].isdigit():
-        return None
-    values: dict[str, str] = {}
-    rest = list(argv[2:])
-    while rest:
-        word = rest.pop(0)
-        if word == "--json":
-            continue
-        if word not in ("--cluster", "--user") or word in values or not rest:
-            return None
-        values[word] = rest.pop(0)
-        if values[word].startswith("-") or not values[word]:
-            return None
-    if "--cluster" not in values:
-        return None
-    return argv[1], values["--cluster"], values.get("--user")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run a subcommand, map every failure to one line and an exit code."""
+def main(argv: list[str] | None = None, asked: Asked | None = None) -> int:
+    """Parse arguments, run a subcommand, map every failure to one line and an exit code.
+    ``asked``: the stop request driver.__main__ sent before this module loaded."""
     argv = sys.argv[1:] if argv is None else argv
-    early = plain_stop(argv)
-    asked = None
-    if early is not None:  # before anything else loads
-        from driver.stop import ask
-
-        job_id, cluster, user = early
-        asked = ask(cluster, job_id, user)
     parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "setup":

@@ -476,6 +476,8 @@ class Session:
                 control_path=str(self.master.control_path),
             )
         )
+        with contextlib.suppress(OSError):  # without it, `stop` finds the socket by the record
+            self.state.link_stop(self.job.id or "", self.stop_requests.path)
         url = connected.url
         self.out.emit(
             Update(

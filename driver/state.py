@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from driver.stateroot import state_root_dir, stop_link
+
 # typing.TYPE_CHECKING, without importing typing: `nodebook stop` asks before it loads more
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,11 +45,9 @@ def owned_temp_dir(prefix: str) -> Path:
 
 
 def state_root() -> Path:
-    """``$NODEBOOK_STATE_DIR``, else ``$XDG_STATE_HOME/nodebook``, else ~/.local/state/nodebook."""
-    if os.environ.get("NODEBOOK_STATE_DIR"):
-        return Path(os.environ["NODEBOOK_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "nodebook"
+    """The state root (driver.stateroot: ``$NODEBOOK_STATE_DIR``, else
+    ``$XDG_STATE_HOME/nodebook``, else ~/.local/state/nodebook)."""
+    return Path(state_root_dir())
 
 
 def private_dir(path: Path) -> Path:
@@ -99,6 +99,17 @@ class StateDir:
     def remove(self, job_id: str) -> None:
         self._file(job_id).unlink(missing_ok=True)
         self._orphan(job_id).unlink(missing_ok=True)
+        self.stop_link(job_id).unlink(missing_ok=True)
+
+    def stop_link(self, job_id: str) -> Path:
+        """Beside the record: a link to its driver's stop socket (driver.stop)."""
+        return Path(stop_link(self.path.name, job_id, str(self.path.parent)))
+
+    def link_stop(self, job_id: str, socket_path: Path) -> None:
+        """Point the session's stop link at its driver's stop socket."""
+        link = self.stop_link(job_id)
+        link.unlink(missing_ok=True)
+        link.symlink_to(socket_path)
 
     def _orphan(self, job_id: str) -> Path:
         return self.path / f"{job_id}.orphan"
@@ -109,6 +120,8 @@ class StateDir:
         again)."""
         with contextlib.suppress(OSError):
             os.replace(self._file(job_id), self._orphan(job_id))
+        with contextlib.suppress(OSError):
+            self.stop_link(job_id).unlink(missing_ok=True)  # no driver behind it
 
     def last_port(self, job_id: str) -> int | None:
         """The local port the job's session used on this machine, if it is known."""

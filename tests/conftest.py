@@ -127,7 +127,8 @@ def in_profile_session(nodeid: str) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that restart the sandbox cluster run after every other test."""
+    """Tests that restart the sandbox cluster run after every other test; the tests listed in
+    PROFILE_SESSION, BOB_LANE and SOLO get their table's marker (tests/lanes.sh selects by it)."""
     items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
     for item in items:
         for table, mark in (

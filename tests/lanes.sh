@@ -33,9 +33,10 @@ started=$SECONDS
 cluster up || exit 1
 "$pytest" -p no:cacheprovider "$@" -m "not sandbox" tests >"$logs/unit" 2>&1 &
 pids+=($!)
-"$pytest" -p no:cacheprovider "$@" -m "sandbox and bob_lane and not destructive" tests >"$logs/bob" 2>&1 &
+# (each sandbox lane lists its slowest tests: what to move or shorten when the suite grows)
+"$pytest" -p no:cacheprovider --durations=15 "$@" -m "sandbox and bob_lane and not destructive" tests >"$logs/bob" 2>&1 &
 pids+=($!)
-"$pytest" "$@" -m "sandbox and not bob_lane and not destructive" tests
+"$pytest" --durations=25 "$@" -m "sandbox and not bob_lane and not destructive" tests
 rcs=($?)
 for pid in "${pids[@]}"; do
   wait "$pid"

@@ -33,10 +33,14 @@ def test_one_submit_connection_and_cancel_per_session(
     if end == "ctrl_c":
         d.signal(signal.SIGINT)
     else:  # the stop asks the session's driver: no ssh of its own (no login, nothing asked)
+        link = d.state / "sandbox" / f"{job_id}.stop"  # beside the record: to the driver's socket
+        assert link.is_symlink() and link.resolve().is_socket(), link
         stop_log = sshlog.SshLog(tmp_path / "ssh-stop")
         stop = drive(["stop", job_id, "--cluster", "sandbox"], env=stop_log.env(os.environ["PATH"]))
         assert stop.wait(timeout=60) == 0, stop.output
         assert stop_log.read() == [], "nodebook stop of a session held here ran ssh"
+        assert f"stopped: {job_id} (by its driver, pid {d.pid})" in stop.output, stop.output
+        assert not link.is_symlink(), "the stop link outlived its session"
     d.wait(timeout=60)
     calls = _helper_calls(log)
     assert calls.get("submit") == 1, calls

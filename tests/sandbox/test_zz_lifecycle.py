@@ -31,14 +31,24 @@ def namespaces(sandbox) -> set[str]:
     return found
 
 
+def live(pid: int | str) -> tuple[str, bool] | None:
+    """(its command name, alive) of a process, None when there is none: a zombie has exited
+    (PID 1 here may reap it only later)."""
+    try:
+        comm, rest = Path(f"/proc/{pid}/stat").read_text().split("(", 1)[1].rsplit(")", 1)
+    except OSError:
+        return None
+    return comm, rest.split()[0] != "Z"
+
+
 def processes_in(nets: set[str]) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 if os.readlink(f"/proc/{entry}/ns/net") in nets:
-                    state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if state != "Z":
+                    process = live(entry)
+                    if process is not None and process[1]:
                         pids.append(int(entry))
             except OSError:
                 continue
@@ -46,12 +56,8 @@ def processes_in(nets: set[str]) -> list[int]:
 
 
 def runs(pid: int, name: str) -> bool:
-    """pid is a live `name` (a zombie has exited: PID 1 here may reap it only later)."""
-    try:
-        comm, rest = Path(f"/proc/{pid}/stat").read_text().split("(", 1)[1].rsplit(")", 1)
-    except OSError:
-        return False
-    return comm == name and rest.split()[0] != "Z"
+    """pid is a live `name`."""
+    return live(pid) == (name, True)
 
 
 def assert_nothing_left(sandbox, nets: set[str], munged: int) -> None:

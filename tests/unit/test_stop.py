@@ -8,6 +8,7 @@ tests/e2e/test_one_owner.py stop real sessions).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_a_request_unwinds_the_session_and_waits_for_its_answer(tmp_path, state)
     assert thread.is_alive(), "the stop must wait for the cleanup's answer"
     requests.answer(True, "job 41 cancelled")
     thread.join(10)
-    assert answers == [{"gone": True, "note": "job 41 cancelled"}]
+    assert answers == [{"gone": True, "note": "job 41 cancelled", "driver_pid": os.getpid()}]
     assert not (tmp_path / stop_mod.SOCKET).exists()
 
 
@@ -165,9 +166,10 @@ OTHER_FORMS = [
 @pytest.mark.parametrize("argv", PLAIN_FORMS + OTHER_FORMS, ids=" ".join)
 def test_the_early_request_reads_the_command_line_as_argparse_does(argv):
     """`stop JOBID --cluster NAME` asks its session's driver before argparse is imported
-    (cli.plain_stop): what it reads is what argparse reads, and any other form waits for
+    (stop.plain_stop): what it reads is what argparse reads, and any other form waits for
     argparse."""
-    from driver.cli import build_parser, plain_stop
+    from driver.cli import build_parser
+    from driver.stop import plain_stop
 
     early = plain_stop(argv)
     if argv in PLAIN_FORMS:
@@ -177,20 +179,27 @@ def test_the_early_request_reads_the_command_line_as_argparse_does(argv):
         assert early is None
 
 
-def test_the_early_request_goes_out_before_argparse_and_typing_load(tmp_path):
-    """What `nodebook stop JOBID --cluster NAME --user USER` asks (its session's driver on that
-    cluster, by that user) and has imported by then: not argparse (nor the shutil it brings)
-    and not typing, which the rest of the command loads."""
+# What `nodebook stop JOBID --cluster NAME` has not loaded when its request goes out: argparse
+# (and the shutil it brings) and typing, which the rest of the command loads; and enum, re,
+# json, pathlib and the socket module, which cost more than the request itself.
+NOT_YET = ("argparse", "shutil", "typing", "enum", "re", "json", "pathlib", "socket")
+
+
+@pytest.mark.parametrize("user", [None, "bob"])
+def test_the_early_request_goes_out_before_the_rest_loads(tmp_path, user):
+    """The console script's entry (driver.__main__) asks first: the cluster, the job and the
+    user as given, and of NOT_YET nothing loaded yet (with --user the record is read first:
+    json and pathlib then, but still no argparse or typing)."""
     import subprocess
     import sys
 
+    argv = ["stop", "41", "--cluster", "c1", *(["--user", user] if user else [])]
     code = (
         "import sys, driver.stop as s\n"
         "seen = []\n"
-        "s.ask = lambda *a: seen.append([*a, *(m for m in ('argparse', 'shutil', 'typing') "
-        "if m in sys.modules)])\n"
-        "from driver.cli import main\n"
-        "main(['stop', '41', '--cluster', 'c1', '--user', 'bob'])\n"
+        f"s.ask = lambda *a: seen.append([*a, *(m for m in {NOT_YET!r} if m in sys.modules)])\n"
+        "from driver.__main__ import main\n"
+        f"main({argv!r})\n"
         "print('loaded:', seen)\n"
     )
     env = {
@@ -201,5 +210,64 @@ def test_the_early_request_goes_out_before_argparse_and_typing_load(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
     )
-    # the first ask: the cluster, the job and the user, and nothing of the three loaded yet
-    assert "loaded: [['c1', '41', 'bob']" in done.stdout, done.stdout + done.stderr
+    assert f"loaded: [['c1', '41', {user!r}]" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("user", [None, "bob"])
+def test_the_real_ask_loads_none_of_them_through_the_stop_link(tmp_path, user):
+    """The real ask, through a session's stop link (a driver listens): the request arrives, and
+    of NOT_YET nothing is loaded by then. With --user it reads the record (json, pathlib) and
+    sends the request through the record's control directory."""
+    import subprocess
+    import sys
+
+    state = StateDir("c1", tmp_path / "state")
+    state.save(_record(tmp_path, user="bob"))
+    requests = StopRequests(tmp_path)
+    state.link_stop("41", requests.path)
+    code = (
+        "import sys\n"
+        "from driver.stop import ask\n"
+        f"asked = ask('c1', '41', {user!r})\n"
+        f"print('asked:', asked is not None, [m for m in {NOT_YET!r} if m in sys.modules])\n"
+    )
+    env = {"NODEBOOK_STATE_DIR": str(tmp_path / "state"), "TMPDIR": str(tmp_path)}
+    with pytest.raises(Stopped), exit_signals():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        time.sleep(10)  # the request's signal ends this
+    requests.answer(True, "")
+    out, err = proc.communicate(timeout=60)
+    asked, _, loaded = out.partition("asked: ")[2].strip().partition(" ")
+    assert asked == "True", out + err
+    if user is None:
+        assert loaded == "[]"
+    else:  # the record read: json and pathlib, still no argparse, typing or socket module
+        assert "'json'" in loaded and "'pathlib'" in loaded, loaded
+        assert not any(f"'{m}'" in loaded for m in ("argparse", "typing", "socket")), loaded
+
+
+def test_the_stop_link_goes_with_the_record(tmp_path, state):
+    """The link beside the record is removed with it, and when its driver is gone (orphan); a
+    link with no driver behind it is not asked, and the record's socket is asked instead."""
+    state.save(_record(tmp_path))
+    requests = StopRequests(tmp_path)
+    state.link_stop("41", requests.path)
+    link = state.stop_link("41")
+    assert link.is_symlink() and link.resolve() == requests.path.resolve()
+    state.orphan("41")
+    assert not link.is_symlink()
+    state.save(_record(tmp_path))
+    state.link_stop("41", tmp_path / "gone")  # a link to nothing: the record's socket then
+    with pytest.raises(Stopped), exit_signals():
+        asked = ask("c1", "41", None)
+        assert asked is not None
+        time.sleep(10)  # the request's signal ends this
+    requests.answer(False, "")
+    state.remove("41")
+    assert not link.is_symlink() and state.load("41") is None

@@ -6,6 +6,7 @@ nb_part_common() { :; }
 NB_SETUP_FORMAT=2 # the setup.json format this helper reads
 SCHED_POLL=5      # s between scheduler queries while waiting (<= 12 per minute)
 FS_POLL=0.05      # s between looks at the shared file system while waiting (a stat: cheap)
+START_POLL=0.02   # s between looks while a started job's Jupyter starts (a second or so)
 WRITE_EVERY=10    # naps between empty lines of a long wait (its session gone: the write fails)
 DEADMAN_EXIT=75   # the job's exit status when its dead-man's switch ended it
 

@@ -200,16 +200,16 @@ cmd_submit() {
   return 0
 }
 
-# wait: report the job's state as soon as it differs from the last one reported (kept in the
-# job's .seen file: submitted|last query|state|reason|node|start), else block until it changes or
-# the window ends. At most one squeue per SCHED_POLL s, across calls too; the job's log appearing
-# (its start) is noticed on the shared file system within FS_POLL s and queried at once.
 # job_started: the job has started on its node (its log or its job dir exists: the first sign
 # on the shared file system, before the scheduler says RUNNING); needs job_paths.
 job_started() {
   [ -e "$J_LOG" ] || [ -e "$J_DIR" ]
 }
 
+# wait: report the job's state as soon as it differs from the last one reported (kept in the
+# job's .seen file: submitted|last query|state|reason|node|start), else block until it changes or
+# the window ends. At most one squeue per SCHED_POLL s, across calls too; the job's log appearing
+# (its start) is noticed on the shared file system within FS_POLL s and queried at once.
 cmd_wait() {
   local id="" window=30 limit=0 begin seen="" submitted="" last="" next=0 fp prev="" logseen=0
   while [ "$#" -gt 0 ]; do
@@ -322,7 +322,7 @@ cmd_connection() {
       [ "$Q_STATE" = RUNNING ] || break
       next=$((NOW + SCHED_POLL))
     fi
-    nap "$FS_POLL"
+    nap "$START_POLL"
   done
   if [ -r "$J_CONN" ] && IFS= read -r line <"$J_CONN" && [ -n "$line" ]; then
     if [ "$token" != true ]; then

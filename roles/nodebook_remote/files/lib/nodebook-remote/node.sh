@@ -121,10 +121,11 @@ EOF
   # Wait until Jupyter answers on its endpoint, then write connection.json atomically (0600),
   # the token last (the helper's `connection` strips it by that).
   "$S_python" - "$JUPYTER_PID" "${S_start_timeout:-120}" "$J_CONN" "$id" "$node" "$endpoint" \
-    "$sock" "$addr" "$port" "$S_app" "$started" "$hb" <<'EOF'
+    "$sock" "$addr" "$port" "$S_app" "$started" "$hb" "$START_POLL" <<'EOF'
 import http.client, json, os, socket, sys, time
 
-pid, timeout, conn_path, job_id, node, endpoint, sock, addr, port, app, started, hb = sys.argv[1:]
+pid, timeout, conn_path, job_id, node, endpoint, sock, addr, port, app, started, hb, poll = \
+    sys.argv[1:]
 pid, deadline = int(pid), time.monotonic() + int(timeout)
 
 
@@ -155,7 +156,7 @@ while not answers():
     if time.monotonic() > deadline:
         print("timeout", file=sys.stderr)
         sys.exit(2)
-    time.sleep(0.05)
+    time.sleep(float(poll))
 
 with open(os.environ["JUPYTER_TOKEN_FILE"], encoding="ascii") as f:
     token = f.read().strip()
