@@ -382,10 +382,11 @@ cmd_ended() {
       *) id=$1; shift ;;
     esac
   done
+  case $settle in '' | *[!0-9]*) usage "ended: --settle takes seconds" ;; esac
   load_setup
   job_paths "$id"
   if sched_queue; then
-    for i in $(seq 1 $((settle * 4))); do
+    for ((i = 1; i <= settle * 4; i++)); do
       query "$id" || break
       case $Q_STATE in RUNNING | COMPLETING | CONFIGURING) nap 0.25 ;; *) break ;; esac
     done
@@ -470,7 +471,12 @@ cmd_cancel() {
       local list
       list=$(IFS=,; printf '%s' "${ids[*]}")
       # Quick looks first (a job without a slow trap leaves in a few tenths), then calmer ones.
-      for i in $(seq 1 100000); do
+      # The first one a tenth after the scancel, not at once: it would almost always still find
+      # the job, and a query while the job is torn down delays its end (in the sandbox a
+      # scancel followed by squeue at once, then every 0.1 s, left the queue a few hundredths
+      # later than a scancel alone; with the first query a tenth or more later, about as soon).
+      nap 0.1
+      for ((i = 1; ; i++)); do
         if left=$(sched_queued "$list"); then
           [ -z "${left// /}" ] && { left=""; break; }
         else
@@ -491,7 +497,7 @@ cmd_cancel() {
     for id in "${ids[@]+"${ids[@]}"}"; do
       read -r pid <"$S_jobs_dir/$id.pid" || continue
       kill -TERM -- "-$pid" 2>/dev/null
-      for i in $(seq 1 100); do
+      for ((i = 1; i <= 100; i++)); do
         kill -0 -- "-$pid" 2>/dev/null || break
         nap 0.1
       done
