@@ -193,6 +193,8 @@ def test_bad_arguments_are_usage_errors(cluster: Cluster) -> None:
     assert cluster.run("submit", "--endpoint", "udp").rc == 2
     assert cluster.run("frobnicate").rc == 2
     assert not cluster.calls("sbatch")
+    settle = cluster.run("ended", "40", "--settle", "1s")
+    assert settle.rc == 2 and "--settle takes seconds" in settle.one("error")["message"]
 
 
 # ------------------------------------------------------------------------------- wait
