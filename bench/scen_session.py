@@ -54,6 +54,7 @@ from typing import Any
 from bench.baseline import MANUAL_JOB_NAME, BaselineSession, manual_script
 from bench.common import gone_after, sandbox_cluster, squeue_lists
 from bench.guard import Guard, log
+from driver.errors import ExitCode
 from tests.harness import sshlog
 from tests.harness.alive import http_status, token_of
 from tests.harness.driver import COMMAND, DriverProcess, RssSampler
@@ -188,7 +189,10 @@ def _driver_round(
         stop.reap()
     rc = drv.reap()
     calls = ssh.read()
+    expected = ExitCode.OK if end == "stop" else ExitCode.INTERRUPTED
     result: dict[str, Any] = {
+        # a wrong exit code keeps what the driver said and did (report.py counts it)
+        **({"trace": attempt_trace(drv, ssh, False)} if rc != expected else {}),
         "job_id": job_id,
         "end": end,
         "ttn": t_ready - drv.started,
@@ -226,6 +230,8 @@ def _driver_round(
     else:
         assert stop is not None
         result["stop_rc"] = stop.reap()
+        if result["stop_rc"] != ExitCode.OK:
+            result["stop_trace"] = {"events": stop.events[-10:], "stderr": stop.stderr[-1500:]}
         stop_calls = stop_log.read()
         result["stop_exit"] = (stop.ended or time.time()) - t_end
         result["stop_ssh"] = {

@@ -40,10 +40,12 @@ from bench.scen_session import (
     PHASE_SPAN_S,
     SESSION_ARGS,
     _event_times,
+    attempt_trace,
     check_200,
     gone_seen,
     warm_inventory,
 )
+from driver.errors import ExitCode
 from tests.harness import sshlog
 from tests.harness.alive import token_of
 from tests.harness.driver import DriverProcess
@@ -92,8 +94,11 @@ def session(guard: Guard, state: Path, kind: str) -> dict[str, Any]:
             drv.reap()
             raise
         calls = [c for c in ssh.read() if c.helper_command() == "submit"]
+        # a wrong exit code keeps what the driver said and did (report.py counts it)
+        trace = attempt_trace(drv, ssh, False) if rc != ExitCode.INTERRUPTED else None
     times = _event_times(drv)
     return {
+        **({"trace": trace} if trace else {}),
         "job_id": job_id,
         "submitted": times.get("submitted", math.nan) - drv.started,
         "ready": t_ready - drv.started,

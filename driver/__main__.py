@@ -12,8 +12,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from driver.stop import ask, plain_stop
 
-    early = plain_stop(argv)  # (job id, cluster, user)
-    asked = ask(early[1], early[0], early[2]) if early is not None else None
+    early = plain_stop(argv)
+    asked = None
+    if early is not None:
+        job_id, cluster, user = early
+        asked = ask(cluster, job_id, user)
     from driver.cli import main as cli_main
 
     return cli_main(argv, asked)
