@@ -168,12 +168,16 @@ def test_session_secrets_and_modes(sandbox: Sandbox, nodebook_setup: object) -> 
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
         records = [p for p in state.rglob("*") if p.is_file()]
         assert records, "the session left no local record while running"
+        controls = list(d.tmp.glob("nb-*"))
+        assert controls and all(stat.S_IMODE(c.stat().st_mode) == 0o700 for c in controls)
         for p in [state, *state.rglob("*")]:
+            if p.is_symlink():  # the stop link: to the driver's socket in its 0700 control dir
+                assert p.name == f"{job}.stop", p
+                assert p.resolve().parent in [c.resolve() for c in controls], p
+                continue
             want = 0o700 if p.is_dir() else 0o600
             assert stat.S_IMODE(p.stat().st_mode) == want, p
             assert token.encode() not in (p.read_bytes() if p.is_file() else b"")
-        controls = list(d.tmp.glob("nb-*"))
-        assert controls and all(stat.S_IMODE(c.stat().st_mode) == 0o700 for c in controls)
         # cluster side: the job's dir and connection file, the node-local runtime dir, socket
         assert _mode(sandbox, "login", jobs) == (0o700, "alice")
         assert _mode(sandbox, "login", paths["connection"]) == (0o600, "alice")
